@@ -1,0 +1,1 @@
+typedef int placeholder_act_order_t; /* being written */

@@ -1,0 +1,1 @@
+typedef int placeholder_act_registry_t; /* being written */

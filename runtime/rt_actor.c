@@ -1,0 +1,1 @@
+typedef int placeholder_rt_actor_t; /* being written */

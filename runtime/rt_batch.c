@@ -1,0 +1,1 @@
+typedef int placeholder_rt_batch_t; /* being written */

@@ -1,0 +1,74 @@
+#include "rt_buf.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_error.h"
+
+void rt_buf_init(struct rt_buf *buf, size_t max)
+{
+    assert(buf != NULL);
+    assert(max > 0);
+    buf->data = NULL;
+    buf->len = 0;
+    buf->cap = 0;
+    buf->max = max;
+}
+
+void rt_buf_free(struct rt_buf *buf)
+{
+    assert(buf != NULL);
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = 0;
+    buf->cap = 0;
+}
+
+int rt_buf_reserve(struct rt_buf *buf, size_t extra)
+{
+    assert(buf != NULL);
+    assert(buf->len <= buf->max);
+    if (extra > buf->max - buf->len) {
+        return RT_ETOOLARGE;
+    }
+    size_t need = buf->len + extra;
+    if (need <= buf->cap) {
+        return 0;
+    }
+    size_t cap = buf->cap == 0 ? 256 : buf->cap;
+    while (cap < need) {
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    }
+    if (cap > buf->max) {
+        cap = buf->max;
+    }
+    uint8_t *data = realloc(buf->data, cap);
+    if (data == NULL) {
+        return RT_ENOMEM;
+    }
+    buf->data = data;
+    buf->cap = cap;
+    return 0;
+}
+
+int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len)
+{
+    assert(bytes != NULL || len == 0);
+    int rv = rt_buf_reserve(buf, len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (len > 0) {
+        memcpy(buf->data + buf->len, bytes, len);
+    }
+    buf->len += len;
+    return 0;
+}
+
+void rt_buf_truncate(struct rt_buf *buf, size_t len)
+{
+    assert(buf != NULL);
+    assert(len <= buf->len);
+    buf->len = len;
+}

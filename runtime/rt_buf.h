@@ -1,0 +1,64 @@
+/* rt_buf: a growable byte buffer with a hard size limit.
+ *
+ * Owns its bytes (malloc'd). Appends past @max fail with RT_ETOOLARGE and leave the buffer as
+ * it was, so a caller can always report the error and keep what it had. Reusing one buffer
+ * (rt_buf_reset) avoids a malloc per request on hot paths.
+ */
+#ifndef RT_BUF_H
+#define RT_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rt_buf {
+    uint8_t *data; /* NULL until the first append. */
+    size_t len;    /* Bytes in use. */
+    size_t cap;    /* Bytes allocated. */
+    size_t max;    /* Hard limit on len. */
+};
+
+void rt_buf_init(struct rt_buf *buf, size_t max);
+void rt_buf_free(struct rt_buf *buf);
+/* Forget the contents, keep the allocation. */
+static inline void rt_buf_reset(struct rt_buf *buf)
+{
+    buf->len = 0;
+}
+/* Make room for @extra more bytes. RT_ETOOLARGE past max, RT_ENOMEM. */
+int rt_buf_reserve(struct rt_buf *buf, size_t extra);
+int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len);
+/* Drop bytes past @len (len <= buf->len). */
+void rt_buf_truncate(struct rt_buf *buf, size_t len);
+
+/* Big-endian integer helpers for stored keys (so that byte order equals numeric order). */
+static inline void rt_put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline void rt_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static inline void rt_put_be64(uint8_t *p, uint64_t v)
+{
+    rt_put_be32(p, (uint32_t)(v >> 32));
+    rt_put_be32(p + 4, (uint32_t)v);
+}
+static inline uint16_t rt_get_be16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t rt_get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t rt_get_be64(const uint8_t *p)
+{
+    return ((uint64_t)rt_get_be32(p) << 32) | rt_get_be32(p + 4);
+}
+
+#endif /* RT_BUF_H */

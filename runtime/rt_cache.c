@@ -1,0 +1,1 @@
+typedef int placeholder_rt_cache_t; /* being written */

@@ -1,0 +1,1 @@
+typedef int placeholder_rt_engine_t; /* being written */

@@ -1,0 +1,105 @@
+/* rt_engine: the deterministic apply engine of one shard.
+ *
+ * Given a raft entry (an encoded rt_batch) and its index, rt_engine_apply runs every command
+ * against its actor and commits the resulting state writes, index writes, outbox records and
+ * timers in one store commit together with the applied index. It is pure with respect to its
+ * inputs: same store contents + same entries => byte-identical store contents on every
+ * replica. It reads no clock (now = the batch timestamp) and no randomness (ids and sequence
+ * numbers come from (shard, index, position)).
+ *
+ * Idempotent re-apply: entries at or below the store's applied index are skipped
+ * (RT_EDUPLICATE), which is what raft needs after a restart (it re-applies the log tail).
+ *
+ * Outbox record (persistent format, value in the outbox column family, key = shard | seq):
+ *   ["msg", target_shard: uint, actor_type: uint, key: bin, op: uint, args: bin]
+ *   ["ext", kind: str, payload: bin]
+ * Timer record (value in the timers column family, key = shard | due_ms | seq):
+ *   [actor_type: uint, key: bin, op: uint, args: bin]
+ * Inbox high-water mark (meta "inbox" | source shard -> be64 seq): a message from a source
+ * shard whose seq is not above the mark was applied already and is skipped. The outbox
+ * forwarder must therefore deliver one source's messages to a target in sequence order.
+ */
+#ifndef RT_ENGINE_H
+#define RT_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt_actor.h"
+#include "rt_batch.h"
+#include "rt_buf.h"
+#include "rt_cache.h"
+#include "rt_store.h"
+
+struct rt_engine_config {
+    uint16_t shard;                     /* The shard this engine applies. */
+    uint16_t shard_count;               /* Shards in the cluster (for message routing). */
+    const struct rt_registry *registry; /* Not owned; outlives the engine. */
+    struct rt_store *store;             /* Not owned. */
+    struct rt_cache *cache;             /* Not owned; may be NULL (no caching). */
+};
+
+/* The outcome of one command of the last applied entry (or of a query). */
+struct rt_reply {
+    int code;            /* 0 or a negative RT_E* code. */
+    const uint8_t *body; /* msgpack reply body (code == 0), view into the engine. */
+    uint32_t body_len;
+    const char *msg; /* Human-readable reason, "" when none. */
+};
+
+struct rt_engine_stats {
+    uint64_t entries_applied;  /* Entries committed by this engine. */
+    uint64_t entries_skipped;  /* Entries at or below the applied index. */
+    uint64_t entries_rejected; /* Entries that failed to decode. */
+    uint64_t commands_ok;
+    uint64_t commands_failed;
+};
+
+struct rt_engine {
+    struct rt_engine_config config;
+    uint64_t applied_index;      /* Last index committed to the store. */
+    struct rt_writeset ws;       /* Writes of the entry being applied. */
+    struct rt_command *commands; /* Decoded commands, RT_BATCH_COMMANDS_MAX. */
+    struct rt_reply *replies;    /* One per command of the last entry. */
+    uint32_t reply_count;
+    struct rt_buf reply_arena; /* Reply bodies and messages of the last entry. */
+    struct rt_buf scratch;     /* Reads from the store. */
+    struct rt_engine_stats stats;
+};
+
+/* Reads the store's applied index for the shard. RT_ENOMEM, RT_EIO. */
+int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *config);
+void rt_engine_free(struct rt_engine *engine);
+
+/* Apply entry @index holding @data. Returns:
+ *   0              committed; rt_engine_reply() has one reply per command;
+ *   RT_EDUPLICATE  index <= applied index: nothing done (no replies);
+ *   RT_EMALFORMED, RT_EVERSION, RT_ETOOLARGE: the entry is not a valid batch. Nothing is
+ *                  written and there are no replies; the in-memory applied index moves on so
+ *                  the shard does not stall (every replica decides the same way);
+ *   RT_EIO, RT_ENOMEM: the store failed; nothing is committed and the engine must not be used
+ *                  for this shard again until reopened (the node stops the shard).
+ * @index must be applied_index + 1 or lower (raft applies in order). */
+int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len);
+
+uint32_t rt_engine_reply_count(const struct rt_engine *engine);
+const struct rt_reply *rt_engine_reply(const struct rt_engine *engine, uint32_t i);
+static inline uint64_t rt_engine_applied_index(const struct rt_engine *engine)
+{
+    return engine->applied_index;
+}
+
+/* Run a read-only operation against committed state, outside raft (linearizable when the
+ * caller has confirmed leadership; "stale" otherwise). @cmd->origin must be CLIENT. The reply
+ * is valid until the next apply or query. RT_EINVAL if the op is not read-only. */
+int rt_engine_query(struct rt_engine *engine, const struct rt_command *cmd, uint64_t now_ms,
+                    struct rt_reply *reply);
+
+/* Leader side: append a TIMER command for every timer due at @now_ms (up to @max, oldest
+ * first) to @builder, which the caller has begun. *@added says how many. Stops early without
+ * error when the builder is full. */
+int rt_engine_collect_due_timers(struct rt_engine *engine, uint64_t now_ms,
+                                 struct rt_batch_builder *builder, uint32_t max, uint32_t *added);
+
+#endif /* RT_ENGINE_H */

@@ -1,0 +1,112 @@
+#include "rt_key.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rt_buf.h"
+
+uint16_t rt_shard_of(const uint8_t *key, size_t key_len, uint16_t shard_count)
+{
+    assert(key != NULL || key_len == 0);
+    assert(shard_count >= 1 && shard_count <= RT_SHARDS_MAX);
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis. */
+    for (size_t i = 0; i < key_len; i++) {
+        h ^= key[i];
+        h *= 0x100000001b3ull;
+    }
+    return (uint16_t)(h % shard_count);
+}
+
+void rt_key_shard_prefix(uint8_t out[RT_KEY_SHARD_BYTES], uint16_t shard)
+{
+    rt_put_be16(out, shard);
+}
+
+size_t rt_key_state(uint8_t *out, uint16_t shard, uint8_t actor_type, const uint8_t *key,
+                    size_t key_len)
+{
+    assert(key_len >= 1 && key_len <= RT_ACTOR_KEY_BYTES_MAX);
+    assert(actor_type > 0 && actor_type < RT_ACTOR_TYPES_MAX);
+    rt_put_be16(out, shard);
+    out[2] = actor_type;
+    memcpy(out + 3, key, key_len);
+    return 3 + key_len;
+}
+
+size_t rt_key_index(uint8_t *out, uint16_t shard, const uint8_t *index_key, size_t index_key_len)
+{
+    assert(index_key_len >= 1 && index_key_len <= RT_INDEX_KEY_BYTES_MAX);
+    rt_put_be16(out, shard);
+    memcpy(out + 2, index_key, index_key_len);
+    return 2 + index_key_len;
+}
+
+size_t rt_key_outbox(uint8_t *out, uint16_t shard, uint64_t seq)
+{
+    rt_put_be16(out, shard);
+    rt_put_be64(out + 2, seq);
+    return 10;
+}
+
+size_t rt_key_timer(uint8_t *out, uint16_t shard, uint64_t due_ms, uint64_t seq)
+{
+    rt_put_be16(out, shard);
+    rt_put_be64(out + 2, due_ms);
+    rt_put_be64(out + 10, seq);
+    return 18;
+}
+
+size_t rt_key_meta(uint8_t *out, uint16_t shard, const char *name)
+{
+    size_t n = strlen(name);
+    assert(n >= 1 && n <= RT_INDEX_KEY_BYTES_MAX);
+    rt_put_be16(out, shard);
+    memcpy(out + 2, name, n);
+    return 2 + n;
+}
+
+size_t rt_key_meta_inbox(uint8_t *out, uint16_t shard, uint16_t source_shard)
+{
+    size_t n = rt_key_meta(out, shard, "inbox");
+    rt_put_be16(out + n, source_shard);
+    return n + 2;
+}
+
+size_t rt_id_make(char *out, char kind, uint16_t shard, uint64_t raft_index, uint32_t position)
+{
+    assert((kind >= 'A' && kind <= 'Z'));
+    assert(shard < RT_SHARDS_MAX);
+    assert(raft_index < (1ull << 48));
+    assert(position <= 0xffffu);
+    int n = snprintf(out, RT_ID_BYTES_MAX + 1, "%c%02x%012llx%04x", kind, (unsigned)shard,
+                     (unsigned long long)raft_index, (unsigned)position);
+    assert(n == 19);
+    return (size_t)n;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+bool rt_id_shard(const char *id, size_t id_len, char kind, uint16_t *shard)
+{
+    assert(shard != NULL);
+    if (id == NULL || id_len != 19 || id[0] != kind) {
+        return false;
+    }
+    for (size_t i = 1; i < id_len; i++) {
+        if (hex_value(id[i]) < 0) {
+            return false;
+        }
+    }
+    *shard = (uint16_t)(hex_value(id[1]) * 16 + hex_value(id[2]));
+    return true;
+}

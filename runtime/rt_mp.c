@@ -1,0 +1,1 @@
+typedef int placeholder_rt_mp_t; /* being written */

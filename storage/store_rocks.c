@@ -1,0 +1,1 @@
+typedef int placeholder_store_rocks_t; /* being written */

@@ -1,0 +1,52 @@
+/* store_rocks: the node's RocksDB database behind the rt_store interface.
+ *
+ * One database per node holds every shard (keys are shard-prefixed, see rt_key.h) in the
+ * column families of rt_store.h plus "default" (unused). Writes go with the WAL disabled and
+ * atomic_flush on: the raft log is the durable log, and RocksDB recovers a consistent prefix
+ * of committed batches because each batch carries its shard's applied index (meta
+ * "applied" key). After a crash, raft re-applies entries above the recovered applied index.
+ * A clean close flushes the memtables so nothing needs replaying.
+ *
+ * Single-threaded use from the node's loop thread (RocksDB's own threads flush and compact).
+ */
+#ifndef STORE_ROCKS_H
+#define STORE_ROCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt_store.h"
+
+struct store_rocks_options {
+    size_t block_cache_bytes;  /* Shared LRU block cache; 0 = default (64 MiB). */
+    size_t write_buffer_bytes; /* Memtable size per column family; 0 = default (16 MiB). */
+    int create_if_missing;     /* Create a new database if @path holds none. */
+};
+
+struct store_rocks; /* Opaque; its first member is a struct rt_store. */
+
+void store_rocks_options_default(struct store_rocks_options *options);
+/* Open (or create) the database at @path. RT_EIO with the reason logged (a path that is not
+ * a Payraft database, a database another process holds, a disk error). */
+int store_rocks_open(const char *path, const struct store_rocks_options *options,
+                     struct store_rocks **out);
+/* Flush memtables and close. NULL is a no-op. */
+void store_rocks_close(struct store_rocks *db);
+/* The rt_store view of @db, for the engine. */
+struct rt_store *store_rocks_store(struct store_rocks *db);
+/* Delete every key of @shard in every column family (dropping a replica, or before a
+ * snapshot restore). RT_EIO. */
+int store_rocks_drop_shard(struct store_rocks *db, uint16_t shard);
+/* Hard-linked checkpoint of the whole database into @dir (which must not exist). RT_EIO. */
+int store_rocks_checkpoint(struct store_rocks *db, const char *dir);
+
+/* Approximate figures for status and metrics. */
+struct store_rocks_stats {
+    uint64_t commits;      /* Write batches committed. */
+    uint64_t commit_bytes; /* Bytes of keys and values committed. */
+    uint64_t gets;
+    uint64_t scans;
+};
+void store_rocks_stats(const struct store_rocks *db, struct store_rocks_stats *stats);
+
+#endif /* STORE_ROCKS_H */

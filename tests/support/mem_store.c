@@ -1,0 +1,1 @@
+typedef int placeholder_mem_store_t; /* being written */

@@ -1,0 +1,16 @@
+/* mem_store: an in-memory rt_store for unit tests (sorted arrays per column family).
+ * Same semantics as store_rocks: atomic commit with the applied index, ordered scans. */
+#ifndef MEM_STORE_H
+#define MEM_STORE_H
+
+#include "rt_store.h"
+
+struct mem_store;
+
+struct mem_store *mem_store_new(void);
+void mem_store_free(struct mem_store *store);
+struct rt_store *mem_store_store(struct mem_store *store);
+/* Make the next @n commits fail with RT_EIO (fault injection); 0 turns it off. */
+void mem_store_fail_commits(struct mem_store *store, unsigned n);
+
+#endif /* MEM_STORE_H */
