@@ -77,7 +77,9 @@ struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx);
 /* A human-readable reason to go with the error code the handler returns. */
 void rt_ctx_fail(struct rt_actor_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* A fresh id (see rt_id_make), NUL-terminated in @out[RT_ID_BYTES_MAX + 1]. */
+/* A fresh id (see rt_id_make), NUL-terminated in @out[RT_ID_BYTES_MAX + 1]. Returns its
+ * length, or 0 when the entry has used up its positions (fail the command with
+ * RT_ETOOLARGE: the batch limits make this unreachable in practice). */
 size_t rt_ctx_new_id(struct rt_actor_ctx *ctx, char kind, char *out);
 int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
                      const uint8_t *val, size_t val_len);

@@ -1,1 +1,859 @@
-typedef int placeholder_rt_engine_t; /* being written */
+/* The apply engine. One call of rt_engine_apply = one raft entry = one store commit.
+ *
+ * Per command: remember the write set's undo mark, run the handler (and, depth-first, the
+ * same-shard messages it sends), and on failure roll the write set back to the mark so the
+ * command leaves no trace. Replies are collected in an arena and resolved to pointers once
+ * the entry is done (the arena may move while it grows). */
+#include "rt_engine.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_error.h"
+#include "rt_key.h"
+#include "rt_log.h"
+#include "rt_mp.h"
+
+/* Reply bodies and messages of one entry: every command's reply is <= RT_REPLY_BYTES_MAX but
+ * in practice a few hundred bytes; the arena stops a pathological entry from taking more. */
+#define ENGINE_REPLY_ARENA_BYTES_MAX (64u * 1024u * 1024u)
+/* Queued same-shard messages of one command (type, key, op, args). */
+#define ENGINE_MESSAGE_QUEUE_BYTES_MAX                                                             \
+    (RT_EFFECTS_PER_COMMAND_MAX * RT_MESSAGE_DEPTH_MAX *                                           \
+     (RT_ACTOR_KEY_BYTES_MAX + RT_COMMAND_ARGS_BYTES_MAX + 16u))
+#define ENGINE_FAIL_MSG_BYTES 256u
+/* Positions within an entry feed rt_seq_make and rt_id_make, which keep 16 bits of them. */
+#define ENGINE_POSITIONS_MAX 0xffffu
+
+struct rt_actor_ctx {
+    struct rt_engine *engine;
+    const struct rt_actor_type *type;
+    const uint8_t *key; /* Actor key view (command bytes or message queue). */
+    uint32_t key_len;
+    uint8_t state_key[RT_KEY_BYTES_MAX];
+    size_t state_key_len;
+    uint8_t origin;
+    uint32_t depth;   /* 0 for the command itself, 1.. for messages it caused. */
+    uint32_t effects; /* Effects produced by this handler, <= RT_EFFECTS_PER_COMMAND_MAX. */
+    bool readonly;
+    char fail_msg[ENGINE_FAIL_MSG_BYTES];
+};
+
+/* Engine-private per-entry state kept outside the public struct. */
+struct rt_engine_entry {
+    uint64_t index;
+    uint64_t now_ms;
+    uint32_t position;           /* Next position for ids, timers, outbox records. */
+    int fatal;                   /* A store error: the whole entry fails. */
+    struct rt_buf handler_reply; /* The running handler's reply. */
+    struct rt_buf messages;      /* Same-shard message queue of the running command. */
+    struct rt_buf state_copy;    /* The running handler's view of its own state. */
+    struct rt_buf record;        /* Encoding scratch for timers and outbox records. */
+};
+
+static struct rt_engine_entry *entry_of(struct rt_engine *engine)
+{
+    return engine->entry;
+}
+
+/* ---- Reading through the layers: this entry's writes, the cache, the store ---- */
+
+/* Append the value of (cf, key) to @out. RT_ENOTFOUND, or a store error (fatal). */
+static int engine_read(struct rt_engine *engine, enum rt_cf cf, const uint8_t *key, size_t key_len,
+                       struct rt_buf *out)
+{
+    const uint8_t *val;
+    size_t val_len;
+    switch (rt_writeset_lookup(&engine->ws, cf, key, key_len, &val, &val_len)) {
+    case RT_LOOKUP_PUT:
+        return rt_buf_append(out, val, val_len);
+    case RT_LOOKUP_DELETED:
+        return RT_ENOTFOUND;
+    case RT_LOOKUP_ABSENT:
+        break;
+    }
+    struct rt_cache *cache = cf == RT_CF_STATE ? engine->config.cache : NULL;
+    if (cache != NULL && rt_cache_get(cache, key, key_len, &val, &val_len) == 0) {
+        return rt_buf_append(out, val, val_len);
+    }
+    struct rt_store *store = engine->config.store;
+    size_t mark = out->len;
+    int rv = store->ops->get(store, cf, key, key_len, out);
+    if (rv == 0 && cache != NULL) {
+        rt_cache_put(cache, key, key_len, out->data + mark, out->len - mark);
+    }
+    if (rv != 0 && rv != RT_ENOTFOUND) {
+        RT_ERROR("store read failed in %s: %s", rt_cf_name(cf), rt_strerror(rv));
+        entry_of(engine)->fatal = rv;
+    }
+    return rv;
+}
+
+/* ---- Handler context ---- */
+
+uint64_t rt_ctx_now_ms(const struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return entry_of(ctx->engine)->now_ms;
+}
+
+uint16_t rt_ctx_shard(const struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return ctx->engine->config.shard;
+}
+
+uint16_t rt_ctx_shard_count(const struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return ctx->engine->config.shard_count;
+}
+
+const uint8_t *rt_ctx_key(const struct rt_actor_ctx *ctx, size_t *len)
+{
+    assert(ctx != NULL && len != NULL);
+    *len = ctx->key_len;
+    return ctx->key;
+}
+
+uint8_t rt_ctx_origin(const struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return ctx->origin;
+}
+
+const uint8_t *rt_ctx_state(struct rt_actor_ctx *ctx, size_t *len)
+{
+    assert(ctx != NULL && len != NULL);
+    struct rt_buf *copy = &entry_of(ctx->engine)->state_copy;
+    rt_buf_reset(copy);
+    *len = 0;
+    int rv = engine_read(ctx->engine, RT_CF_STATE, ctx->state_key, ctx->state_key_len, copy);
+    if (rv != 0) {
+        return NULL; /* Absent (or a store error, which fails the entry anyway). */
+    }
+    *len = copy->len;
+    /* An empty value is a valid state; return a non-NULL pointer for it. */
+    return copy->data != NULL ? copy->data : (const uint8_t *)"";
+}
+
+int rt_ctx_peek(struct rt_actor_ctx *ctx, uint8_t type, const uint8_t *key, size_t key_len,
+                struct rt_buf *out)
+{
+    assert(ctx != NULL && out != NULL);
+    struct rt_engine *engine = ctx->engine;
+    if (key_len == 0 || key_len > RT_ACTOR_KEY_BYTES_MAX || type == 0 ||
+        type >= RT_ACTOR_TYPES_MAX) {
+        return RT_EINVAL;
+    }
+    if (rt_shard_of(key, key_len, engine->config.shard_count) != engine->config.shard) {
+        return RT_EFORBIDDEN;
+    }
+    uint8_t state_key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_state(state_key, engine->config.shard, type, key, key_len);
+    return engine_read(engine, RT_CF_STATE, state_key, n, out);
+}
+
+int rt_ctx_index_get(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
+                     struct rt_buf *out)
+{
+    assert(ctx != NULL && out != NULL);
+    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
+    return engine_read(ctx->engine, RT_CF_INDEX, key, n, out);
+}
+
+/* Count one effect against the handler's budget. */
+static int ctx_effect(struct rt_actor_ctx *ctx)
+{
+    assert(!ctx->readonly); /* A read-only op that writes is a bug in the actor. */
+    if (ctx->readonly) {
+        return RT_EINTERNAL;
+    }
+    if (ctx->effects >= RT_EFFECTS_PER_COMMAND_MAX) {
+        return RT_ETOOLARGE;
+    }
+    ctx->effects++;
+    return 0;
+}
+
+/* The next position of the entry, for ids and sequence numbers. */
+static int ctx_position(struct rt_actor_ctx *ctx, uint32_t *position)
+{
+    struct rt_engine_entry *entry = entry_of(ctx->engine);
+    if (entry->position >= ENGINE_POSITIONS_MAX) {
+        return RT_ETOOLARGE;
+    }
+    *position = entry->position++;
+    return 0;
+}
+
+int rt_ctx_set_state(struct rt_actor_ctx *ctx, const uint8_t *state, size_t len)
+{
+    assert(ctx != NULL);
+    assert(state != NULL || len == 0);
+    assert(!ctx->readonly);
+    if (ctx->readonly) {
+        return RT_EINTERNAL;
+    }
+    if (len > RT_ACTOR_STATE_BYTES_MAX) {
+        return RT_ETOOLARGE;
+    }
+    return rt_writeset_put(&ctx->engine->ws, RT_CF_STATE, ctx->state_key, ctx->state_key_len, state,
+                           len);
+}
+
+int rt_ctx_delete_state(struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    assert(!ctx->readonly);
+    if (ctx->readonly) {
+        return RT_EINTERNAL;
+    }
+    return rt_writeset_del(&ctx->engine->ws, RT_CF_STATE, ctx->state_key, ctx->state_key_len);
+}
+
+struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return &entry_of(ctx->engine)->handler_reply;
+}
+
+void rt_ctx_fail(struct rt_actor_ctx *ctx, const char *fmt, ...)
+{
+    assert(ctx != NULL && fmt != NULL);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->fail_msg, sizeof(ctx->fail_msg), fmt, ap);
+    va_end(ap);
+}
+
+size_t rt_ctx_new_id(struct rt_actor_ctx *ctx, char kind, char *out)
+{
+    assert(ctx != NULL && out != NULL);
+    assert(!ctx->readonly);
+    uint32_t position;
+    if (ctx_position(ctx, &position) != 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    struct rt_engine *engine = ctx->engine;
+    return rt_id_make(out, kind, engine->config.shard, entry_of(engine)->index, position);
+}
+
+int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
+                     const uint8_t *val, size_t val_len)
+{
+    assert(ctx != NULL);
+    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    int rv = ctx_effect(ctx);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
+    return rt_writeset_put(&ctx->engine->ws, RT_CF_INDEX, key, n, val, val_len);
+}
+
+int rt_ctx_index_del(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len)
+{
+    assert(ctx != NULL);
+    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    int rv = ctx_effect(ctx);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
+    return rt_writeset_del(&ctx->engine->ws, RT_CF_INDEX, key, n);
+}
+
+int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, const uint8_t *args,
+                     size_t args_len)
+{
+    assert(ctx != NULL);
+    assert(args != NULL || args_len == 0);
+    if (op >= ctx->type->op_count || args_len > RT_COMMAND_ARGS_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    uint32_t position;
+    int rv = ctx_effect(ctx);
+    if (rv != 0 || (rv = ctx_position(ctx, &position)) != 0) {
+        return rv;
+    }
+    struct rt_engine *engine = ctx->engine;
+    struct rt_engine_entry *entry = entry_of(engine);
+    rt_buf_reset(&entry->record);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &entry->record);
+    rt_mp_write_array(&w, 4);
+    rt_mp_write_uint(&w, ctx->type->id);
+    rt_mp_write_bin(&w, ctx->key, ctx->key_len);
+    rt_mp_write_uint(&w, op);
+    rt_mp_write_bin(&w, args, args_len);
+    if (rt_mp_writer_error(&w) != 0) {
+        return rt_mp_writer_error(&w);
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_timer(key, engine->config.shard, due_ms, rt_seq_make(entry->index, position));
+    return rt_writeset_put(&engine->ws, RT_CF_TIMERS, key, n, entry->record.data,
+                           entry->record.len);
+}
+
+/* Put an outbox record (already encoded in entry->record) under the next sequence. */
+static int ctx_outbox_put(struct rt_actor_ctx *ctx, uint32_t position)
+{
+    struct rt_engine *engine = ctx->engine;
+    struct rt_engine_entry *entry = entry_of(engine);
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_outbox(key, engine->config.shard, rt_seq_make(entry->index, position));
+    return rt_writeset_put(&engine->ws, RT_CF_OUTBOX, key, n, entry->record.data,
+                           entry->record.len);
+}
+
+int rt_ctx_send(struct rt_actor_ctx *ctx, uint8_t type, const uint8_t *key, size_t key_len,
+                uint8_t op, const uint8_t *args, size_t args_len)
+{
+    assert(ctx != NULL);
+    assert(args != NULL || args_len == 0);
+    struct rt_engine *engine = ctx->engine;
+    const struct rt_actor_type *target = rt_registry_type(engine->config.registry, type);
+    if (target == NULL || op >= target->op_count || key == NULL || key_len == 0 ||
+        key_len > RT_ACTOR_KEY_BYTES_MAX || args_len > RT_COMMAND_ARGS_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    int rv = ctx_effect(ctx);
+    if (rv != 0) {
+        return rv;
+    }
+    struct rt_engine_entry *entry = entry_of(engine);
+    uint16_t target_shard = rt_shard_of(key, key_len, engine->config.shard_count);
+    if (target_shard == engine->config.shard) {
+        /* Queue: [depth u8][type u8][op u8][key_len be32][args_len be32][key][args]. */
+        if (ctx->depth + 1 > RT_MESSAGE_DEPTH_MAX) {
+            return RT_ETOOLARGE; /* A message loop; fail the whole chain. */
+        }
+        uint8_t head[11] = {(uint8_t)(ctx->depth + 1), type, op};
+        rt_put_be32(head + 3, (uint32_t)key_len);
+        rt_put_be32(head + 7, (uint32_t)args_len);
+        size_t mark = entry->messages.len;
+        if ((rv = rt_buf_append(&entry->messages, head, sizeof(head))) != 0 ||
+            (rv = rt_buf_append(&entry->messages, key, key_len)) != 0 ||
+            (rv = rt_buf_append(&entry->messages, args, args_len)) != 0) {
+            rt_buf_truncate(&entry->messages, mark);
+            return rv;
+        }
+        return 0;
+    }
+    uint32_t position;
+    if ((rv = ctx_position(ctx, &position)) != 0) {
+        return rv;
+    }
+    rt_buf_reset(&entry->record);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &entry->record);
+    rt_mp_write_array(&w, 6);
+    rt_mp_write_cstr(&w, "msg");
+    rt_mp_write_uint(&w, target_shard);
+    rt_mp_write_uint(&w, type);
+    rt_mp_write_bin(&w, key, key_len);
+    rt_mp_write_uint(&w, op);
+    rt_mp_write_bin(&w, args, args_len);
+    if (rt_mp_writer_error(&w) != 0) {
+        return rt_mp_writer_error(&w);
+    }
+    return ctx_outbox_put(ctx, position);
+}
+
+int rt_ctx_external(struct rt_actor_ctx *ctx, const char *kind, const uint8_t *payload,
+                    size_t payload_len)
+{
+    assert(ctx != NULL && kind != NULL);
+    assert(payload != NULL || payload_len == 0);
+    size_t kind_len = strlen(kind);
+    if (kind_len == 0 || kind_len > 32 || payload_len > RT_COMMAND_ARGS_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    uint32_t position;
+    int rv = ctx_effect(ctx);
+    if (rv != 0 || (rv = ctx_position(ctx, &position)) != 0) {
+        return rv;
+    }
+    struct rt_engine_entry *entry = entry_of(ctx->engine);
+    rt_buf_reset(&entry->record);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &entry->record);
+    rt_mp_write_array(&w, 3);
+    rt_mp_write_cstr(&w, "ext");
+    rt_mp_write_str(&w, kind, kind_len);
+    rt_mp_write_bin(&w, payload, payload_len);
+    if (rt_mp_writer_error(&w) != 0) {
+        return rt_mp_writer_error(&w);
+    }
+    return ctx_outbox_put(ctx, position);
+}
+
+/* ---- Running commands ---- */
+
+/* Run one handler for actor (type, key). */
+static int engine_run_handler(struct rt_engine *engine, struct rt_actor_ctx *ctx,
+                              const struct rt_actor_type *type, uint8_t op, const uint8_t *key,
+                              uint32_t key_len, const uint8_t *args, uint32_t args_len)
+{
+    assert(type != NULL);
+    assert(key_len >= 1 && key_len <= RT_ACTOR_KEY_BYTES_MAX);
+    if (op >= type->op_count) {
+        rt_ctx_fail(ctx, "%s has no operation %u", type->name, (unsigned)op);
+        return RT_EINVAL;
+    }
+    ctx->type = type;
+    ctx->key = key;
+    ctx->key_len = key_len;
+    ctx->state_key_len = rt_key_state(ctx->state_key, engine->config.shard, type->id, key, key_len);
+    ctx->effects = 0;
+    rt_buf_reset(&entry_of(engine)->handler_reply);
+    int rv = type->ops[op].fn(ctx, args, args_len);
+    if (rv == 0 && entry_of(engine)->handler_reply.len > RT_REPLY_BYTES_MAX) {
+        rv = RT_ETOOLARGE;
+    }
+    return entry_of(engine)->fatal != 0 ? entry_of(engine)->fatal : rv;
+}
+
+/* Apply the same-shard messages queued by the command, in order; each may queue more. */
+static int engine_run_messages(struct rt_engine *engine, struct rt_actor_ctx *ctx)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    size_t offset = 0;
+    while (offset < entry->messages.len) {
+        const uint8_t *head = entry->messages.data + offset;
+        uint32_t key_len = rt_get_be32(head + 3);
+        uint32_t args_len = rt_get_be32(head + 7);
+        /* Copy out: the handler may append to the queue and move it. */
+        uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
+        assert(key_len <= sizeof(key));
+        memcpy(key, head + 11, key_len);
+        struct rt_buf args;
+        rt_buf_init(&args, RT_COMMAND_ARGS_BYTES_MAX);
+        int rv = rt_buf_append(&args, head + 11 + key_len, args_len);
+        uint8_t type_id = head[1], op = head[2];
+        ctx->depth = head[0];
+        offset += 11u + key_len + args_len;
+        if (rv == 0) {
+            const struct rt_actor_type *type = rt_registry_type(engine->config.registry, type_id);
+            assert(type != NULL); /* Checked by rt_ctx_send. */
+            ctx->origin = RT_ORIGIN_MESSAGE;
+            rv = engine_run_handler(engine, ctx, type, op, key, key_len, args.data, args_len);
+        }
+        rt_buf_free(&args);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* For MESSAGE and TIMER commands: 0 if it should run, RT_EDUPLICATE if it ran already.
+ * Consuming it (moving the inbox mark, deleting the timer) is done by engine_consume. */
+static int engine_check_fresh(struct rt_engine *engine, const struct rt_command *cmd)
+{
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n;
+    struct rt_buf *copy = &entry_of(engine)->state_copy;
+    rt_buf_reset(copy);
+    if (cmd->origin == RT_ORIGIN_MESSAGE) {
+        n = rt_key_meta_inbox(key, engine->config.shard, cmd->source_shard);
+        int rv = engine_read(engine, RT_CF_META, key, n, copy);
+        if (rv == RT_ENOTFOUND) {
+            return 0;
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        if (copy->len != 8) {
+            return RT_ECORRUPT;
+        }
+        return cmd->source_seq > rt_get_be64(copy->data) ? 0 : RT_EDUPLICATE;
+    }
+    if (cmd->origin == RT_ORIGIN_TIMER) {
+        n = rt_key_timer(key, engine->config.shard, cmd->timer_due_ms, cmd->source_seq);
+        int rv = engine_read(engine, RT_CF_TIMERS, key, n, copy);
+        return rv == RT_ENOTFOUND ? RT_EDUPLICATE : rv;
+    }
+    return 0;
+}
+
+static int engine_consume(struct rt_engine *engine, const struct rt_command *cmd)
+{
+    uint8_t key[RT_KEY_BYTES_MAX];
+    if (cmd->origin == RT_ORIGIN_MESSAGE) {
+        uint8_t seq[8];
+        rt_put_be64(seq, cmd->source_seq);
+        size_t n = rt_key_meta_inbox(key, engine->config.shard, cmd->source_shard);
+        return rt_writeset_put(&engine->ws, RT_CF_META, key, n, seq, sizeof(seq));
+    }
+    if (cmd->origin == RT_ORIGIN_TIMER) {
+        size_t n = rt_key_timer(key, engine->config.shard, cmd->timer_due_ms, cmd->source_seq);
+        return rt_writeset_del(&engine->ws, RT_CF_TIMERS, key, n);
+    }
+    return 0;
+}
+
+/* Run command @cmd and its message chain. On failure the caller rolls back. */
+static int engine_run_command(struct rt_engine *engine, struct rt_actor_ctx *ctx,
+                              const struct rt_command *cmd)
+{
+    const struct rt_actor_type *type = rt_registry_type(engine->config.registry, cmd->actor_type);
+    if (type == NULL) {
+        rt_ctx_fail(ctx, "unknown actor type %u", (unsigned)cmd->actor_type);
+        return RT_EINVAL;
+    }
+    if (rt_shard_of(cmd->key, cmd->key_len, engine->config.shard_count) != engine->config.shard) {
+        rt_ctx_fail(ctx, "actor key does not belong to shard %u", engine->config.shard);
+        return RT_EINVAL; /* A routing bug upstream: never apply another shard's actor. */
+    }
+    rt_buf_reset(&entry_of(engine)->messages);
+    ctx->origin = cmd->origin;
+    ctx->depth = 0;
+    int rv = engine_run_handler(engine, ctx, type, cmd->op, cmd->key, cmd->key_len, cmd->args,
+                                cmd->args_len);
+    if (rv != 0) {
+        return rv;
+    }
+    /* The command's reply is what the client sees; messages' replies are dropped. */
+    struct rt_engine_entry *entry = entry_of(engine);
+    size_t reply_len = entry->handler_reply.len;
+    size_t reply_off = engine->reply_arena.len;
+    rv = rt_buf_append(&engine->reply_arena, entry->handler_reply.data, reply_len);
+    if (rv == 0 && entry->messages.len > 0) {
+        rv = engine_run_messages(engine, ctx);
+    }
+    if (rv != 0) {
+        rt_buf_truncate(&engine->reply_arena, reply_off);
+    }
+    return rv;
+}
+
+int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *config)
+{
+    assert(engine != NULL && config != NULL);
+    assert(config->registry != NULL && config->store != NULL);
+    assert(config->shard_count >= 1 && config->shard_count <= RT_SHARDS_MAX);
+    assert(config->shard < config->shard_count);
+    memset(engine, 0, sizeof(*engine));
+    engine->config = *config;
+    rt_writeset_init(&engine->ws);
+    rt_buf_init(&engine->reply_arena, ENGINE_REPLY_ARENA_BYTES_MAX);
+    engine->commands = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*engine->commands));
+    engine->replies = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*engine->replies));
+    engine->entry = calloc(1, sizeof(*engine->entry));
+    if (engine->commands == NULL || engine->replies == NULL || engine->entry == NULL) {
+        rt_engine_free(engine);
+        return RT_ENOMEM;
+    }
+    struct rt_engine_entry *entry = entry_of(engine);
+    rt_buf_init(&entry->handler_reply, RT_REPLY_BYTES_MAX + 1);
+    rt_buf_init(&entry->messages, ENGINE_MESSAGE_QUEUE_BYTES_MAX);
+    rt_buf_init(&entry->state_copy, RT_STORED_VALUE_BYTES_MAX);
+    rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + 2u * RT_ACTOR_KEY_BYTES_MAX);
+    int rv =
+        config->store->ops->applied_index(config->store, config->shard, &engine->applied_index);
+    if (rv != 0) {
+        rt_engine_free(engine);
+        return rv;
+    }
+    return 0;
+}
+
+void rt_engine_free(struct rt_engine *engine)
+{
+    assert(engine != NULL);
+    struct rt_engine_entry *entry = entry_of(engine);
+    if (entry != NULL) {
+        rt_buf_free(&entry->handler_reply);
+        rt_buf_free(&entry->messages);
+        rt_buf_free(&entry->state_copy);
+        rt_buf_free(&entry->record);
+        free(entry);
+        engine->entry = NULL;
+    }
+    rt_writeset_free(&engine->ws);
+    rt_buf_free(&engine->reply_arena);
+    free(engine->commands);
+    free(engine->replies);
+    engine->commands = NULL;
+    engine->replies = NULL;
+}
+
+/* Store a reply: bodies are arena offsets until the entry is done (see resolve_replies). */
+static int engine_add_reply(struct rt_engine *engine, int code, size_t body_off, size_t body_len,
+                            const char *msg)
+{
+    struct rt_reply *reply = &engine->replies[engine->reply_count++];
+    reply->code = code;
+    reply->body = (const uint8_t *)(uintptr_t)body_off;
+    reply->body_len = (uint32_t)body_len;
+    size_t msg_off = engine->reply_arena.len;
+    int rv = rt_buf_append(&engine->reply_arena, msg, strlen(msg) + 1);
+    reply->msg = (const char *)(uintptr_t)msg_off;
+    return rv;
+}
+
+static void engine_resolve_replies(struct rt_engine *engine)
+{
+    static const uint8_t empty[1];
+    for (uint32_t i = 0; i < engine->reply_count; i++) {
+        struct rt_reply *reply = &engine->replies[i];
+        uintptr_t body_off = (uintptr_t)reply->body;
+        uintptr_t msg_off = (uintptr_t)reply->msg;
+        assert(body_off + reply->body_len <= engine->reply_arena.len);
+        assert(msg_off < engine->reply_arena.len);
+        reply->body = reply->body_len > 0 ? engine->reply_arena.data + body_off : empty;
+        reply->msg = (const char *)engine->reply_arena.data + msg_off;
+    }
+}
+
+/* Commit the entry; then bring the cache up to date with what was committed. */
+static int engine_commit(struct rt_engine *engine)
+{
+    struct rt_store *store = engine->config.store;
+    int rv = store->ops->commit(store, &engine->ws);
+    if (rv != 0) {
+        RT_ERROR("commit of index %llu failed: %s", (unsigned long long)engine->ws.applied_index,
+                 rt_strerror(rv));
+        return rv;
+    }
+    struct rt_cache *cache = engine->config.cache;
+    for (uint32_t i = 0; cache != NULL && i < engine->ws.count; i++) {
+        const struct rt_write *w = &engine->ws.writes[i];
+        if (w->cf != RT_CF_STATE) {
+            continue;
+        }
+        if (w->op == RT_WRITE_PUT) {
+            rt_cache_put(cache, rt_write_key(&engine->ws, w), w->key_len,
+                         rt_write_val(&engine->ws, w), w->val_len);
+        } else {
+            rt_cache_del(cache, rt_write_key(&engine->ws, w), w->key_len);
+        }
+    }
+    return 0;
+}
+
+int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len)
+{
+    assert(engine != NULL);
+    assert(index > 0);
+    engine->reply_count = 0;
+    rt_buf_reset(&engine->reply_arena);
+    rt_log_set_shard(engine->config.shard);
+    if (index <= engine->applied_index) {
+        engine->stats.entries_skipped++;
+        return RT_EDUPLICATE;
+    }
+    assert(index == engine->applied_index + 1 || engine->applied_index == 0 ||
+           index > engine->applied_index); /* After a snapshot install raft jumps ahead. */
+    struct rt_batch batch;
+    int rv = rt_batch_decode(data, len, &batch, engine->commands, RT_BATCH_COMMANDS_MAX);
+    if (rv != 0) {
+        RT_WARN("entry %llu is not a valid batch (%s): skipped", (unsigned long long)index,
+                rt_strerror(rv));
+        engine->applied_index = index;
+        engine->stats.entries_rejected++;
+        return rv;
+    }
+    struct rt_engine_entry *entry = entry_of(engine);
+    entry->index = index;
+    entry->now_ms = batch.timestamp_ms;
+    entry->position = 0;
+    entry->fatal = 0;
+    rt_writeset_reset(&engine->ws, engine->config.shard, index);
+    struct rt_actor_ctx ctx = {.engine = engine};
+    for (uint32_t i = 0; i < batch.count; i++) {
+        const struct rt_command *cmd = &batch.commands[i];
+        uint32_t mark = rt_writeset_mark(&engine->ws);
+        size_t body_off = engine->reply_arena.len;
+        ctx.fail_msg[0] = '\0';
+        ctx.readonly = false;
+        rv = engine_check_fresh(engine, cmd);
+        if (rv == 0) {
+            rv = engine_run_command(engine, &ctx, cmd);
+            if (rv != 0) {
+                rt_writeset_rollback(&engine->ws, mark);
+            }
+            /* A message or timer is consumed even when its handler fails: retrying the same
+             * deterministic handler on the same state would fail the same way. */
+            int consumed = engine_consume(engine, cmd);
+            if (consumed != 0 && rv == 0) {
+                rv = consumed;
+                rt_writeset_rollback(&engine->ws, mark);
+            }
+        }
+        if (entry->fatal != 0 || rv == RT_ENOMEM) {
+            rv = entry->fatal != 0 ? entry->fatal : rv;
+            goto fail;
+        }
+        size_t body_len = rv == 0 ? engine->reply_arena.len - body_off : 0;
+        if (engine_add_reply(engine, rv, body_off, body_len, ctx.fail_msg) != 0) {
+            rv = RT_ENOMEM;
+            goto fail;
+        }
+        if (rv == 0) {
+            engine->stats.commands_ok++;
+        } else {
+            engine->stats.commands_failed++;
+        }
+    }
+    rv = engine_commit(engine);
+    if (rv != 0) {
+        goto fail;
+    }
+    engine->applied_index = index;
+    engine->stats.entries_applied++;
+    engine_resolve_replies(engine);
+    return 0;
+
+fail:
+    engine->reply_count = 0;
+    rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
+    return rv;
+}
+
+uint32_t rt_engine_reply_count(const struct rt_engine *engine)
+{
+    assert(engine != NULL);
+    return engine->reply_count;
+}
+
+const struct rt_reply *rt_engine_reply(const struct rt_engine *engine, uint32_t i)
+{
+    assert(engine != NULL);
+    assert(i < engine->reply_count);
+    return &engine->replies[i];
+}
+
+int rt_engine_query(struct rt_engine *engine, const struct rt_command *cmd, uint64_t now_ms,
+                    struct rt_reply *reply)
+{
+    assert(engine != NULL && cmd != NULL && reply != NULL);
+    assert(cmd->origin == RT_ORIGIN_CLIENT);
+    memset(reply, 0, sizeof(*reply));
+    reply->msg = "";
+    int rv = rt_command_check(cmd);
+    const struct rt_actor_type *type = rt_registry_type(engine->config.registry, cmd->actor_type);
+    if (rv != 0 || type == NULL || cmd->op >= type->op_count || !type->ops[cmd->op].readonly) {
+        reply->code = rv != 0 ? rv : RT_EINVAL;
+        reply->msg = "not a read-only operation";
+        return reply->code;
+    }
+    engine->reply_count = 0;
+    rt_buf_reset(&engine->reply_arena);
+    rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
+    struct rt_engine_entry *entry = entry_of(engine);
+    entry->now_ms = now_ms;
+    entry->fatal = 0;
+    entry->index = engine->applied_index;
+    entry->position = ENGINE_POSITIONS_MAX; /* A query creates nothing. */
+    struct rt_actor_ctx ctx = {.engine = engine, .readonly = true, .origin = RT_ORIGIN_CLIENT};
+    rv = engine_run_handler(engine, &ctx, type, cmd->op, cmd->key, cmd->key_len, cmd->args,
+                            cmd->args_len);
+    assert(engine->ws.count == 0);
+    size_t msg_len = strlen(ctx.fail_msg) + 1;
+    if (rt_buf_append(&engine->reply_arena, entry->handler_reply.data, entry->handler_reply.len) !=
+            0 ||
+        rt_buf_append(&engine->reply_arena, ctx.fail_msg, msg_len) != 0) {
+        rv = RT_ENOMEM;
+    }
+    reply->code = rv;
+    if (rv == 0 || rv == RT_ENOMEM) {
+        reply->body = engine->reply_arena.data;
+        reply->body_len = rv == 0 ? (uint32_t)entry->handler_reply.len : 0;
+    }
+    reply->msg = engine->reply_arena.data != NULL
+                     ? (const char *)engine->reply_arena.data + engine->reply_arena.len - msg_len
+                     : "";
+    return rv;
+}
+
+/* ---- Timers (leader side) ---- */
+
+struct due_scan {
+    struct rt_engine *engine;
+    struct rt_batch_builder *builder;
+    uint64_t now_ms;
+    uint32_t max;
+    uint32_t added;
+    int error;
+};
+
+static int due_visit(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len)
+{
+    struct due_scan *scan = arg;
+    if (key_len != 18) {
+        scan->error = RT_ECORRUPT;
+        return RT_ECORRUPT;
+    }
+    uint64_t due_ms = rt_get_be64(key + 2);
+    if (due_ms > scan->now_ms || scan->added >= scan->max) {
+        return 1; /* Timers are in due order: nothing later is due. */
+    }
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, val, val_len);
+    uint32_t fields, key_n, args_n;
+    uint64_t type, op;
+    const uint8_t *actor_key, *args;
+    if (rt_mp_read_array(&r, &fields) != 0 || fields != 4 || rt_mp_read_uint(&r, &type) != 0 ||
+        rt_mp_read_bin(&r, &actor_key, &key_n) != 0 || rt_mp_read_uint(&r, &op) != 0 ||
+        rt_mp_read_bin(&r, &args, &args_n) != 0 || type > UINT8_MAX || op > UINT8_MAX) {
+        scan->error = RT_ECORRUPT;
+        return RT_ECORRUPT;
+    }
+    struct rt_command cmd = {
+        .origin = RT_ORIGIN_TIMER,
+        .actor_type = (uint8_t)type,
+        .op = (uint8_t)op,
+        .source_seq = rt_get_be64(key + 10),
+        .timer_due_ms = due_ms,
+        .key = actor_key,
+        .key_len = key_n,
+        .args = args_n > 0 ? args : NULL,
+        .args_len = args_n,
+    };
+    int rv = rt_batch_builder_add(scan->builder, &cmd);
+    if (rv == RT_ETOOLARGE) {
+        return 1; /* The batch is full; the rest go in the next one. */
+    }
+    if (rv != 0) {
+        scan->error = rv;
+        return rv;
+    }
+    scan->added++;
+    return 0;
+}
+
+int rt_engine_collect_due_timers(struct rt_engine *engine, uint64_t now_ms,
+                                 struct rt_batch_builder *builder, uint32_t max, uint32_t *added)
+{
+    assert(engine != NULL && builder != NULL && added != NULL);
+    struct due_scan scan = {.engine = engine, .builder = builder, .now_ms = now_ms, .max = max};
+    uint8_t prefix[RT_KEY_SHARD_BYTES];
+    rt_key_shard_prefix(prefix, engine->config.shard);
+    struct rt_store *store = engine->config.store;
+    int rv =
+        store->ops->scan(store, RT_CF_TIMERS, prefix, sizeof(prefix), NULL, 0, due_visit, &scan);
+    *added = scan.added;
+    if (scan.error != 0) {
+        RT_ERROR("timer scan failed: %s", rt_strerror(scan.error));
+        return scan.error;
+    }
+    return rv < 0 ? rv : 0;
+}

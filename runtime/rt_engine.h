@@ -56,6 +56,8 @@ struct rt_engine_stats {
     uint64_t commands_failed;
 };
 
+struct rt_engine_entry;
+
 struct rt_engine {
     struct rt_engine_config config;
     uint64_t applied_index;      /* Last index committed to the store. */
@@ -63,8 +65,8 @@ struct rt_engine {
     struct rt_command *commands; /* Decoded commands, RT_BATCH_COMMANDS_MAX. */
     struct rt_reply *replies;    /* One per command of the last entry. */
     uint32_t reply_count;
-    struct rt_buf reply_arena; /* Reply bodies and messages of the last entry. */
-    struct rt_buf scratch;     /* Reads from the store. */
+    struct rt_buf reply_arena;     /* Reply bodies and messages of the last entry. */
+    struct rt_engine_entry *entry; /* Private state of the entry being applied. */
     struct rt_engine_stats stats;
 };
 

@@ -8,7 +8,9 @@
  *
  * The writer appends to an rt_buf with a sticky error: after the first failure every later
  * write is a no-op and rt_mp_writer_error() reports the first error, so encoders can write a
- * whole object and check once.
+ * whole object and check once. Each value is written whole or not at all (a failed write
+ * leaves buf->len unchanged). Lengths above UINT32_MAX, which msgpack cannot express, are
+ * RT_ETOOLARGE.
  */
 #ifndef RT_MP_H
 #define RT_MP_H
@@ -30,7 +32,8 @@ enum rt_mp_type {
     RT_MP_ARRAY,
     RT_MP_MAP,
     RT_MP_EXT,
-    RT_MP_INVALID, /* Reserved byte 0xc1, or end of input. */
+    RT_MP_INVALID, /* Reserved byte 0xc1, end of input, or a header cut short or claiming
+                    * more bytes than are left. */
 };
 
 struct rt_mp_reader {
@@ -41,7 +44,7 @@ struct rt_mp_reader {
 void rt_mp_reader_init(struct rt_mp_reader *r, const uint8_t *data, size_t len);
 static inline size_t rt_mp_remaining(const struct rt_mp_reader *r)
 {
-    return (size_t)(r->end - r->pos);
+    return r->pos == r->end ? 0 : (size_t)(r->end - r->pos);
 }
 /* Type of the next value without consuming it (RT_MP_INVALID at end of input). */
 enum rt_mp_type rt_mp_peek(const struct rt_mp_reader *r);
@@ -61,11 +64,13 @@ int rt_mp_read_bin(struct rt_mp_reader *r, const uint8_t **b, uint32_t *len);
  * least one byte; a map entry two). */
 int rt_mp_read_array(struct rt_mp_reader *r, uint32_t *count);
 int rt_mp_read_map(struct rt_mp_reader *r, uint32_t *count);
-/* Skip one whole value, descending at most RT_MP_DEPTH_MAX levels. */
+/* Skip one whole value. At most RT_MP_DEPTH_MAX arrays/maps may be open at once, the
+ * outermost counting as one; a deeper value (even an empty container) is RT_EMALFORMED. */
 int rt_mp_skip(struct rt_mp_reader *r);
 /* Skip one whole value and return its encoded bytes as a view. */
 int rt_mp_read_raw(struct rt_mp_reader *r, const uint8_t **raw, size_t *len);
-/* Check that @data holds exactly one well-formed value (depth-bounded), nothing after it. */
+/* Check that @data holds exactly one well-formed value (depth-bounded as rt_mp_skip),
+ * nothing after it. Structure only: callers check UTF-8 of the strings they accept. */
 int rt_mp_validate(const uint8_t *data, size_t len);
 
 /* True if the key view equals the NUL-terminated literal @lit. */
@@ -94,7 +99,8 @@ void rt_mp_write_bin(struct rt_mp_writer *w, const uint8_t *b, size_t len);
 void rt_mp_write_array(struct rt_mp_writer *w, uint32_t count);
 void rt_mp_write_map(struct rt_mp_writer *w, uint32_t count);
 /* Always the 5-byte array32 form, so the count can be patched later with rt_put_be32 at
- * the returned offset + 1 (used by batch builders that do not know the count up front). */
+ * the returned offset + 1 (used by batch builders that do not know the count up front).
+ * After an error the offset is meaningless: check rt_mp_writer_error before patching. */
 size_t rt_mp_write_array32(struct rt_mp_writer *w, uint32_t count);
 /* Bytes that already hold encoded msgpack. */
 void rt_mp_write_raw(struct rt_mp_writer *w, const uint8_t *raw, size_t len);

@@ -1,1 +1,735 @@
-typedef int placeholder_store_rocks_t; /* being written */
+/* store_rocks: RocksDB behind rt_store (see store_rocks.h for the contract).
+ *
+ * Durability model: writes skip the WAL (the raft log is the durable log) and the database
+ * runs with atomic_flush, so whatever survives a crash is the state after some prefix of the
+ * committed batches, across every column family at once. Each batch carries its shard's
+ * applied index, so after a crash the engine knows exactly where to resume.
+ *
+ * Every RocksDB error string (errptr) is converted here to RT_EIO with one RT_ERROR line.
+ */
+#include "store_rocks.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rt_buf.h"
+#include "rt_error.h"
+#include "rt_key.h"
+#include "rt_limits.h"
+#include "rt_log.h"
+
+/* Defaults when the options say 0. 64 MiB of block cache holds the hot actor states of a
+ * node comfortably; 16 MiB memtables keep flushes (and so the replay after a crash) small. */
+#define STORE_BLOCK_CACHE_BYTES_DEFAULT  (64u * 1024u * 1024u)
+#define STORE_WRITE_BUFFER_BYTES_DEFAULT (16u * 1024u * 1024u)
+/* Bloom filter bits per key: ~1% false positives, so a get of an absent actor (every new
+ * order) rarely touches a data block. */
+#define STORE_BLOOM_BITS_PER_KEY 10.0
+/* Flush and compaction threads: the node's loop thread does the writes; two background jobs
+ * keep up with one writer without competing with raft and the loop for cores. */
+#define STORE_BACKGROUND_JOBS 2
+/* RocksDB's own LOG files in the database directory: bounded so they cannot fill the disk. */
+#define STORE_LOG_FILES_KEPT     4u
+#define STORE_LOG_FILE_BYTES_MAX (16u * 1024u * 1024u)
+/* commit() reuses one write batch; one that grew past this for a huge entry is replaced so
+ * that it does not keep the memory forever (entries are usually a few KiB). */
+#define STORE_BATCH_KEEP_BYTES_MAX (4u * 1024u * 1024u)
+/* Column families as RocksDB sees them: "default" (unused but always present) + ours. */
+#define STORE_CF_TOTAL (RT_CF_COUNT + 1)
+
+struct store_rocks {
+    struct rt_store store; /* First member: store_rocks_store() hands out &db->store. */
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf_default; /* Unused, but RocksDB needs it open. */
+    rocksdb_column_family_handle_t *cfs[RT_CF_COUNT];
+    rocksdb_writeoptions_t *write_options; /* WAL off, no sync: raft's log is the durable log. */
+    rocksdb_readoptions_t *get_options;    /* Point reads: latest state, no bounds. */
+    rocksdb_writebatch_t *batch;           /* Reused by commit and drop_shard (no malloc each). */
+    struct store_rocks_stats stats;
+};
+
+/* ---- Internal to storage/: used by store_snapshot.c, which declares them itself (the tree
+ * has no storage-private header, and store_rocks.h is the public contract). ---- */
+size_t store_rocks_applied_key(uint8_t *out, uint16_t shard);
+rocksdb_column_family_handle_t *store_rocks_cf(struct store_rocks *db, enum rt_cf cf);
+const rocksdb_snapshot_t *store_rocks_snapshot_acquire(struct store_rocks *db);
+void store_rocks_snapshot_release(struct store_rocks *db, const rocksdb_snapshot_t *snapshot);
+int store_rocks_applied_index_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot,
+                                 uint16_t shard, uint64_t *index);
+int store_rocks_scan_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot, enum rt_cf cf,
+                        const uint8_t *prefix, size_t prefix_len, const uint8_t *start,
+                        size_t start_len, rt_scan_cb cb, void *arg);
+int store_rocks_write(struct store_rocks *db, rocksdb_writebatch_t *batch, const char *what);
+
+/* Convert a RocksDB error to RT_EIO, logging it once with what failed. Frees @err. */
+static int store_error(char *err, const char *what, const char *path)
+{
+    assert(err != NULL);
+    assert(what != NULL);
+    if (path != NULL) {
+        RT_ERROR("rocksdb %s %s: %s", what, path, err);
+    } else {
+        RT_ERROR("rocksdb %s: %s", what, err);
+    }
+    rocksdb_free(err);
+    return RT_EIO;
+}
+
+static struct store_rocks *store_from(struct rt_store *store)
+{
+    assert(store != NULL);
+    struct store_rocks *db = (struct store_rocks *)store; /* rt_store is the first member. */
+    assert(db->db != NULL);
+    return db;
+}
+
+static int store_key_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+    assert(a != NULL || a_len == 0);
+    assert(b != NULL || b_len == 0);
+    size_t n = a_len < b_len ? a_len : b_len;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
+    if (c != 0) {
+        return c;
+    }
+    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
+}
+
+/* The exclusive end of the range of keys that start with @prefix, written to @out: @prefix
+ * with its last byte below 0xff incremented and the bytes after it dropped (so 00 ff -> 01).
+ * When @prefix is all 0xff no such key exists; the end is then 0xff repeated past the longest
+ * key we store, which is above every stored key that starts with @prefix. Returns its length. */
+static size_t store_prefix_end(const uint8_t *prefix, size_t prefix_len, uint8_t *out,
+                               size_t out_cap)
+{
+    assert(prefix != NULL || prefix_len == 0);
+    assert(out_cap > RT_STORED_KEY_BYTES_MAX && prefix_len <= out_cap);
+    for (size_t n = prefix_len; n > 0; n--) {
+        if (prefix[n - 1] != 0xff) {
+            memcpy(out, prefix, n - 1);
+            out[n - 1] = (uint8_t)(prefix[n - 1] + 1);
+            return n;
+        }
+    }
+    memset(out, 0xff, RT_STORED_KEY_BYTES_MAX + 1);
+    return RT_STORED_KEY_BYTES_MAX + 1;
+}
+
+size_t store_rocks_applied_key(uint8_t *out, uint16_t shard)
+{
+    assert(out != NULL);
+    size_t n = rt_key_meta(out, shard, "applied");
+    assert(n > RT_KEY_SHARD_BYTES && n <= RT_KEY_BYTES_MAX);
+    return n;
+}
+
+rocksdb_column_family_handle_t *store_rocks_cf(struct store_rocks *db, enum rt_cf cf)
+{
+    assert(db != NULL);
+    assert(cf >= 0 && cf < RT_CF_COUNT);
+    return db->cfs[cf];
+}
+
+const rocksdb_snapshot_t *store_rocks_snapshot_acquire(struct store_rocks *db)
+{
+    assert(db != NULL && db->db != NULL);
+    const rocksdb_snapshot_t *snapshot = rocksdb_create_snapshot(db->db);
+    assert(snapshot != NULL); /* RocksDB allocates with new: it throws rather than fail. */
+    return snapshot;
+}
+
+void store_rocks_snapshot_release(struct store_rocks *db, const rocksdb_snapshot_t *snapshot)
+{
+    assert(db != NULL && db->db != NULL);
+    assert(snapshot != NULL);
+    rocksdb_release_snapshot(db->db, snapshot);
+}
+
+int store_rocks_write(struct store_rocks *db, rocksdb_writebatch_t *batch, const char *what)
+{
+    assert(db != NULL && db->db != NULL);
+    assert(batch != NULL && what != NULL);
+    char *err = NULL;
+    rocksdb_write(db->db, db->write_options, batch, &err);
+    if (err != NULL) {
+        return store_error(err, what, NULL);
+    }
+    return 0;
+}
+
+/* Empty db->batch for the next use. Clearing keeps its allocation (no malloc per commit);
+ * a batch swollen by a huge entry is replaced instead. */
+static void store_batch_recycle(struct store_rocks *db)
+{
+    assert(db != NULL && db->batch != NULL);
+    size_t size = 0;
+    (void)rocksdb_writebatch_data(db->batch, &size);
+    if (size > STORE_BATCH_KEEP_BYTES_MAX) {
+        rocksdb_writebatch_destroy(db->batch);
+        db->batch = rocksdb_writebatch_create();
+    } else {
+        rocksdb_writebatch_clear(db->batch);
+    }
+    assert(db->batch != NULL);
+}
+
+/* ---- Reads ---- */
+
+/* Point read of (cf, key) with @read_options. 0 with *slice set (NULL when absent), RT_EIO. */
+static int store_read(struct store_rocks *db, const rocksdb_readoptions_t *read_options,
+                      enum rt_cf cf, const uint8_t *key, size_t key_len,
+                      rocksdb_pinnableslice_t **slice)
+{
+    assert(db != NULL && read_options != NULL);
+    assert(cf >= 0 && cf < RT_CF_COUNT && slice != NULL);
+    assert(key != NULL && key_len > 0);
+    char *err = NULL;
+    /* Pinned: the value stays in the block cache or memtable, copied once into the caller's
+     * buffer instead of twice through a malloc'd std::string. */
+    *slice =
+        rocksdb_get_pinned_cf(db->db, read_options, db->cfs[cf], (const char *)key, key_len, &err);
+    if (err != NULL) {
+        assert(*slice == NULL);
+        return store_error(err, "get", NULL);
+    }
+    return 0;
+}
+
+static int store_get(struct rt_store *store, enum rt_cf cf, const uint8_t *key, size_t key_len,
+                     struct rt_buf *out)
+{
+    struct store_rocks *db = store_from(store);
+    assert(out != NULL);
+    db->stats.gets++;
+    rocksdb_pinnableslice_t *slice;
+    int rv = store_read(db, db->get_options, cf, key, key_len, &slice);
+    if (rv != 0) {
+        return rv;
+    }
+    if (slice == NULL) {
+        return RT_ENOTFOUND;
+    }
+    size_t val_len = 0;
+    const char *val = rocksdb_pinnableslice_value(slice, &val_len);
+    if (val_len > RT_STORED_VALUE_BYTES_MAX) {
+        RT_ERROR("store get: %s value of %zu bytes is over the stored limit", rt_cf_name(cf),
+                 val_len);
+        rv = RT_ECORRUPT;
+    } else {
+        rv = rt_buf_append(out, val, val_len);
+    }
+    rocksdb_pinnableslice_destroy(slice);
+    return rv;
+}
+
+/* Applied index of @shard read with @read_options (latest, or a snapshot). */
+static int store_applied_read(struct store_rocks *db, const rocksdb_readoptions_t *read_options,
+                              uint16_t shard, uint64_t *index)
+{
+    assert(db != NULL && read_options != NULL);
+    assert(index != NULL);
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t key_len = store_rocks_applied_key(key, shard);
+    rocksdb_pinnableslice_t *slice;
+    int rv = store_read(db, read_options, RT_CF_META, key, key_len, &slice);
+    if (rv != 0) {
+        return rv;
+    }
+    if (slice == NULL) {
+        *index = 0; /* Nothing ever applied (or the shard was dropped). */
+        return 0;
+    }
+    size_t val_len = 0;
+    const char *val = rocksdb_pinnableslice_value(slice, &val_len);
+    if (val_len != 8) {
+        RT_ERROR("store: applied index of shard %u is %zu bytes, not 8", (unsigned)shard, val_len);
+        rv = RT_ECORRUPT;
+    } else {
+        *index = rt_get_be64((const uint8_t *)val);
+    }
+    rocksdb_pinnableslice_destroy(slice);
+    return rv;
+}
+
+static int store_applied_index(struct rt_store *store, uint16_t shard, uint64_t *index)
+{
+    struct store_rocks *db = store_from(store);
+    assert(index != NULL);
+    return store_applied_read(db, db->get_options, shard, index);
+}
+
+int store_rocks_applied_index_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot,
+                                 uint16_t shard, uint64_t *index)
+{
+    assert(db != NULL && snapshot != NULL);
+    assert(index != NULL);
+    rocksdb_readoptions_t *read_options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(read_options, snapshot);
+    int rv = store_applied_read(db, read_options, shard, index);
+    rocksdb_readoptions_destroy(read_options);
+    return rv;
+}
+
+int store_rocks_scan_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot, enum rt_cf cf,
+                        const uint8_t *prefix, size_t prefix_len, const uint8_t *start,
+                        size_t start_len, rt_scan_cb cb, void *arg)
+{
+    assert(db != NULL && cb != NULL);
+    assert(cf >= 0 && cf < RT_CF_COUNT);
+    assert(prefix != NULL || prefix_len == 0);
+    assert(prefix_len <= RT_STORED_KEY_BYTES_MAX);
+    assert(start != NULL || start_len == 0);
+    /* RocksDB keeps a pointer to the bound, not a copy: it lives here until the iterator is
+     * destroyed. */
+    uint8_t end[RT_STORED_KEY_BYTES_MAX + 1];
+    size_t end_len = store_prefix_end(prefix, prefix_len, end, sizeof(end));
+    /* Read options per call, not shared: a callback may itself scan, and a nested call must
+     * not move this iterator's bound. */
+    rocksdb_readoptions_t *read_options = rocksdb_readoptions_create();
+    if (prefix_len > 0) {
+        rocksdb_readoptions_set_iterate_upper_bound(read_options, (const char *)end, end_len);
+    }
+    if (snapshot != NULL) {
+        rocksdb_readoptions_set_snapshot(read_options, snapshot);
+        /* A snapshot reads a whole shard once: keep it from evicting the hot blocks. */
+        rocksdb_readoptions_set_fill_cache(read_options, 0);
+    }
+    rocksdb_iterator_t *iter = rocksdb_create_iterator_cf(db->db, read_options, db->cfs[cf]);
+    if (start != NULL && store_key_compare(start, start_len, prefix, prefix_len) > 0) {
+        rocksdb_iter_seek(iter, (const char *)start, start_len);
+    } else {
+        rocksdb_iter_seek(iter, (const char *)prefix, prefix_len);
+    }
+    int rv = 0;
+    for (; rocksdb_iter_valid(iter); rocksdb_iter_next(iter)) {
+        size_t key_len = 0;
+        size_t val_len = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(iter, &key_len);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(iter, &val_len);
+        /* The upper bound ends the range; the prefix check is a cheap guard on it. */
+        assert(key_len >= prefix_len && (prefix_len == 0 || memcmp(key, prefix, prefix_len) == 0));
+        if (key_len > RT_STORED_KEY_BYTES_MAX || val_len > RT_STORED_VALUE_BYTES_MAX) {
+            RT_ERROR("store scan %s: key of %zu or value of %zu bytes is over the stored limits",
+                     rt_cf_name(cf), key_len, val_len);
+            rv = RT_ECORRUPT;
+            break;
+        }
+        rv = cb(arg, key, key_len, val, val_len);
+        assert(rv <= 1);
+        if (rv != 0) {
+            rv = rv == 1 ? 0 : rv; /* 1 = stop here, not an error. */
+            break;
+        }
+    }
+    if (rv == 0) {
+        char *err = NULL;
+        rocksdb_iter_get_error(iter, &err);
+        if (err != NULL) {
+            rv = store_error(err, "scan", rt_cf_name(cf));
+        }
+    }
+    rocksdb_iter_destroy(iter);
+    rocksdb_readoptions_destroy(read_options);
+    return rv;
+}
+
+static int store_scan(struct rt_store *store, enum rt_cf cf, const uint8_t *prefix,
+                      size_t prefix_len, const uint8_t *start, size_t start_len, rt_scan_cb cb,
+                      void *arg)
+{
+    struct store_rocks *db = store_from(store);
+    assert(cb != NULL);
+    db->stats.scans++;
+    return store_rocks_scan_at(db, NULL, cf, prefix, prefix_len, start, start_len, cb, arg);
+}
+
+/* ---- Writes ---- */
+
+static int store_commit(struct rt_store *store, const struct rt_writeset *ws)
+{
+    struct store_rocks *db = store_from(store);
+    assert(ws != NULL);
+    assert(ws->count == 0 || ws->writes != NULL);
+    rocksdb_writebatch_clear(db->batch);
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < ws->count; i++) {
+        const struct rt_write *w = &ws->writes[i];
+        assert(w->cf < RT_CF_COUNT);
+        assert(w->key_len > 0 && (size_t)w->key_off + w->key_len <= ws->arena.len);
+        const char *key = (const char *)rt_write_key(ws, w);
+        if (w->op == RT_WRITE_PUT) {
+            assert((size_t)w->val_off + w->val_len <= ws->arena.len);
+            rocksdb_writebatch_put_cf(db->batch, db->cfs[w->cf], key, w->key_len,
+                                      (const char *)rt_write_val(ws, w), w->val_len);
+            bytes += (uint64_t)w->key_len + w->val_len;
+        } else {
+            assert(w->op == RT_WRITE_DEL);
+            rocksdb_writebatch_delete_cf(db->batch, db->cfs[w->cf], key, w->key_len);
+            bytes += w->key_len;
+        }
+    }
+    /* The applied index goes last, in the same batch: recovery sees it with exactly the data
+     * it describes. */
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t key_len = store_rocks_applied_key(key, ws->shard);
+    uint8_t val[8];
+    rt_put_be64(val, ws->applied_index);
+    rocksdb_writebatch_put_cf(db->batch, db->cfs[RT_CF_META], (const char *)key, key_len,
+                              (const char *)val, sizeof(val));
+    int rv = store_rocks_write(db, db->batch, "commit");
+    store_batch_recycle(db);
+    if (rv != 0) {
+        return rv;
+    }
+    db->stats.commits++;
+    db->stats.commit_bytes += bytes + key_len + sizeof(val);
+    return 0;
+}
+
+static const struct rt_store_ops store_rocks_ops = {
+    .get = store_get,
+    .applied_index = store_applied_index,
+    .commit = store_commit,
+    .scan = store_scan,
+};
+
+/* ---- Opening ---- */
+
+void store_rocks_options_default(struct store_rocks_options *options)
+{
+    assert(options != NULL);
+    memset(options, 0, sizeof(*options));
+    options->block_cache_bytes = STORE_BLOCK_CACHE_BYTES_DEFAULT;
+    options->write_buffer_bytes = STORE_WRITE_BUFFER_BYTES_DEFAULT;
+    options->create_if_missing = 1;
+    assert(options->block_cache_bytes > 0 && options->write_buffer_bytes > 0);
+}
+
+enum store_path_kind {
+    STORE_PATH_NEW, /* Nothing there (or an empty directory): create a database. */
+    STORE_PATH_DB,  /* A RocksDB database: open it if it has our column families. */
+};
+
+/* Decide what @path holds, refusing anything that is neither nothing nor a RocksDB database:
+ * opening RocksDB with create_if_missing in a directory of someone else's files would
+ * scatter a new database among them. */
+static int store_path_classify(const char *path, int create_if_missing, enum store_path_kind *kind)
+{
+    assert(path != NULL);
+    assert(kind != NULL);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT) {
+            RT_ERROR("store open %s: %s", path, strerror(errno));
+            return RT_EIO;
+        }
+        if (!create_if_missing) {
+            RT_ERROR("store open %s: no database there (and create_if_missing is off)", path);
+            return RT_EIO;
+        }
+        *kind = STORE_PATH_NEW;
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        RT_ERROR("store open %s: not a directory, not a Payraft database", path);
+        return RT_EIO;
+    }
+    char current[PATH_MAX];
+    int n = snprintf(current, sizeof(current), "%s/CURRENT", path);
+    if (n < 0 || (size_t)n >= sizeof(current)) {
+        RT_ERROR("store open %s: path too long", path);
+        return RT_EIO;
+    }
+    if (stat(current, &st) == 0) {
+        *kind = STORE_PATH_DB;
+        return 0;
+    }
+    DIR *dir = opendir(path);
+    if (dir == NULL) {
+        RT_ERROR("store open %s: %s", path, strerror(errno));
+        return RT_EIO;
+    }
+    int empty = 1;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) {
+            empty = 0;
+            break;
+        }
+    }
+    closedir(dir);
+    if (!empty) {
+        RT_ERROR("store open %s: directory holds files but no RocksDB database, "
+                 "not a Payraft database",
+                 path);
+        return RT_EIO;
+    }
+    if (!create_if_missing) {
+        RT_ERROR("store open %s: empty directory (and create_if_missing is off)", path);
+        return RT_EIO;
+    }
+    *kind = STORE_PATH_NEW;
+    return 0;
+}
+
+/* An existing database must have exactly our column families: a missing one means it is not
+ * a Payraft database; an unknown one means a newer format (RocksDB would also refuse to open
+ * without a handle for every family). */
+static int store_check_column_families(const rocksdb_options_t *options, const char *path,
+                                       const char *const *names)
+{
+    assert(options != NULL && path != NULL);
+    assert(names != NULL);
+    char *err = NULL;
+    size_t count = 0;
+    char **list = rocksdb_list_column_families(options, path, &count, &err);
+    if (err != NULL) {
+        return store_error(err, "list column families of", path);
+    }
+    int rv = 0;
+    for (size_t i = 0; i < count && rv == 0; i++) {
+        int known = 0;
+        for (int j = 0; j < STORE_CF_TOTAL; j++) {
+            known |= strcmp(list[i], names[j]) == 0;
+        }
+        if (!known) {
+            RT_ERROR("store open %s: unknown column family '%s' (newer format, or not a "
+                     "Payraft database)",
+                     path, list[i]);
+            rv = RT_EIO;
+        }
+    }
+    for (int j = 0; j < STORE_CF_TOTAL && rv == 0; j++) {
+        int found = 0;
+        for (size_t i = 0; i < count; i++) {
+            found |= strcmp(list[i], names[j]) == 0;
+        }
+        if (!found) {
+            RT_ERROR("store open %s: no column family '%s', not a Payraft database", path,
+                     names[j]);
+            rv = RT_EIO;
+        }
+    }
+    rocksdb_list_column_families_destroy(list, count);
+    return rv;
+}
+
+/* The database and column family options (one set shared by every family). */
+static rocksdb_options_t *store_options_create(const struct store_rocks_options *o,
+                                               enum store_path_kind kind)
+{
+    assert(o != NULL);
+    assert(kind == STORE_PATH_NEW || kind == STORE_PATH_DB);
+    size_t cache_bytes =
+        o->block_cache_bytes != 0 ? o->block_cache_bytes : STORE_BLOCK_CACHE_BYTES_DEFAULT;
+    size_t buffer_bytes =
+        o->write_buffer_bytes != 0 ? o->write_buffer_bytes : STORE_WRITE_BUFFER_BYTES_DEFAULT;
+    rocksdb_options_t *options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(options, kind == STORE_PATH_NEW);
+    rocksdb_options_set_error_if_exists(options, kind == STORE_PATH_NEW);
+    /* Only a new database gets its column families created: an existing one was checked to
+     * have them all. */
+    rocksdb_options_set_create_missing_column_families(options, kind == STORE_PATH_NEW);
+    /* WAL off needs atomic_flush for recovery to be a consistent prefix across families. */
+    rocksdb_options_set_atomic_flush(options, 1);
+    rocksdb_options_set_max_background_jobs(options, STORE_BACKGROUND_JOBS);
+    rocksdb_options_set_write_buffer_size(options, buffer_bytes);
+    /* LZ4 is cheap enough for the upper levels; the bottommost level holds most data and
+     * is rewritten rarely, so zstd's better ratio pays there. */
+    rocksdb_options_set_compression(options, rocksdb_lz4_compression);
+    rocksdb_options_set_bottommost_compression(options, rocksdb_zstd_compression);
+    rocksdb_options_set_keep_log_file_num(options, STORE_LOG_FILES_KEPT);
+    rocksdb_options_set_max_log_file_size(options, STORE_LOG_FILE_BYTES_MAX);
+
+    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
+    rocksdb_cache_t *cache = rocksdb_cache_create_lru(cache_bytes);
+    rocksdb_block_based_options_set_block_cache(table, cache);
+    /* The table options take ownership of the filter policy. */
+    rocksdb_block_based_options_set_filter_policy(
+        table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+    rocksdb_options_set_block_based_table_factory(options, table);
+    /* The factory holds its own references to the cache and filter: drop our wrappers. */
+    rocksdb_cache_destroy(cache);
+    rocksdb_block_based_options_destroy(table);
+    return options;
+}
+
+int store_rocks_open(const char *path, const struct store_rocks_options *options,
+                     struct store_rocks **out)
+{
+    assert(path != NULL && options != NULL);
+    assert(out != NULL);
+    *out = NULL;
+    const char *names[STORE_CF_TOTAL];
+    names[0] = "default";
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        names[cf + 1] = rt_cf_name((enum rt_cf)cf);
+    }
+
+    enum store_path_kind kind;
+    int rv = store_path_classify(path, options->create_if_missing, &kind);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_rocks *db = calloc(1, sizeof(*db));
+    if (db == NULL) {
+        return RT_ENOMEM;
+    }
+    rocksdb_options_t *db_options = store_options_create(options, kind);
+    if (kind == STORE_PATH_DB) {
+        rv = store_check_column_families(db_options, path, names);
+        if (rv != 0) {
+            goto err_free_options;
+        }
+    }
+    const rocksdb_options_t *cf_options[STORE_CF_TOTAL];
+    rocksdb_column_family_handle_t *handles[STORE_CF_TOTAL];
+    for (int i = 0; i < STORE_CF_TOTAL; i++) {
+        cf_options[i] = db_options;
+        handles[i] = NULL;
+    }
+    char *err = NULL;
+    /* A database held by another process fails here ("lock ... Resource temporarily
+     * unavailable"), as does a second open within this process. */
+    db->db = rocksdb_open_column_families(db_options, path, STORE_CF_TOTAL, names, cf_options,
+                                          handles, &err);
+    if (err != NULL) {
+        rv = store_error(err, "open", path);
+        goto err_free_options;
+    }
+    assert(db->db != NULL);
+    db->cf_default = handles[0];
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        db->cfs[cf] = handles[cf + 1];
+        assert(db->cfs[cf] != NULL);
+    }
+    /* The database copied what it needs from the options. */
+    rocksdb_options_destroy(db_options);
+
+    db->write_options = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(db->write_options, 1);
+    rocksdb_writeoptions_set_sync(db->write_options, 0);
+    db->get_options = rocksdb_readoptions_create();
+    db->batch = rocksdb_writebatch_create();
+    db->store.ops = &store_rocks_ops;
+    RT_INFO("store open %s (%s)", path, kind == STORE_PATH_NEW ? "created" : "existing");
+    *out = db;
+    return 0;
+
+err_free_options:
+    rocksdb_options_destroy(db_options);
+    free(db);
+    return rv;
+}
+
+/* Names of the memtable properties that must read 0 once everything is flushed. */
+static const char *const store_memtable_properties[] = {
+    "rocksdb.num-entries-active-mem-table",
+    "rocksdb.num-deletes-active-mem-table",
+    "rocksdb.num-immutable-mem-table",
+};
+
+void store_rocks_close(struct store_rocks *db)
+{
+    if (db == NULL) {
+        return;
+    }
+    assert(db->db != NULL);
+    assert(db->batch != NULL);
+    /* With the WAL off, the memtables hold the only copy of recent writes: they must reach
+     * SST files before the database goes away. Flushing family by family (rocksdb_flush_cf)
+     * would not do: in RocksDB 7.8 it flushes only the named family even with atomic_flush,
+     * so a crash between two of those flushes could leave, say, "state" newer than the
+     * applied index in "meta", and the engine would re-apply entries over state that already
+     * has them. RocksDB's shutdown flush instead flushes every family in one atomic flush;
+     * cancel_all_background_work(wait) runs it now. It does not report errors, so check that
+     * no memtable still holds data. */
+    rocksdb_cancel_all_background_work(db->db, 1);
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        for (size_t p = 0; p < sizeof(store_memtable_properties) / sizeof(char *); p++) {
+            uint64_t value = 0;
+            if (rocksdb_property_int_cf(db->db, db->cfs[cf], store_memtable_properties[p],
+                                        &value) != 0 ||
+                value != 0) {
+                /* Nothing more can be done here: the raft log still has these entries and
+                 * re-applies them above the applied index found at the next open. */
+                RT_ERROR("store close: %s still has unflushed data (%s = %llu); entries will "
+                         "be re-applied from the raft log",
+                         rt_cf_name((enum rt_cf)cf), store_memtable_properties[p],
+                         (unsigned long long)value);
+            }
+        }
+    }
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        rocksdb_column_family_handle_destroy(db->cfs[cf]);
+    }
+    rocksdb_column_family_handle_destroy(db->cf_default);
+    rocksdb_close(db->db);
+    rocksdb_writebatch_destroy(db->batch);
+    rocksdb_readoptions_destroy(db->get_options);
+    rocksdb_writeoptions_destroy(db->write_options);
+    free(db);
+}
+
+struct rt_store *store_rocks_store(struct store_rocks *db)
+{
+    assert(db != NULL);
+    assert(db->store.ops == &store_rocks_ops);
+    return &db->store;
+}
+
+int store_rocks_drop_shard(struct store_rocks *db, uint16_t shard)
+{
+    assert(db != NULL && db->db != NULL);
+    assert(db->batch != NULL);
+    uint8_t prefix[RT_KEY_SHARD_BYTES];
+    rt_key_shard_prefix(prefix, shard);
+    uint8_t end[RT_STORED_KEY_BYTES_MAX + 1];
+    size_t end_len = store_prefix_end(prefix, sizeof(prefix), end, sizeof(end));
+    /* One batch: the shard disappears from every family at once, applied index included. */
+    rocksdb_writebatch_clear(db->batch);
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        rocksdb_writebatch_delete_range_cf(db->batch, db->cfs[cf], (const char *)prefix,
+                                           sizeof(prefix), (const char *)end, end_len);
+    }
+    int rv = store_rocks_write(db, db->batch, "drop shard");
+    store_batch_recycle(db);
+    if (rv == 0) {
+        RT_INFO("store: dropped shard %u", (unsigned)shard);
+    }
+    return rv;
+}
+
+int store_rocks_checkpoint(struct store_rocks *db, const char *dir)
+{
+    assert(db != NULL && db->db != NULL);
+    assert(dir != NULL);
+    char *err = NULL;
+    rocksdb_checkpoint_t *checkpoint = rocksdb_checkpoint_object_create(db->db, &err);
+    if (err != NULL) {
+        return store_error(err, "checkpoint", dir);
+    }
+    /* log_size_for_flush 0 = always flush first: with the WAL off, the memtables are not in
+     * any file a checkpoint could link. That flush is atomic across families (atomic_flush),
+     * so the checkpoint is a consistent prefix like any crash recovery. */
+    rocksdb_checkpoint_create(checkpoint, dir, 0, &err);
+    rocksdb_checkpoint_object_destroy(checkpoint);
+    if (err != NULL) {
+        return store_error(err, "checkpoint", dir);
+    }
+    return 0;
+}
+
+void store_rocks_stats(const struct store_rocks *db, struct store_rocks_stats *stats)
+{
+    assert(db != NULL);
+    assert(stats != NULL);
+    *stats = db->stats;
+}

@@ -1,0 +1,619 @@
+/* Unit tests for the apply engine, with a toy "counter" actor on the in-memory store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem_store.h"
+#include "rt_clock.h"
+#include "rt_engine.h"
+#include "rt_error.h"
+#include "rt_key.h"
+#include "rt_mp.h"
+#include "test_support.h"
+
+#define SHARDS 4
+#define T0     1700000000000ull
+
+/* ---- The counter actor: state = be64 value ---- */
+
+enum { OP_ADD, OP_GET, OP_RELAY, OP_LATER, OP_NOTIFY, OP_LOOP, OP_NEWID, OP_COUNT };
+
+static uint64_t counter_value(struct rt_actor_ctx *ctx)
+{
+    size_t len;
+    const uint8_t *s = rt_ctx_state(ctx, &len);
+    return s != NULL && len == 8 ? rt_get_be64(s) : 0;
+}
+
+static int counter_reply(struct rt_actor_ctx *ctx, uint64_t value)
+{
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, rt_ctx_reply(ctx));
+    rt_mp_write_map(&w, 1);
+    rt_mp_write_cstr(&w, "value");
+    rt_mp_write_uint(&w, value);
+    return rt_mp_writer_error(&w);
+}
+
+static int counter_store(struct rt_actor_ctx *ctx, uint64_t value)
+{
+    uint8_t s[8];
+    rt_put_be64(s, value);
+    return rt_ctx_set_state(ctx, s, sizeof(s));
+}
+
+/* add n: n == 0 writes first and then fails, to prove rollback. */
+static int op_add(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, args, len);
+    uint64_t n;
+    if (rt_mp_read_uint(&r, &n) != 0) {
+        rt_ctx_fail(ctx, "add wants a uint");
+        return RT_EINVAL;
+    }
+    uint64_t v = counter_value(ctx) + n;
+    int rv = counter_store(ctx, v);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n == 0) {
+        rt_ctx_fail(ctx, "zero is not allowed");
+        return RT_EINVAL;
+    }
+    return counter_reply(ctx, v);
+}
+
+static int op_get(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    (void)args;
+    (void)len;
+    size_t n;
+    if (rt_ctx_state(ctx, &n) == NULL) {
+        return RT_ENOTFOUND;
+    }
+    return counter_reply(ctx, counter_value(ctx));
+}
+
+/* relay [target key, n]: add 1 here and send add n to the target. */
+static int op_relay(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, args, len);
+    uint32_t fields, key_len;
+    const uint8_t *key;
+    const uint8_t *n_raw;
+    size_t n_len;
+    if (rt_mp_read_array(&r, &fields) != 0 || fields != 2 ||
+        rt_mp_read_bin(&r, &key, &key_len) != 0 || rt_mp_read_raw(&r, &n_raw, &n_len) != 0) {
+        return RT_EINVAL;
+    }
+    int rv = counter_store(ctx, counter_value(ctx) + 1);
+    if (rv != 0) {
+        return rv;
+    }
+    return rt_ctx_send(ctx, 1, key, key_len, OP_ADD, n_raw, n_len);
+}
+
+static int op_later(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    (void)args;
+    (void)len;
+    const uint8_t five = 5;
+    return rt_ctx_timer_set(ctx, rt_ctx_now_ms(ctx) + 1000, OP_ADD, &five, 1);
+}
+
+static int op_notify(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    return rt_ctx_external(ctx, "callback", args, len);
+}
+
+static int op_loop(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    size_t key_len;
+    const uint8_t *key = rt_ctx_key(ctx, &key_len);
+    int rv = counter_store(ctx, counter_value(ctx) + 1);
+    return rv != 0 ? rv : rt_ctx_send(ctx, 1, key, key_len, OP_LOOP, args, len);
+}
+
+static int op_newid(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    (void)args;
+    (void)len;
+    char id[RT_ID_BYTES_MAX + 1];
+    size_t n = rt_ctx_new_id(ctx, 'T', id);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, rt_ctx_reply(ctx));
+    rt_mp_write_str(&w, id, n);
+    return rt_mp_writer_error(&w);
+}
+
+static const struct rt_actor_op counter_ops[OP_COUNT] = {
+    [OP_ADD] = {"add", op_add, false},          [OP_GET] = {"get", op_get, true},
+    [OP_RELAY] = {"relay", op_relay, false},    [OP_LATER] = {"later", op_later, false},
+    [OP_NOTIFY] = {"notify", op_notify, false}, [OP_LOOP] = {"loop", op_loop, false},
+    [OP_NEWID] = {"newid", op_newid, false},
+};
+static const struct rt_actor_type counter_type = {1, "counter", counter_ops, OP_COUNT};
+
+/* ---- Fixture ---- */
+
+struct fixture {
+    struct mem_store *mem;
+    struct rt_registry registry;
+    struct rt_cache cache;
+    struct rt_engine engine[SHARDS];
+    struct rt_batch_builder builder;
+    char keys[SHARDS][2][16]; /* Two keys that hash to each shard. */
+};
+
+static void find_keys(struct fixture *f)
+{
+    int found[SHARDS] = {0};
+    for (int i = 0, done = 0; done < SHARDS * 2; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "c%d", i);
+        uint16_t s = rt_shard_of((const uint8_t *)key, strlen(key), SHARDS);
+        if (found[s] < 2) {
+            strcpy(f->keys[s][found[s]++], key);
+            done++;
+        }
+    }
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    f->mem = mem_store_new();
+    rt_registry_init(&f->registry);
+    assert_int_equal(rt_registry_add(&f->registry, &counter_type), 0);
+    assert_int_equal(rt_cache_init(&f->cache, 1 << 20), 0);
+    for (uint16_t s = 0; s < SHARDS; s++) {
+        struct rt_engine_config config = {s, SHARDS, &f->registry, mem_store_store(f->mem),
+                                          &f->cache};
+        assert_int_equal(rt_engine_init(&f->engine[s], &config), 0);
+    }
+    rt_batch_builder_init(&f->builder, RT_BATCH_BYTES_MAX);
+    find_keys(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    for (int s = 0; s < SHARDS; s++) {
+        rt_engine_free(&f->engine[s]);
+    }
+    rt_batch_builder_free(&f->builder);
+    rt_cache_free(&f->cache);
+    mem_store_free(f->mem);
+    free(f);
+    return 0;
+}
+
+static struct rt_command cmd(const char *key, uint8_t op, const uint8_t *args, size_t args_len)
+{
+    struct rt_command c = {.origin = RT_ORIGIN_CLIENT,
+                           .actor_type = 1,
+                           .op = op,
+                           .key = (const uint8_t *)key,
+                           .key_len = (uint32_t)strlen(key),
+                           .args = args,
+                           .args_len = (uint32_t)args_len};
+    return c;
+}
+
+/* Apply @n commands as entry @index of @shard at time @now. */
+static int apply(struct fixture *f, uint16_t shard, uint64_t index, uint64_t now,
+                 const struct rt_command *cmds, int n)
+{
+    assert_int_equal(rt_batch_builder_begin(&f->builder, now), 0);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(rt_batch_builder_add(&f->builder, &cmds[i]), 0);
+    }
+    size_t len;
+    const uint8_t *data = rt_batch_builder_finish(&f->builder, &len);
+    return rt_engine_apply(&f->engine[shard], index, data, len);
+}
+
+/* The value of counter @key through a read-only query; -1 if it does not exist. */
+static int64_t value_of(struct fixture *f, uint16_t shard, const char *key)
+{
+    struct rt_command c = cmd(key, OP_GET, NULL, 0);
+    struct rt_reply reply;
+    int rv = rt_engine_query(&f->engine[shard], &c, T0, &reply);
+    if (rv == RT_ENOTFOUND) {
+        return -1;
+    }
+    assert_int_equal(rv, 0);
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, reply.body, reply.body_len);
+    uint32_t n;
+    const char *k;
+    uint32_t k_len;
+    uint64_t v;
+    assert_int_equal(rt_mp_read_map(&r, &n), 0);
+    assert_int_equal(rt_mp_read_str(&r, &k, &k_len), 0);
+    assert_int_equal(rt_mp_read_uint(&r, &v), 0);
+    return (int64_t)v;
+}
+
+static uint64_t stored_applied(struct fixture *f, uint16_t shard)
+{
+    uint64_t index;
+    struct rt_store *store = mem_store_store(f->mem);
+    assert_int_equal(store->ops->applied_index(store, shard, &index), 0);
+    return index;
+}
+
+/* ---- Tests ---- */
+
+static void apply_runs_commands_and_replies(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[0][0];
+    const uint8_t three = 3, four = 4;
+    struct rt_command c[2] = {cmd(k, OP_ADD, &three, 1), cmd(k, OP_ADD, &four, 1)};
+    assert_int_equal(apply(f, 0, 1, T0, c, 2), 0);
+    assert_int_equal(rt_engine_reply_count(&f->engine[0]), 2);
+    const struct rt_reply *r1 = rt_engine_reply(&f->engine[0], 1);
+    assert_int_equal(r1->code, 0);
+    assert_true(r1->body_len > 0);
+    assert_int_equal(value_of(f, 0, k), 7); /* The second command saw the first's write. */
+    assert_int_equal(stored_applied(f, 0), 1);
+    assert_int_equal(rt_engine_applied_index(&f->engine[0]), 1);
+    /* Re-applying the same index does nothing. */
+    assert_int_equal(apply(f, 0, 1, T0, c, 2), RT_EDUPLICATE);
+    assert_int_equal(rt_engine_reply_count(&f->engine[0]), 0);
+    assert_int_equal(value_of(f, 0, k), 7);
+    /* A new engine on the same store resumes from the stored applied index. */
+    struct rt_engine again;
+    struct rt_engine_config config = {0, SHARDS, &f->registry, mem_store_store(f->mem), NULL};
+    assert_int_equal(rt_engine_init(&again, &config), 0);
+    assert_int_equal(rt_engine_applied_index(&again), 1);
+    rt_engine_free(&again);
+}
+
+static void failed_command_leaves_no_trace(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[0][0], *k2 = f->keys[0][1];
+    const uint8_t one = 1, zero = 0, bad = 0xc1;
+    struct rt_command c[4] = {cmd(k, OP_ADD, &one, 1), cmd(k2, OP_ADD, &zero, 1),
+                              cmd(k, OP_ADD, &bad, 1), cmd(k, OP_ADD, &one, 1)};
+    c[2].op = OP_ADD;
+    assert_int_equal(apply(f, 0, 1, T0, c, 4), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 1)->code, RT_EINVAL);
+    assert_string_equal(rt_engine_reply(&f->engine[0], 1)->msg, "zero is not allowed");
+    assert_int_equal(rt_engine_reply(&f->engine[0], 2)->code, RT_EINVAL);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 3)->code, 0);
+    assert_int_equal(value_of(f, 0, k), 2);
+    assert_int_equal(value_of(f, 0, k2), -1); /* k2's write was rolled back. */
+    assert_int_equal(f->engine[0].stats.commands_failed, 2);
+    /* Unknown op and unknown type fail only their command. */
+    struct rt_command u[2] = {cmd(k, 20, &one, 1), cmd(k, OP_ADD, &one, 1)};
+    u[1].actor_type = 9;
+    assert_int_equal(apply(f, 0, 2, T0, u, 2), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, RT_EINVAL);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 1)->code, RT_EINVAL);
+}
+
+static void wrong_shard_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t one = 1;
+    struct rt_command c = cmd(f->keys[1][0], OP_ADD, &one, 1);
+    assert_int_equal(apply(f, 0, 1, T0, &c, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, RT_EINVAL);
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_STATE, 0), 0);
+}
+
+static uint8_t relay_args[64];
+
+static size_t make_relay_args(const char *target, uint8_t n)
+{
+    struct rt_buf buf;
+    rt_buf_init(&buf, sizeof(relay_args));
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &buf);
+    rt_mp_write_array(&w, 2);
+    rt_mp_write_bin(&w, (const uint8_t *)target, strlen(target));
+    rt_mp_write_uint(&w, n);
+    assert_int_equal(rt_mp_writer_error(&w), 0);
+    size_t len = buf.len;
+    memcpy(relay_args, buf.data, len);
+    rt_buf_free(&buf);
+    return len;
+}
+
+static void same_shard_message_is_atomic(void **state)
+{
+    struct fixture *f = *state;
+    const char *a = f->keys[0][0], *b = f->keys[0][1];
+    size_t n = make_relay_args(b, 10);
+    struct rt_command c = cmd(a, OP_RELAY, relay_args, n);
+    assert_int_equal(apply(f, 0, 1, T0, &c, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, 0);
+    assert_int_equal(value_of(f, 0, a), 1);
+    assert_int_equal(value_of(f, 0, b), 10);
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_OUTBOX, 0), 0);
+    /* The message fails (add 0): the sender's write is undone too. */
+    n = make_relay_args(b, 0);
+    c = cmd(a, OP_RELAY, relay_args, n);
+    assert_int_equal(apply(f, 0, 2, T0, &c, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, RT_EINVAL);
+    assert_int_equal(value_of(f, 0, a), 1);
+    assert_int_equal(value_of(f, 0, b), 10);
+    /* A message loop is cut at the depth limit and leaves nothing. */
+    c = cmd(a, OP_LOOP, NULL, 0);
+    assert_int_equal(apply(f, 0, 3, T0, &c, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, RT_ETOOLARGE);
+    assert_int_equal(value_of(f, 0, a), 1);
+}
+
+/* Decode the only outbox record of @shard. */
+struct outbox_seen {
+    uint64_t seq;
+    uint8_t record[512];
+    size_t len;
+    int count;
+};
+
+static int outbox_visit(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                        size_t val_len)
+{
+    struct outbox_seen *seen = arg;
+    assert_int_equal(key_len, 10);
+    assert_true(val_len <= sizeof(seen->record));
+    seen->seq = rt_get_be64(key + 2);
+    memcpy(seen->record, val, val_len);
+    seen->len = val_len;
+    seen->count++;
+    return 0;
+}
+
+static void cross_shard_message_goes_through_outbox_once(void **state)
+{
+    struct fixture *f = *state;
+    const char *a = f->keys[0][0], *remote = f->keys[2][0];
+    size_t n = make_relay_args(remote, 6);
+    struct rt_command c = cmd(a, OP_RELAY, relay_args, n);
+    assert_int_equal(apply(f, 0, 5, T0, &c, 1), 0);
+    assert_int_equal(value_of(f, 0, a), 1);
+    assert_int_equal(value_of(f, 2, remote), -1); /* Not applied here: other shard. */
+    struct outbox_seen seen = {0};
+    uint8_t prefix[2];
+    rt_key_shard_prefix(prefix, 0);
+    struct rt_store *store = mem_store_store(f->mem);
+    assert_int_equal(store->ops->scan(store, RT_CF_OUTBOX, prefix, 2, NULL, 0, outbox_visit, &seen),
+                     0);
+    assert_int_equal(seen.count, 1);
+    assert_true(seen.seq == rt_seq_make(5, 0));
+    /* ["msg", target_shard, type, key, op, args] */
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, seen.record, seen.len);
+    uint32_t fields, len;
+    const char *tag;
+    uint64_t target, type, op;
+    const uint8_t *key, *args;
+    assert_int_equal(rt_mp_read_array(&r, &fields), 0);
+    assert_int_equal(fields, 6);
+    assert_int_equal(rt_mp_read_str(&r, &tag, &len), 0);
+    assert_memory_equal(tag, "msg", 3);
+    assert_int_equal(rt_mp_read_uint(&r, &target), 0);
+    assert_int_equal(target, 2);
+    assert_int_equal(rt_mp_read_uint(&r, &type), 0);
+    assert_int_equal(rt_mp_read_bin(&r, &key, &len), 0);
+    assert_int_equal(rt_mp_read_uint(&r, &op), 0);
+    assert_int_equal(rt_mp_read_bin(&r, &args, &len), 0);
+    /* Deliver it to shard 2 as the forwarder would, twice: applied once. */
+    struct rt_command m = cmd(remote, (uint8_t)op, args, len);
+    m.origin = RT_ORIGIN_MESSAGE;
+    m.source_shard = 0;
+    m.source_seq = seen.seq;
+    assert_int_equal(apply(f, 2, 1, T0, &m, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[2], 0)->code, 0);
+    assert_int_equal(value_of(f, 2, remote), 6);
+    assert_int_equal(apply(f, 2, 2, T0, &m, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[2], 0)->code, RT_EDUPLICATE);
+    assert_int_equal(value_of(f, 2, remote), 6);
+    /* An older sequence from the same source is a duplicate too; a newer one applies. */
+    m.source_seq = seen.seq - 1;
+    assert_int_equal(apply(f, 2, 3, T0, &m, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[2], 0)->code, RT_EDUPLICATE);
+    m.source_seq = seen.seq + 1;
+    assert_int_equal(apply(f, 2, 4, T0, &m, 1), 0);
+    assert_int_equal(value_of(f, 2, remote), 12);
+}
+
+static void timers_fire_once(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[1][0];
+    struct rt_command c = cmd(k, OP_LATER, NULL, 0);
+    assert_int_equal(apply(f, 1, 1, T0, &c, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[1], 0)->code, 0);
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_TIMERS, 1), 1);
+    uint32_t added = 99;
+    assert_int_equal(rt_batch_builder_begin(&f->builder, T0 + 999), 0);
+    assert_int_equal(rt_engine_collect_due_timers(&f->engine[1], T0 + 999, &f->builder, 10, &added),
+                     0);
+    assert_int_equal(added, 0);
+    assert_int_equal(rt_batch_builder_begin(&f->builder, T0 + 1000), 0);
+    assert_int_equal(
+        rt_engine_collect_due_timers(&f->engine[1], T0 + 1000, &f->builder, 10, &added), 0);
+    assert_int_equal(added, 1);
+    size_t len;
+    const uint8_t *data = rt_batch_builder_finish(&f->builder, &len);
+    uint8_t *copy = malloc(len);
+    memcpy(copy, data, len);
+    assert_int_equal(rt_engine_apply(&f->engine[1], 2, copy, len), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[1], 0)->code, 0);
+    assert_int_equal(value_of(f, 1, k), 5);
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_TIMERS, 1), 0);
+    /* The same timer proposed again (a new leader re-proposing) is skipped. */
+    assert_int_equal(rt_engine_apply(&f->engine[1], 3, copy, len), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[1], 0)->code, RT_EDUPLICATE);
+    assert_int_equal(value_of(f, 1, k), 5);
+    free(copy);
+}
+
+static void external_effect_is_queued(void **state)
+{
+    struct fixture *f = *state;
+    struct rt_command c = cmd(f->keys[3][0], OP_NOTIFY, (const uint8_t *)"\xa2hi", 3);
+    assert_int_equal(apply(f, 3, 1, T0, &c, 1), 0);
+    struct outbox_seen seen = {0};
+    uint8_t prefix[2];
+    rt_key_shard_prefix(prefix, 3);
+    struct rt_store *store = mem_store_store(f->mem);
+    assert_int_equal(store->ops->scan(store, RT_CF_OUTBOX, prefix, 2, NULL, 0, outbox_visit, &seen),
+                     0);
+    assert_int_equal(seen.count, 1);
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, seen.record, seen.len);
+    uint32_t fields, len;
+    const char *s;
+    const uint8_t *payload;
+    assert_int_equal(rt_mp_read_array(&r, &fields), 0);
+    assert_int_equal(fields, 3);
+    assert_int_equal(rt_mp_read_str(&r, &s, &len), 0);
+    assert_memory_equal(s, "ext", 3);
+    assert_int_equal(rt_mp_read_str(&r, &s, &len), 0);
+    assert_memory_equal(s, "callback", 8);
+    assert_int_equal(rt_mp_read_bin(&r, &payload, &len), 0);
+    assert_memory_equal(payload, "\xa2hi", 3);
+}
+
+static void ids_are_unique_and_carry_the_shard(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[2][1];
+    struct rt_command c[2] = {cmd(k, OP_NEWID, NULL, 0), cmd(k, OP_NEWID, NULL, 0)};
+    assert_int_equal(apply(f, 2, 7, T0, c, 2), 0);
+    char ids[2][RT_ID_BYTES_MAX + 1];
+    for (int i = 0; i < 2; i++) {
+        const struct rt_reply *reply = rt_engine_reply(&f->engine[2], (uint32_t)i);
+        struct rt_mp_reader r;
+        rt_mp_reader_init(&r, reply->body, reply->body_len);
+        const char *s;
+        uint32_t len;
+        assert_int_equal(rt_mp_read_str(&r, &s, &len), 0);
+        assert_true(len <= RT_ID_BYTES_MAX);
+        memcpy(ids[i], s, len);
+        ids[i][len] = '\0';
+        uint16_t shard;
+        assert_true(rt_id_shard(s, len, 'T', &shard));
+        assert_int_equal(shard, 2);
+    }
+    assert_string_not_equal(ids[0], ids[1]);
+}
+
+static void bad_entries_write_nothing(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t before[32], after[32];
+    test_store_digest(mem_store_store(f->mem), 0, before);
+    const uint8_t garbage[] = {0x93, 0x01, 0xff};
+    assert_int_equal(rt_engine_apply(&f->engine[0], 1, garbage, sizeof(garbage)), RT_EMALFORMED);
+    assert_int_equal(rt_engine_reply_count(&f->engine[0]), 0);
+    test_store_digest(mem_store_store(f->mem), 0, after);
+    assert_memory_equal(before, after, 32);
+    /* The shard does not stall: the next entry applies. */
+    assert_int_equal(rt_engine_applied_index(&f->engine[0]), 1);
+    const uint8_t one = 1;
+    struct rt_command c = cmd(f->keys[0][0], OP_ADD, &one, 1);
+    assert_int_equal(apply(f, 0, 2, T0, &c, 1), 0);
+    assert_int_equal(stored_applied(f, 0), 2);
+}
+
+static void store_failure_commits_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t one = 1;
+    struct rt_command c = cmd(f->keys[0][0], OP_ADD, &one, 1);
+    mem_store_fail_commits(f->mem, 1);
+    assert_int_equal(apply(f, 0, 1, T0, &c, 1), RT_EIO);
+    assert_int_equal(rt_engine_reply_count(&f->engine[0]), 0);
+    assert_int_equal(stored_applied(f, 0), 0);
+    assert_int_equal(rt_engine_applied_index(&f->engine[0]), 0);
+    /* The cache was not updated with the lost write. */
+    assert_int_equal(value_of(f, 0, f->keys[0][0]), -1);
+}
+
+static void query_refuses_writing_ops(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t one = 1;
+    struct rt_command c = cmd(f->keys[0][0], OP_ADD, &one, 1);
+    struct rt_reply reply;
+    assert_int_equal(rt_engine_query(&f->engine[0], &c, T0, &reply), RT_EINVAL);
+    assert_int_equal(value_of(f, 0, f->keys[0][0]), -1);
+}
+
+/* Same entries on two independent stores give byte-identical shards. */
+static void replicas_are_byte_identical(void **state)
+{
+    (void)state;
+    struct fixture *a, *b;
+    setup((void **)&a);
+    setup((void **)&b);
+    struct rt_prng prng;
+    rt_prng_seed(&prng, 42);
+    for (uint64_t index = 1; index <= 200; index++) {
+        struct rt_command c[8];
+        uint8_t args[8];
+        int n = 1 + (int)rt_prng_below(&prng, 8);
+        for (int i = 0; i < n; i++) {
+            const char *key = a->keys[0][rt_prng_below(&prng, 2)];
+            args[i] = (uint8_t)rt_prng_below(&prng, 5);
+            switch (rt_prng_below(&prng, 4)) {
+            case 0:
+                c[i] = cmd(key, OP_LATER, NULL, 0);
+                break;
+            case 1:
+                c[i] = cmd(key, OP_NEWID, NULL, 0);
+                break;
+            default:
+                c[i] = cmd(key, OP_ADD, &args[i], 1);
+            }
+        }
+        assert_int_equal(apply(a, 0, index, T0 + index, c, n), 0);
+        assert_int_equal(apply(b, 0, index, T0 + index, c, n), 0);
+    }
+    uint8_t da[32], db[32];
+    test_store_digest(mem_store_store(a->mem), 0, da);
+    test_store_digest(mem_store_store(b->mem), 0, db);
+    assert_memory_equal(da, db, 32);
+    assert_true(test_store_count(mem_store_store(a->mem), RT_CF_TIMERS, 0) > 0);
+    teardown((void **)&a);
+    teardown((void **)&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(apply_runs_commands_and_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_command_leaves_no_trace, setup, teardown),
+        cmocka_unit_test_setup_teardown(wrong_shard_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(same_shard_message_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(cross_shard_message_goes_through_outbox_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(timers_fire_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(external_effect_is_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(ids_are_unique_and_carry_the_shard, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_entries_write_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_failure_commits_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(query_refuses_writing_ops, setup, teardown),
+        cmocka_unit_test(replicas_are_byte_identical),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
