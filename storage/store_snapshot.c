@@ -18,18 +18,7 @@
 #include "rt_key.h"
 #include "rt_limits.h"
 #include "rt_log.h"
-
-/* ---- Internal to storage/, defined in store_rocks.c (no storage-private header yet). ---- */
-size_t store_rocks_applied_key(uint8_t *out, uint16_t shard);
-rocksdb_column_family_handle_t *store_rocks_cf(struct store_rocks *db, enum rt_cf cf);
-const rocksdb_snapshot_t *store_rocks_snapshot_acquire(struct store_rocks *db);
-void store_rocks_snapshot_release(struct store_rocks *db, const rocksdb_snapshot_t *snapshot);
-int store_rocks_applied_index_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot,
-                                 uint16_t shard, uint64_t *index);
-int store_rocks_scan_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot, enum rt_cf cf,
-                        const uint8_t *prefix, size_t prefix_len, const uint8_t *start,
-                        size_t start_len, rt_scan_cb cb, void *arg);
-int store_rocks_write(struct store_rocks *db, rocksdb_writebatch_t *batch, const char *what);
+#include "store_internal.h"
 
 /* Persistent format (it travels between nodes): see store_snapshot.h. */
 #define SNAP_MAGIC       "PRSNAP01"

@@ -307,13 +307,19 @@ static void test_commit_order_and_applied_index(void **state)
     assert_int_equal(f->store->ops->commit(f->store, &ws), 0);
     expect_stored(f->store, RT_CF_STATE, a, a_len, "3", 1);
     expect_stored(f->store, RT_CF_STATE, c, c_len, "y", 1);
-    rt_writeset_free(&ws);
 
-    /* An applied index that is not 8 bytes is corruption. */
-    key_len = rt_key_meta(key, 4, "applied");
-    helper_put(f->store, 5, 1, RT_CF_META, key, key_len, "abc", 3);
-    uint64_t index = 0;
-    assert_int_equal(f->store->ops->applied_index(f->store, 4, &index), RT_ECORRUPT);
+    /* A key of another shard is refused and the whole entry is written nowhere. */
+    uint8_t foreign[64];
+    size_t foreign_len = make_key(foreign, 4, "x");
+    rt_writeset_reset(&ws, 2, 10);
+    assert_int_equal(rt_writeset_put(&ws, RT_CF_STATE, c, c_len, (const uint8_t *)"z", 1), 0);
+    assert_int_equal(
+        rt_writeset_put(&ws, RT_CF_STATE, foreign, foreign_len, (const uint8_t *)"z", 1), 0);
+    assert_int_equal(f->store->ops->commit(f->store, &ws), RT_EINTERNAL);
+    expect_stored(f->store, RT_CF_STATE, c, c_len, "y", 1);
+    expect_absent(f->store, RT_CF_STATE, foreign, foreign_len);
+    assert_int_equal(helper_applied(f->store, 2), 9);
+    rt_writeset_free(&ws);
 }
 
 static void test_large_entry(void **state)
