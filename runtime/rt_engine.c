@@ -543,6 +543,48 @@ static int engine_run_command(struct rt_engine *engine, struct rt_actor_ctx *ctx
     return rv;
 }
 
+/* FNV-1a 64 over (previous hash, index, entry bytes): not cryptographic, entries come from our
+ * own leaders; it only has to make an accidental divergence visible. */
+static uint64_t history_next(uint64_t prev, uint64_t index, const uint8_t *data, size_t len)
+{
+    uint8_t head[16];
+    rt_put_be64(head, prev);
+    rt_put_be64(head + 8, index);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof(head); i++) {
+        h = (h ^ head[i]) * 0x100000001b3ull;
+    }
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ data[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Load applied index and history hash from the store (after open or a snapshot restore). */
+static int engine_load(struct rt_engine *engine)
+{
+    struct rt_store *store = engine->config.store;
+    int rv = store->ops->applied_index(store, engine->config.shard, &engine->applied_index);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_meta(key, engine->config.shard, "history");
+    struct rt_buf value;
+    rt_buf_init(&value, 64);
+    rv = store->ops->get(store, RT_CF_META, key, n, &value);
+    engine->history_hash = 0;
+    if (rv == 0 && value.len == 16 && rt_get_be64(value.data) == engine->applied_index) {
+        engine->history_hash = rt_get_be64(value.data + 8);
+    } else if (rv == 0 || (rv == RT_ENOTFOUND && engine->applied_index != 0)) {
+        rv = RT_ECORRUPT; /* Written with every commit: it must match the applied index. */
+    } else if (rv == RT_ENOTFOUND) {
+        rv = 0; /* A shard that never applied anything. */
+    }
+    rt_buf_free(&value);
+    return rv;
+}
+
 int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *config)
 {
     assert(engine != NULL && config != NULL);
@@ -565,8 +607,7 @@ int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *conf
     rt_buf_init(&entry->messages, ENGINE_MESSAGE_QUEUE_BYTES_MAX);
     rt_buf_init(&entry->state_copy, RT_STORED_VALUE_BYTES_MAX);
     rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + 2u * RT_ACTOR_KEY_BYTES_MAX);
-    int rv =
-        config->store->ops->applied_index(config->store, config->shard, &engine->applied_index);
+    int rv = engine_load(engine);
     if (rv != 0) {
         rt_engine_free(engine);
         return rv;
@@ -667,6 +708,7 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
         RT_WARN("entry %llu is not a valid batch (%s): skipped", (unsigned long long)index,
                 rt_strerror(rv));
         engine->applied_index = index;
+        engine->history_hash = history_next(engine->history_hash, index, data, len);
         engine->stats.entries_rejected++;
         return rv;
     }
@@ -712,11 +754,21 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
             engine->stats.commands_failed++;
         }
     }
-    rv = engine_commit(engine);
+    uint64_t history = history_next(engine->history_hash, index, data, len);
+    uint8_t history_key[RT_KEY_BYTES_MAX], history_val[16];
+    size_t history_key_len = rt_key_meta(history_key, engine->config.shard, "history");
+    rt_put_be64(history_val, index);
+    rt_put_be64(history_val + 8, history);
+    rv = rt_writeset_put(&engine->ws, RT_CF_META, history_key, history_key_len, history_val,
+                         sizeof(history_val));
+    if (rv == 0) {
+        rv = engine_commit(engine);
+    }
     if (rv != 0) {
         goto fail;
     }
     engine->applied_index = index;
+    engine->history_hash = history;
     engine->stats.entries_applied++;
     engine_resolve_replies(engine);
     return 0;
@@ -725,6 +777,15 @@ fail:
     engine->reply_count = 0;
     rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
     return rv;
+}
+
+int rt_engine_reload(struct rt_engine *engine)
+{
+    assert(engine != NULL);
+    assert(engine->entry != NULL);
+    engine->reply_count = 0;
+    rt_writeset_reset(&engine->ws, engine->config.shard, 0);
+    return engine_load(engine);
 }
 
 uint32_t rt_engine_reply_count(const struct rt_engine *engine)

@@ -15,6 +15,8 @@
  *   ["ext", kind: str, payload: bin]
  * Timer record (value in the timers column family, key = shard | due_ms | seq):
  *   [actor_type: uint, key: bin, op: uint, args: bin]
+ * History (meta "history" -> be64 applied index | be64 history hash): see
+ * rt_engine_history_hash; written with every committed entry.
  * Inbox high-water mark (meta "inbox" | source shard -> be64 seq): a message from a source
  * shard whose seq is not above the mark was applied already and is skipped. The outbox
  * forwarder must therefore deliver one source's messages to a target in sequence order.
@@ -61,6 +63,7 @@ struct rt_engine_entry;
 struct rt_engine {
     struct rt_engine_config config;
     uint64_t applied_index;      /* Last index committed to the store. */
+    uint64_t history_hash;       /* Chained hash of every entry up to applied_index. */
     struct rt_writeset ws;       /* Writes of the entry being applied. */
     struct rt_command *commands; /* Decoded commands, RT_BATCH_COMMANDS_MAX. */
     struct rt_reply *replies;    /* One per command of the last entry. */
@@ -85,11 +88,26 @@ void rt_engine_free(struct rt_engine *engine);
  * @index must be applied_index + 1 or lower (raft applies in order). */
 int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len);
 
+/* Re-read the applied index from the store after the shard's data was replaced underneath
+ * the engine (a snapshot restore). The caller clears the cache: it may hold the old data. */
+int rt_engine_reload(struct rt_engine *engine);
+
 uint32_t rt_engine_reply_count(const struct rt_engine *engine);
 const struct rt_reply *rt_engine_reply(const struct rt_engine *engine, uint32_t i);
 static inline uint64_t rt_engine_applied_index(const struct rt_engine *engine)
 {
     return engine->applied_index;
+}
+
+/* The history hash: h(i) = H(h(i-1), i, bytes of entry i), over every entry the engine has
+ * consumed (applied or rejected alike), stored with the data (meta "history") and carried by
+ * snapshots. Two replicas with the same (applied index, history hash) applied the same
+ * entries in the same order. The leader acknowledges a write only once a majority of
+ * replicas report its entry's hash (docs/raft.md: this guards acknowledged writes against a
+ * canonical/raft 0.15 bug that can commit entries a follower does not really hold). */
+static inline uint64_t rt_engine_history_hash(const struct rt_engine *engine)
+{
+    return engine->history_hash;
 }
 
 /* Run a read-only operation against committed state, outside raft (linearizable when the

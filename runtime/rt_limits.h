@@ -72,7 +72,7 @@
  * it, so a shard larger than this must be split (more shards) rather than snapshotted. */
 #define RT_SNAPSHOT_BYTES_MAX (512u * 1024u * 1024u)
 /* Stored keys and values read back from disk are checked against these; larger means corrupt. */
-#define RT_STORED_KEY_BYTES_MAX   512u
+#define RT_STORED_KEY_BYTES_MAX 512u
 /* A value must fit one snapshot chunk with its key and framing: half a chunk, far above any
  * actor state (RT_ACTOR_STATE_BYTES_MAX) or outbox record. */
 #define RT_STORED_VALUE_BYTES_MAX (RT_SNAPSHOT_CHUNK_BYTES / 2u)

@@ -1,0 +1,224 @@
+#include "cl_fsm.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_buf.h"
+#include "rt_error.h"
+#include "rt_limits.h"
+#include "rt_log.h"
+#include "store_snapshot.h"
+
+/* Chunks of one snapshot: RT_SNAPSHOT_BYTES_MAX / smallest chunk is far more than any shard
+ * produces; the array grows as chunks arrive. */
+struct fsm_chunks {
+    struct raft_buffer *bufs;
+    unsigned count;
+    unsigned cap;
+    size_t bytes;
+};
+
+static struct cl_fsm *fsm_of(struct raft_fsm *raft_fsm)
+{
+    struct cl_fsm *fsm = raft_fsm->data;
+    assert(fsm != NULL);
+    assert(&fsm->raft_fsm == raft_fsm);
+    return fsm;
+}
+
+static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
+{
+    struct cl_fsm *fsm = fsm_of(raft_fsm);
+    assert(fsm->raft != NULL); /* cl_fsm_bind was called. */
+    uint64_t index = raft_last_applied(fsm->raft) + 1;
+    int rv = rt_engine_apply(&fsm->engine, index, buf->base, buf->len);
+    *result = NULL;
+    switch (rv) {
+    case 0:
+        *result = fsm;
+        return 0;
+    case RT_EDUPLICATE: /* Re-applied after a restart: already in the store. */
+    case RT_EMALFORMED:
+    case RT_EVERSION:
+    case RT_ETOOLARGE: /* Skipped by every replica alike; the engine logged it. */
+        return 0;
+    default:
+        RT_ERROR("apply of index %llu failed: %s; stopping so that this replica cannot "
+                 "diverge (a restart replays the raft log)",
+                 (unsigned long long)index, rt_strerror(rv));
+        abort();
+    }
+}
+
+static int fsm_chunk_sink(void *arg, uint8_t *chunk, size_t len)
+{
+    struct fsm_chunks *chunks = arg;
+    assert(chunk != NULL && len > 0);
+    if (chunks->count == chunks->cap) {
+        unsigned cap = chunks->cap == 0 ? 16 : chunks->cap * 2;
+        struct raft_buffer *bufs = realloc(chunks->bufs, cap * sizeof(*bufs));
+        if (bufs == NULL) {
+            return RT_ENOMEM;
+        }
+        chunks->bufs = bufs;
+        chunks->cap = cap;
+    }
+    chunks->bufs[chunks->count].base = chunk;
+    chunks->bufs[chunks->count].len = len;
+    chunks->count++;
+    chunks->bytes += len;
+    return 0;
+}
+
+static void fsm_chunks_free(struct raft_buffer *bufs, unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        free(bufs[i].base);
+    }
+    free(bufs);
+}
+
+static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cl_fsm *fsm = fsm_of(raft_fsm);
+    struct fsm_chunks chunks = {0};
+    int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_chunk_sink, &chunks);
+    if (rv != 0) {
+        RT_ERROR("snapshot failed: %s", rt_strerror(rv));
+        fsm_chunks_free(chunks.bufs, chunks.count);
+        return RAFT_NOMEM; /* raft retries at the next threshold. */
+    }
+    assert(chunks.count >= 1);
+    *bufs = chunks.bufs;
+    *n_bufs = chunks.count;
+    fsm->stats.snapshots_taken++;
+    fsm->stats.snapshot_bytes = chunks.bytes;
+    RT_INFO("snapshot at applied index %llu: %u chunks, %zu bytes",
+            (unsigned long long)rt_engine_applied_index(&fsm->engine), chunks.count, chunks.bytes);
+    return 0;
+}
+
+/* Version 2: raft never owns the snapshot buffers; they are freed here. */
+static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    (void)fsm_of(raft_fsm);
+    assert(bufs != NULL && n_bufs != NULL);
+    fsm_chunks_free(*bufs, *n_bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+/* Split raft's single buffer back into chunks using each chunk's header. */
+static int fsm_split_chunks(const uint8_t *data, size_t len, const uint8_t ***chunks_out,
+                            size_t **lens_out, size_t *count_out)
+{
+    size_t count = 0, cap = 0, offset = 0;
+    const uint8_t **chunks = NULL;
+    size_t *lens = NULL;
+    while (offset < len) {
+        if (len - offset < STORE_SNAPSHOT_HEADER_BYTES) {
+            goto corrupt;
+        }
+        /* comp_len is the last 4 header bytes (store_snapshot.h). */
+        size_t comp_len = rt_get_be32(data + offset + STORE_SNAPSHOT_HEADER_BYTES - 4);
+        if (comp_len > len - offset - STORE_SNAPSHOT_HEADER_BYTES) {
+            goto corrupt;
+        }
+        if (count == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            const uint8_t **c = realloc(chunks, cap * sizeof(*c));
+            if (c == NULL) {
+                goto nomem;
+            }
+            chunks = c;
+            size_t *l = realloc(lens, cap * sizeof(*l));
+            if (l == NULL) {
+                goto nomem;
+            }
+            lens = l;
+        }
+        chunks[count] = data + offset;
+        lens[count] = STORE_SNAPSHOT_HEADER_BYTES + comp_len;
+        offset += lens[count];
+        count++;
+    }
+    *chunks_out = chunks;
+    *lens_out = lens;
+    *count_out = count;
+    return 0;
+corrupt:
+    free(chunks);
+    free(lens);
+    return RT_ECORRUPT;
+nomem:
+    free(chunks);
+    free(lens);
+    return RT_ENOMEM;
+}
+
+static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
+{
+    struct cl_fsm *fsm = fsm_of(raft_fsm);
+    assert(buf != NULL);
+    const uint8_t **chunks = NULL;
+    size_t *lens = NULL;
+    size_t count = 0;
+    int rv = fsm_split_chunks(buf->base, buf->len, &chunks, &lens, &count);
+    if (rv == 0) {
+        rv = store_snapshot_restore(fsm->db, cl_fsm_shard(fsm), chunks, lens, count);
+    }
+    free(chunks);
+    free(lens);
+    if (rv == 0) {
+        rv = rt_engine_reload(&fsm->engine);
+    }
+    if (fsm->engine.config.cache != NULL) {
+        rt_cache_clear(fsm->engine.config.cache); /* It may hold the replaced data. */
+    }
+    if (rv != 0) {
+        RT_ERROR("snapshot restore failed: %s", rt_strerror(rv));
+        return rv == RT_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+    }
+    fsm->stats.snapshots_restored++;
+    fsm->stats.snapshot_bytes = buf->len;
+    RT_INFO("snapshot restored: applied index %llu, %zu bytes",
+            (unsigned long long)rt_engine_applied_index(&fsm->engine), (size_t)buf->len);
+    raft_free(buf->base); /* On success the FSM owns the restored buffer. */
+    return 0;
+}
+
+int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engine_config *config)
+{
+    assert(fsm != NULL && db != NULL && config != NULL);
+    assert(config->store == store_rocks_store(db));
+    memset(fsm, 0, sizeof(*fsm));
+    fsm->db = db;
+    int rv = rt_engine_init(&fsm->engine, config);
+    if (rv != 0) {
+        return rv;
+    }
+    fsm->raft_fsm.version = 2;
+    fsm->raft_fsm.data = fsm;
+    fsm->raft_fsm.apply = fsm_apply;
+    fsm->raft_fsm.snapshot = fsm_snapshot;
+    fsm->raft_fsm.restore = fsm_restore;
+    fsm->raft_fsm.snapshot_finalize = fsm_snapshot_finalize;
+    return 0;
+}
+
+void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft)
+{
+    assert(fsm != NULL && raft != NULL);
+    assert(fsm->raft == NULL || fsm->raft == raft);
+    fsm->raft = raft;
+}
+
+void cl_fsm_close(struct cl_fsm *fsm)
+{
+    assert(fsm != NULL);
+    rt_engine_free(&fsm->engine);
+    fsm->raft = NULL;
+}

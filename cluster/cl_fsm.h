@@ -1,0 +1,53 @@
+/* cl_fsm: one shard's apply engine as a canonical/raft state machine.
+ *
+ * apply    -> rt_engine_apply at index raft_last_applied(r) + 1 (raft 0.15 does not pass the
+ *             index). The result handed to raft's apply callback is the cl_fsm itself, whose
+ *             replies (cl_fsm_reply) are valid until the next entry is applied: raft calls a
+ *             proposal's callback right after applying its entry, so the leader copies them
+ *             out there.
+ * snapshot -> store_snapshot_write: the shard's keys as zstd chunks, one raft buffer each
+ *             (version 2 FSM: snapshot_finalize frees them, raft never owns them).
+ * restore  -> store_snapshot_restore of the single buffer raft hands over (the chunks
+ *             concatenated; each chunk's header gives its length), then the engine re-reads
+ *             its applied index and the node's cache is cleared.
+ *
+ * Entries that are not valid batches are skipped by the engine (every replica skips the same
+ * ones). A storage failure during apply is fatal for the process: continuing would let this
+ * replica diverge from the others, and a restart replays the raft log onto the last durable
+ * state, so the node logs the error and aborts (crash-stop, as redis does on a failed write).
+ */
+#ifndef CL_FSM_H
+#define CL_FSM_H
+
+#include <raft.h>
+#include <stdint.h>
+
+#include "rt_engine.h"
+#include "store_rocks.h"
+
+struct cl_fsm_stats {
+    uint64_t snapshots_taken;
+    uint64_t snapshots_restored;
+    uint64_t snapshot_bytes; /* Of the last snapshot taken or restored. */
+};
+
+struct cl_fsm {
+    struct raft_fsm raft_fsm; /* Handed to raft_init; raft_fsm.data points back here. */
+    struct raft *raft;        /* Bound after raft_init (cl_fsm_bind). */
+    struct store_rocks *db;   /* Not owned. */
+    struct rt_engine engine;
+    struct cl_fsm_stats stats;
+};
+
+/* @config->store must be store_rocks_store(@db). RT_ENOMEM, RT_EIO. */
+int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engine_config *config);
+/* Tell the FSM which raft instance drives it (needed to know the index being applied). */
+void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft);
+void cl_fsm_close(struct cl_fsm *fsm);
+
+static inline uint16_t cl_fsm_shard(const struct cl_fsm *fsm)
+{
+    return fsm->engine.config.shard;
+}
+
+#endif /* CL_FSM_H */
