@@ -8,6 +8,7 @@
 #include "rt_error.h"
 #include "rt_limits.h"
 #include "rt_log.h"
+#include "rt_mp.h"
 #include "store_snapshot.h"
 
 /* Chunks of one snapshot: RT_SNAPSHOT_BYTES_MAX / smallest chunk is far more than any shard
@@ -27,13 +28,53 @@ static struct cl_fsm *fsm_of(struct raft_fsm *raft_fsm)
     return fsm;
 }
 
+static void fsm_remember(struct cl_fsm *fsm)
+{
+    uint64_t index = rt_engine_applied_index(&fsm->engine);
+    unsigned slot = (unsigned)(index % CL_FSM_HISTORY_RING);
+    fsm->ring_index[slot] = index;
+    fsm->ring_hash[slot] = rt_engine_history_hash(&fsm->engine);
+}
+
+bool cl_fsm_history_at(const struct cl_fsm *fsm, uint64_t index, uint64_t *hash)
+{
+    assert(fsm != NULL && hash != NULL);
+    unsigned slot = (unsigned)(index % CL_FSM_HISTORY_RING);
+    if (index == 0 || fsm->ring_index[slot] != index) {
+        return false;
+    }
+    *hash = fsm->ring_hash[slot];
+    return true;
+}
+
+/* Proposals are padded with zeros to a multiple of 8 bytes (cl_fsm.h says why); strip the
+ * padding (at most 7 zero bytes after the one msgpack value) so that every replica, live or
+ * replaying its log after a restart, hands the engine exactly the proposed batch. */
+static size_t fsm_unpadded_len(const uint8_t *data, size_t len)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, data, len);
+    if (len == 0 || rt_mp_skip(&r) != 0 || rt_mp_remaining(&r) > 7) {
+        return len; /* Not ours to judge: the engine rejects it as it is. */
+    }
+    size_t value_len = len - rt_mp_remaining(&r);
+    for (size_t i = value_len; i < len; i++) {
+        if (data[i] != 0) {
+            return len;
+        }
+    }
+    return value_len;
+}
+
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     assert(fsm->raft != NULL); /* cl_fsm_bind was called. */
     uint64_t index = raft_last_applied(fsm->raft) + 1;
-    int rv = rt_engine_apply(&fsm->engine, index, buf->base, buf->len);
+    size_t len = fsm_unpadded_len(buf->base, buf->len);
+    int rv = rt_engine_apply(&fsm->engine, index, buf->base, len);
     *result = NULL;
+    fsm_remember(fsm);
     switch (rv) {
     case 0:
         *result = fsm;
@@ -182,6 +223,9 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
         RT_ERROR("snapshot restore failed: %s", rt_strerror(rv));
         return rv == RT_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
     }
+    /* The old history is gone with the old data. */
+    memset(fsm->ring_index, 0, sizeof(fsm->ring_index));
+    fsm_remember(fsm);
     fsm->stats.snapshots_restored++;
     fsm->stats.snapshot_bytes = buf->len;
     RT_INFO("snapshot restored: applied index %llu, %zu bytes",
@@ -206,6 +250,7 @@ int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engi
     fsm->raft_fsm.snapshot = fsm_snapshot;
     fsm->raft_fsm.restore = fsm_restore;
     fsm->raft_fsm.snapshot_finalize = fsm_snapshot_finalize;
+    fsm_remember(fsm);
     return 0;
 }
 

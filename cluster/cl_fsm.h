@@ -11,6 +11,13 @@
  *             concatenated; each chunk's header gives its length), then the engine re-reads
  *             its applied index and the node's cache is cleared.
  *
+ * Padding: raft_uv 0.15 writes a batch of several entries with each entry's data padded to 8
+ * bytes, but reads them back after a restart at unpadded offsets, so every entry after one
+ * whose length is not a multiple of 8 comes back shifted (tests/integration/test_cluster.c
+ * found it: a restarted replica saw garbage and diverged). Leaders therefore propose buffers
+ * whose length is a multiple of 8 (CL_FSM_PAD), zero-filled after the batch, and apply strips
+ * those zeros, so raft never has to pad.
+ *
  * Entries that are not valid batches are skipped by the engine (every replica skips the same
  * ones). A storage failure during apply is fatal for the process: continuing would let this
  * replica diverge from the others, and a restart replays the raft log onto the last durable
@@ -20,6 +27,7 @@
 #define CL_FSM_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rt_engine.h"
@@ -31,10 +39,19 @@ struct cl_fsm_stats {
     uint64_t snapshot_bytes; /* Of the last snapshot taken or restored. */
 };
 
+/* Proposal buffers are a multiple of this many bytes (see Padding above). */
+#define CL_FSM_PAD 8u
+
+/* Recent (applied index -> history hash) pairs, to compare replicas' reports against: a
+ * replica's report older than this window cannot confirm anything (it is far behind). */
+#define CL_FSM_HISTORY_RING 8192u
+
 struct cl_fsm {
     struct raft_fsm raft_fsm; /* Handed to raft_init; raft_fsm.data points back here. */
-    struct raft *raft;        /* Bound after raft_init (cl_fsm_bind). */
-    struct store_rocks *db;   /* Not owned. */
+    uint64_t ring_index[CL_FSM_HISTORY_RING]; /* 0 = empty slot. */
+    uint64_t ring_hash[CL_FSM_HISTORY_RING];
+    struct raft *raft;      /* Bound after raft_init (cl_fsm_bind). */
+    struct store_rocks *db; /* Not owned. */
     struct rt_engine engine;
     struct cl_fsm_stats stats;
 };
@@ -44,6 +61,9 @@ int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engi
 /* Tell the FSM which raft instance drives it (needed to know the index being applied). */
 void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft);
 void cl_fsm_close(struct cl_fsm *fsm);
+
+/* This replica's history hash at @index, if @index is recent enough to be remembered. */
+bool cl_fsm_history_at(const struct cl_fsm *fsm, uint64_t index, uint64_t *hash);
 
 static inline uint16_t cl_fsm_shard(const struct cl_fsm *fsm)
 {

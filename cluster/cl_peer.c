@@ -85,7 +85,7 @@ _Static_assert(RT_SHARDS_MAX + 1u <= CL_PEER_GROUPS_MAX, "every shard and the me
 /* ---- Types ---- */
 
 /* The state behind one raft_uv_transport (one raft group). */
-struct cl_group {
+struct cl_peer_group {
     struct cl_peer *peer;                /* NULL once the peer has been destroyed. */
     struct raft_uv_transport *transport; /* The interface object we implement. */
     uint32_t group_id;                   /* A shard id or CL_PEER_GROUP_META. */
@@ -138,7 +138,7 @@ struct cl_conn {
     char remote_ip[64];                           /* Socket peer, for logs (server). */
     bool named;                                   /* HELLO's node and group are parsed (logs). */
     /* Client side: who gets the result. group != NULL: a raft connect, else forwarding. */
-    struct cl_group *group;
+    struct cl_peer_group *group;
     struct raft_uv_connect *raft_req;
     struct cl_peer_connect *fwd_req;
     bool notify;     /* Call the requester back when closed (false after a sync error). */
@@ -156,7 +156,7 @@ struct cl_peer {
     size_t secret_len;
     uv_tcp_t listener; /* Initialised at create so destroy always has a handle to wait for. */
     bool listening;
-    struct cl_group *groups[CL_PEER_GROUPS_MAX];
+    struct cl_peer_group *groups[CL_PEER_GROUPS_MAX];
     cl_peer_forward_cb forward_cb;
     void *forward_arg;
     struct cl_conn *conns;   /* Every connection object, both roles. */
@@ -315,27 +315,27 @@ static int cl_random(uint8_t *out, size_t len)
     return RAND_bytes(out, (int)len) == 1 ? 0 : RT_EINTERNAL;
 }
 
-static unsigned cl_group_slot(uint32_t group_id)
+static unsigned cl_peer_group_slot(uint32_t group_id)
 {
     assert(group_id < RT_SHARDS_MAX || group_id == CL_PEER_GROUP_META);
     return group_id == CL_PEER_GROUP_META ? CL_GROUP_SLOT_META : group_id;
 }
 
-static bool cl_group_id_valid(uint32_t group_id)
+static bool cl_peer_group_id_valid(uint32_t group_id)
 {
     return group_id < RT_SHARDS_MAX || group_id == CL_PEER_GROUP_META;
 }
 
 /* The group that accepts incoming raft connections for @group_id, or NULL. */
-static struct cl_group *cl_group_listening(const struct cl_peer *peer, uint32_t group_id)
+static struct cl_peer_group *cl_peer_group_listening(const struct cl_peer *peer, uint32_t group_id)
 {
-    struct cl_group *g;
+    struct cl_peer_group *g;
 
     assert(peer != NULL);
-    if (!cl_group_id_valid(group_id)) {
+    if (!cl_peer_group_id_valid(group_id)) {
         return NULL;
     }
-    g = peer->groups[cl_group_slot(group_id)];
+    g = peer->groups[cl_peer_group_slot(group_id)];
     assert(g == NULL || g->group_id == group_id);
     if (g == NULL || g->closing || g->accept_cb == NULL) {
         return NULL;
@@ -345,7 +345,7 @@ static struct cl_group *cl_group_listening(const struct cl_peer *peer, uint32_t 
 
 /* Fire the group's close callback once nothing of it is pending. The callback may free the
  * group (raft_uv's close chain ends in cl_peer_transport_close), so @g is not touched after. */
-static void cl_group_maybe_closed(struct cl_group *g)
+static void cl_peer_group_maybe_closed(struct cl_peer_group *g)
 {
     raft_uv_transport_close_cb cb;
 
@@ -433,7 +433,7 @@ static void cl_conn_unlink(struct cl_conn *c)
  * caller runs after us, frees it. */
 static void cl_conn_finish(struct cl_conn *c)
 {
-    struct cl_group *g = c->group;
+    struct cl_peer_group *g = c->group;
     struct raft_uv_connect *raft_req = c->raft_req;
     struct cl_peer_connect *fwd_req = c->fwd_req;
     bool notify = c->role == CL_ROLE_CLIENT && c->step == CL_STEP_CLOSING && c->notify;
@@ -454,7 +454,7 @@ static void cl_conn_finish(struct cl_conn *c)
         assert(g->connects > 0);
         g->connects--;
         raft_req->cb(raft_req, NULL, status);
-        cl_group_maybe_closed(g);
+        cl_peer_group_maybe_closed(g);
     } else {
         fwd_req->impl = NULL;
         fwd_req->cb(fwd_req, NULL, status);
@@ -750,7 +750,7 @@ static const char *cl_hello_check(struct cl_conn *c)
     if (c->group_id == CL_PEER_GROUP_FORWARD) {
         return peer->forward_cb != NULL ? NULL : "forwarding not accepted here";
     }
-    if (cl_group_listening(peer, c->group_id) == NULL) {
+    if (cl_peer_group_listening(peer, c->group_id) == NULL) {
         return "unknown group";
     }
     return NULL;
@@ -855,7 +855,7 @@ static void cl_conn_on_hello(struct cl_conn *c)
 
 /* Whether the server side still has a taker for @c's group: a listening raft group (set in
  * @g) or the forwarding handler (@g left NULL). Either may go away during a handshake. */
-static bool cl_conn_target(const struct cl_conn *c, struct cl_group **g)
+static bool cl_conn_target(const struct cl_conn *c, struct cl_peer_group **g)
 {
     assert(c->role == CL_ROLE_SERVER);
     assert(g != NULL);
@@ -863,13 +863,13 @@ static bool cl_conn_target(const struct cl_conn *c, struct cl_group **g)
     if (c->group_id == CL_PEER_GROUP_FORWARD) {
         return c->peer->forward_cb != NULL;
     }
-    *g = cl_group_listening(c->peer, c->group_id);
+    *g = cl_peer_group_listening(c->peer, c->group_id);
     return *g != NULL;
 }
 
 static void cl_conn_on_proof(struct cl_conn *c)
 {
-    struct cl_group *g;
+    struct cl_peer_group *g;
     int rv;
 
     assert(c->role == CL_ROLE_SERVER);
@@ -1107,7 +1107,7 @@ static void cl_conn_connect_cb(uv_connect_t *req, int status)
 
 /* Start a client handshake to @addr for @g (raft) or forwarding (@g == NULL). On error
  * nothing is left behind that will call anyone back. */
-static int cl_conn_client_start(struct cl_peer *peer, struct cl_group *g, uint64_t node_id,
+static int cl_conn_client_start(struct cl_peer *peer, struct cl_peer_group *g, uint64_t node_id,
                                 const char *addr, struct cl_conn **out)
 {
     struct sockaddr_storage sa;
@@ -1169,7 +1169,7 @@ static void cl_conn_deliver(struct cl_conn *c)
 {
     struct cl_peer *peer = c->peer;
     uv_stream_t *stream = (uv_stream_t *)c->tcp;
-    struct cl_group *g = NULL;
+    struct cl_peer_group *g = NULL;
 
     assert(c->step == CL_STEP_READY);
     assert(c->writes == 0 && stream != NULL);
@@ -1256,7 +1256,7 @@ static void cl_conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
 
 static int cl_transport_init(struct raft_uv_transport *t, raft_id id, const char *address)
 {
-    struct cl_group *g = t->impl;
+    struct cl_peer_group *g = t->impl;
 
     assert(g != NULL && g->peer != NULL);
     assert(address != NULL);
@@ -1276,7 +1276,7 @@ static int cl_transport_init(struct raft_uv_transport *t, raft_id id, const char
 
 static int cl_transport_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
-    struct cl_group *g = t->impl;
+    struct cl_peer_group *g = t->impl;
 
     assert(g != NULL && g->peer != NULL);
     assert(cb != NULL && !g->closing);
@@ -1287,7 +1287,7 @@ static int cl_transport_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb
 static int cl_transport_connect(struct raft_uv_transport *t, struct raft_uv_connect *req,
                                 raft_id id, const char *address, raft_uv_connect_cb cb)
 {
-    struct cl_group *g = t->impl;
+    struct cl_peer_group *g = t->impl;
     struct cl_conn *c = NULL;
     int rv;
 
@@ -1311,7 +1311,7 @@ static int cl_transport_connect(struct raft_uv_transport *t, struct raft_uv_conn
 
 static void cl_transport_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
 {
-    struct cl_group *g = t->impl;
+    struct cl_peer_group *g = t->impl;
     struct cl_conn *c;
     struct cl_conn *next;
 
@@ -1326,7 +1326,7 @@ static void cl_transport_close(struct raft_uv_transport *t, raft_uv_transport_cl
             cl_conn_abort(c);
         }
     }
-    cl_group_maybe_closed(g); /* Now if nothing was pending, as raft's own transport does. */
+    cl_peer_group_maybe_closed(g); /* Now if nothing was pending, as raft's own transport does. */
 }
 
 /* ---- Public API ---- */
@@ -1433,16 +1433,16 @@ int cl_peer_connect_forward(struct cl_peer *peer, struct cl_peer_connect *req, u
 
 int cl_peer_transport_init(struct cl_peer *peer, uint32_t group_id, struct raft_uv_transport *t)
 {
-    struct cl_group *g;
+    struct cl_peer_group *g;
     unsigned slot;
     void *data;
 
     assert(peer != NULL && t != NULL);
     assert(!peer->destroying);
-    if (!cl_group_id_valid(group_id)) {
+    if (!cl_peer_group_id_valid(group_id)) {
         return RT_EINVAL;
     }
-    slot = cl_group_slot(group_id);
+    slot = cl_peer_group_slot(group_id);
     if (peer->groups[slot] != NULL) {
         return RT_EINVAL;
     }
@@ -1467,7 +1467,7 @@ int cl_peer_transport_init(struct cl_peer *peer, uint32_t group_id, struct raft_
 
 void cl_peer_transport_close(struct raft_uv_transport *t)
 {
-    struct cl_group *g;
+    struct cl_peer_group *g;
 
     assert(t != NULL);
     g = t->impl;
@@ -1475,8 +1475,8 @@ void cl_peer_transport_close(struct raft_uv_transport *t)
     /* Closed by raft, or never used (raft_uv_init failed before any listen or connect). */
     assert(g->closed || (!g->closing && g->accept_cb == NULL && g->connects == 0));
     if (g->peer != NULL) {
-        assert(g->peer->groups[cl_group_slot(g->group_id)] == g);
-        g->peer->groups[cl_group_slot(g->group_id)] = NULL;
+        assert(g->peer->groups[cl_peer_group_slot(g->group_id)] == g);
+        g->peer->groups[cl_peer_group_slot(g->group_id)] = NULL;
     }
     free(g);
     t->impl = NULL;
@@ -1511,7 +1511,7 @@ void cl_peer_destroy(struct cl_peer *peer, void (*cb)(void *arg), void *arg)
     peer->destroy_arg = arg;
     peer->forward_cb = NULL;
     for (unsigned i = 0; i < CL_PEER_GROUPS_MAX; i++) {
-        struct cl_group *g = peer->groups[i];
+        struct cl_peer_group *g = peer->groups[i];
         if (g == NULL) {
             continue;
         }

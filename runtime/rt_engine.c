@@ -697,6 +697,7 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     rt_buf_reset(&engine->reply_arena);
     rt_log_set_shard(engine->config.shard);
     if (index <= engine->applied_index) {
+
         engine->stats.entries_skipped++;
         return RT_EDUPLICATE;
     }
@@ -769,6 +770,7 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     }
     engine->applied_index = index;
     engine->history_hash = history;
+
     engine->stats.entries_applied++;
     engine_resolve_replies(engine);
     return 0;

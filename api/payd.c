@@ -1,0 +1,290 @@
+/* payd: one Payraft node.
+ *
+ *   payd --node-id N --data-dir DIR --api H:P --peer H:P --http H:P --cluster-id HEX
+ *        --cluster-secret-file F --admin-secret-file F [--shards S]
+ *        --member ID,PEER,API,HTTP [--member ...]
+ *
+ * Every member of the bootstrap membership is given with --member (this node included); the
+ * same list on every node. The first start of a data dir bootstraps it; later starts find the
+ * raft state and rejoin. SIGTERM/SIGINT stop cleanly: leaderships are handed over, every raft
+ * group closed, RocksDB flushed. scripts/cluster.sh runs it; docs/operations.md explains it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "act_registry.h"
+#include "api_server.h"
+#include "cl_node.h"
+#include "rt_error.h"
+#include "rt_log.h"
+
+#define PAYD_SECRET_FILE_BYTES_MAX 1024u
+
+struct payd {
+    uv_loop_t *loop;
+    struct cl_node *node;
+    struct api_server *api;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    bool stopping;
+    int exit_code;
+};
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: payd --node-id N --data-dir DIR --api HOST:PORT --peer HOST:PORT\n"
+            "            --http HOST:PORT --cluster-id HEX --cluster-secret-file FILE\n"
+            "            --admin-secret-file FILE [--shards S (1..%u, default %u)]\n"
+            "            --member ID,PEER,API,HTTP [--member ...]\n"
+            "Every member of the cluster is listed with --member, this node included.\n",
+            RT_SHARDS_MAX, RT_SHARDS_DEFAULT);
+}
+
+/* Read a secret file: one line, surrounding white space ignored (CONTRACT.md). */
+static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "payd: cannot read secret file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char buf[PAYD_SECRET_FILE_BYTES_MAX + 1];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n > PAYD_SECRET_FILE_BYTES_MAX) {
+        fprintf(stderr, "payd: secret file %s is too large\n", path);
+        return -1;
+    }
+    size_t start = 0, end = n;
+    while (start < end && strchr(" \t\r\n", buf[start]) != NULL) {
+        start++;
+    }
+    while (end > start && strchr(" \t\r\n", buf[end - 1]) != NULL) {
+        end--;
+    }
+    for (size_t i = start; i < end; i++) {
+        if (buf[i] < 0x21 || buf[i] > 0x7e) {
+            fprintf(stderr, "payd: secret file %s must hold one line of printable text\n", path);
+            return -1;
+        }
+    }
+    if (end - start < CL_PEER_SECRET_BYTES_MIN || end - start > cap) {
+        fprintf(stderr, "payd: secret in %s must be %u..%zu characters\n", path,
+                CL_PEER_SECRET_BYTES_MIN, cap);
+        return -1;
+    }
+    memcpy(out, buf + start, end - start);
+    *len = end - start;
+    return 0;
+}
+
+static int parse_u64(const char *s, int base, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno != 0 || *s == '\0' || *end != '\0' || *s == '-' || v < min || v > max) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int copy_addr(char *out, const char *s, size_t len)
+{
+    if (len == 0 || len > CL_ADDR_BYTES_MAX) {
+        return -1;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
+}
+
+/* ID,PEER,API,HTTP */
+static int parse_member(const char *text, struct cl_member *m)
+{
+    const char *parts[4];
+    size_t lens[4];
+    const char *p = text;
+    for (int i = 0; i < 4; i++) {
+        const char *comma = strchr(p, ',');
+        if ((comma == NULL) != (i == 3)) {
+            return -1;
+        }
+        parts[i] = p;
+        lens[i] = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        p = comma != NULL ? comma + 1 : p;
+    }
+    char id[24];
+    if (lens[0] == 0 || lens[0] >= sizeof(id)) {
+        return -1;
+    }
+    memcpy(id, parts[0], lens[0]);
+    id[lens[0]] = '\0';
+    if (parse_u64(id, 10, 1, UINT32_MAX, &m->id) != 0 ||
+        copy_addr(m->peer_addr, parts[1], lens[1]) != 0 ||
+        copy_addr(m->api_addr, parts[2], lens[2]) != 0 ||
+        copy_addr(m->http_addr, parts[3], lens[3]) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void close_walk_cb(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(handle)) {
+        uv_close(handle, NULL);
+    }
+}
+
+static void node_stopped(void *arg)
+{
+    struct payd *payd = arg;
+    uv_close((uv_handle_t *)&payd->sigterm, NULL);
+    uv_close((uv_handle_t *)&payd->sigint, NULL);
+}
+
+static void api_stopped(void *arg)
+{
+    struct payd *payd = arg;
+    cl_node_stop(payd->node, node_stopped, payd);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct payd *payd = handle->data;
+    if (payd->stopping) {
+        RT_WARN("signal %d while stopping: still stopping", signum);
+        return;
+    }
+    payd->stopping = true;
+    RT_INFO("signal %d: stopping", signum);
+    api_server_stop(payd->api, api_stopped, payd);
+}
+
+int main(int argc, char **argv)
+{
+    rt_log_init();
+    struct cl_member members[CL_MEMBERS_MAX];
+    unsigned member_count = 0;
+    uint64_t node_id = 0, cluster_id = 0, shards = RT_SHARDS_DEFAULT;
+    const char *data_dir = NULL, *api = NULL, *peer = NULL, *http = NULL;
+    const char *cluster_secret_file = NULL, *admin_secret_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = value == NULL;
+        if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
+            usage();
+            return 0;
+        } else if (bad) {
+            /* Reported below. */
+        } else if (strcmp(flag, "--node-id") == 0) {
+            bad = parse_u64(value, 10, 1, UINT32_MAX, &node_id);
+        } else if (strcmp(flag, "--cluster-id") == 0) {
+            bad = parse_u64(value, 16, 1, UINT64_MAX, &cluster_id);
+        } else if (strcmp(flag, "--shards") == 0) {
+            bad = parse_u64(value, 10, 1, RT_SHARDS_MAX, &shards);
+        } else if (strcmp(flag, "--data-dir") == 0) {
+            data_dir = value;
+        } else if (strcmp(flag, "--api") == 0) {
+            api = value;
+        } else if (strcmp(flag, "--peer") == 0) {
+            peer = value;
+        } else if (strcmp(flag, "--http") == 0) {
+            http = value;
+        } else if (strcmp(flag, "--cluster-secret-file") == 0) {
+            cluster_secret_file = value;
+        } else if (strcmp(flag, "--admin-secret-file") == 0) {
+            admin_secret_file = value;
+        } else if (strcmp(flag, "--member") == 0) {
+            bad = member_count == CL_MEMBERS_MAX || parse_member(value, &members[member_count]);
+            member_count += !bad;
+        } else {
+            fprintf(stderr, "payd: unknown option %s\n", flag);
+            usage();
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "payd: bad or missing value for %s\n", flag);
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (node_id == 0 || cluster_id == 0 || data_dir == NULL || api == NULL || peer == NULL ||
+        http == NULL || cluster_secret_file == NULL || admin_secret_file == NULL ||
+        member_count == 0) {
+        fprintf(stderr, "payd: missing a required option\n");
+        usage();
+        return 2;
+    }
+    /* This node's own addresses must be the ones the cluster knows it by. */
+    const struct cl_member *self = NULL;
+    for (unsigned m = 0; m < member_count; m++) {
+        if (members[m].id == node_id) {
+            self = &members[m];
+        }
+    }
+    if (self == NULL || strcmp(self->peer_addr, peer) != 0 || strcmp(self->api_addr, api) != 0) {
+        fprintf(stderr,
+                "payd: node %" PRIu64 " must be listed with --member with the same peer "
+                "and api addresses\n",
+                node_id);
+        return 2;
+    }
+    uint8_t cluster_secret[CL_PEER_SECRET_BYTES_MAX], admin_secret[CL_PEER_SECRET_BYTES_MAX];
+    size_t cluster_secret_len, admin_secret_len;
+    if (read_secret(cluster_secret_file, cluster_secret, sizeof(cluster_secret),
+                    &cluster_secret_len) != 0 ||
+        read_secret(admin_secret_file, admin_secret, sizeof(admin_secret), &admin_secret_len) !=
+            0) {
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    rt_log_set_node((unsigned)node_id);
+    struct rt_registry registry;
+    if (act_registry_init(&registry) != 0) {
+        RT_ERROR("actor registry is inconsistent");
+        return 1;
+    }
+    struct payd payd = {.loop = uv_default_loop()};
+    struct cl_node_config config = {
+        .node_id = node_id,
+        .data_dir = data_dir,
+        .cluster_id = cluster_id,
+        .secret = cluster_secret,
+        .secret_len = cluster_secret_len,
+        .shard_count = (uint16_t)shards,
+        .members = members,
+        .member_count = member_count,
+    };
+    if (cl_node_start(payd.loop, &config, &registry, &payd.node) != 0) {
+        fprintf(stderr, "payd: node %" PRIu64 " could not start (see the log above)\n", node_id);
+        return 1;
+    }
+    struct api_server_config ac = {api, admin_secret, admin_secret_len};
+    if (api_server_start(payd.loop, payd.node, &ac, &payd.api) != 0) {
+        fprintf(stderr, "payd: cannot serve the API on %s (see the log above)\n", api);
+        return 1;
+    }
+    (void)http; /* The HTTP status endpoint comes with the Operations issue. */
+    uv_signal_init(payd.loop, &payd.sigterm);
+    uv_signal_init(payd.loop, &payd.sigint);
+    payd.sigterm.data = &payd;
+    payd.sigint.data = &payd;
+    uv_signal_start(&payd.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&payd.sigint, on_signal, SIGINT);
+    RT_INFO("payd %" PRIu64 " serving: api %s, peer %s", node_id, api, peer);
+    uv_run(payd.loop, UV_RUN_DEFAULT);
+    uv_walk(payd.loop, close_walk_cb, NULL);
+    uv_run(payd.loop, UV_RUN_DEFAULT);
+    uv_loop_close(payd.loop);
+    return payd.exit_code;
+}

@@ -1,0 +1,1512 @@
+/* cl_node: groups, batching, acknowledgement, forwarding, reports, watchdog, timers.
+ * The contract and the reasons are in cl_node.h and docs/raft.md. */
+#include "cl_node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cl_fsm.h"
+#include "cl_link.h"
+#include "rt_clock.h"
+#include "rt_error.h"
+#include "rt_key.h"
+#include "rt_log.h"
+#include "store_rocks.h"
+
+/* Link message types (persistent wire format between nodes of one version). */
+enum {
+    MSG_REQUEST = 1, /* [1, req_id, kind, actor_type, op, key, args] */
+    MSG_REPLY = 2,   /* [2, req_id, code, body, msg] */
+    MSG_REPORT = 3,  /* [3, shard, applied_index, history_hash] */
+};
+enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
+
+#define NODE_TICK_MS          10u
+#define NODE_RECONNECT_MS     500u
+#define NODE_STOP_TRANSFER_MS 2000u
+#define NODE_FORWARDS_SLOTS   131072u /* Power of two, > 2 x CL_INFLIGHT_MAX. */
+#define NODE_TIMERS_PER_ENTRY 256u
+
+struct waiter {
+    cl_reply_cb cb;
+    void *arg;
+};
+
+struct group;
+
+/* One raft entry proposed by this leader. */
+struct proposal {
+    struct raft_apply req;
+    struct group *group;
+    bool timers; /* A due-timer batch: no waiters. */
+    uint32_t count;
+    struct waiter waiters[];
+};
+
+struct reply_rec {
+    int code;
+    uint32_t body_off, body_len, msg_off;
+};
+
+/* Applied on this leader, waiting until a majority holds the same history. */
+struct pending_ack {
+    struct pending_ack *next;
+    uint64_t index;
+    uint64_t hash;
+    raft_term term;
+    uint64_t deadline_ms;
+    uint32_t count;
+    struct waiter *waiters; /* Points into the same allocation. */
+    struct reply_rec *recs; /* Likewise. */
+    uint8_t *blob;          /* Bodies and messages. */
+};
+
+/* A linearizable read: a barrier, then the query on this leader. */
+struct read_req {
+    struct raft_barrier req;
+    struct group *group;
+    struct waiter waiter;
+    struct rt_command cmd; /* key/args point into bytes. */
+    uint8_t bytes[];
+};
+
+struct group {
+    struct cl_node *node;
+    uint16_t shard;
+    char dir[PATH_MAX + 32];
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct cl_fsm fsm;
+    bool started;
+    bool closed;
+    /* Group commit. */
+    struct rt_batch_builder builder;
+    struct waiter *batch_waiters; /* RT_BATCH_COMMANDS_MAX */
+    uint32_t batch_count;
+    bool batch_open;
+    /* Acknowledgement. */
+    struct pending_ack *acks_head, *acks_tail;
+    bool barrier_in_flight;
+    struct raft_barrier barrier;
+    /* What each member reported (indexed like node->config.members). */
+    uint64_t report_applied[CL_MEMBERS_MAX];
+    uint64_t report_hash[CL_MEMBERS_MAX];
+    uint64_t report_ms[CL_MEMBERS_MAX];
+    uint64_t stuck_since_ms[CL_MEMBERS_MAX];
+    struct raft_transfer transfer;
+    bool transferring;
+    /* Follower side: what this node last reported, to whom. */
+    uint64_t reported_applied;
+    uint64_t reported_leader;
+    uint64_t reported_ms;
+    /* Leader side. */
+    bool timers_in_flight;
+    struct rt_batch_builder timer_builder;
+    uint64_t acked_commands;
+};
+
+struct forward {
+    uint64_t req_id; /* 0 = free slot */
+    struct waiter waiter;
+    uint64_t deadline_ms;
+};
+
+/* A request that came from another node, answered over our link to it. */
+struct remote_req {
+    struct cl_node *node;
+    unsigned member;
+    uint64_t req_id;
+};
+
+struct out_link {
+    struct cl_link *link;
+    struct cl_peer_connect connect;
+    bool connecting;
+    uint64_t next_try_ms;
+};
+
+struct deferred {
+    struct deferred *next;
+    struct waiter waiter;
+    int code;
+    size_t body_len;
+    char msg[160];
+    uint8_t body[];
+};
+
+struct cl_node {
+    uv_loop_t *loop;
+    struct cl_node_config config;
+    struct cl_member members[CL_MEMBERS_MAX];
+    unsigned self; /* Index of this node in members. */
+    char data_dir[PATH_MAX];
+    uint8_t secret[CL_PEER_SECRET_BYTES_MAX];
+    const struct rt_registry *registry;
+    struct rt_clock clock;
+    struct store_rocks *db;
+    struct rt_cache cache;
+    struct cl_peer *peer;
+    struct group *groups;
+    uint16_t groups_started;
+    struct out_link out[CL_MEMBERS_MAX];
+    struct cl_link *in[CL_MEMBERS_MAX * 4];
+    struct forward *forwards;
+    uint64_t next_req_id;
+    unsigned inflight;
+    struct deferred *deferred_head, *deferred_tail;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_timer_t tick;
+    uint64_t last_timer_scan_ms;
+    struct rt_buf msg; /* Scratch for encoding link messages. */
+    /* Stopping. */
+    bool stopping;
+    unsigned stop_pending; /* Transfers or closes not yet done. */
+    uv_timer_t stop_timer;
+    unsigned handles_open;
+    void (*stop_cb)(void *arg);
+    void *stop_arg;
+};
+
+static uint64_t node_now(struct cl_node *node)
+{
+    return rt_clock_now_ms(&node->clock);
+}
+
+static unsigned node_member_index(const struct cl_node *node, uint64_t id)
+{
+    for (unsigned i = 0; i < node->config.member_count; i++) {
+        if (node->members[i].id == id) {
+            return i;
+        }
+    }
+    return CL_MEMBERS_MAX;
+}
+
+/* ---- Deferred completions: callbacks never run inside submit/query ---- */
+
+static void node_idle_cb(uv_idle_t *idle);
+
+static void node_defer(struct cl_node *node, struct waiter w, int code, const uint8_t *body,
+                       size_t body_len, const char *msg)
+{
+    struct deferred *d = malloc(sizeof(*d) + body_len);
+    if (d == NULL) {
+        /* Out of memory: answer now rather than never. */
+        w.cb(w.arg, RT_ENOMEM, NULL, 0, "out of memory");
+        return;
+    }
+    d->next = NULL;
+    d->waiter = w;
+    d->code = code;
+    d->body_len = body_len;
+    if (body_len > 0) {
+        memcpy(d->body, body, body_len);
+    }
+    snprintf(d->msg, sizeof(d->msg), "%s", msg != NULL ? msg : "");
+    if (node->deferred_tail != NULL) {
+        node->deferred_tail->next = d;
+    } else {
+        node->deferred_head = d;
+        uv_idle_start(&node->idle, node_idle_cb); /* The loop must turn to deliver it. */
+    }
+    node->deferred_tail = d;
+}
+
+static void node_run_deferred(struct cl_node *node)
+{
+    while (node->deferred_head != NULL) {
+        struct deferred *d = node->deferred_head;
+        node->deferred_head = d->next;
+        if (node->deferred_head == NULL) {
+            node->deferred_tail = NULL;
+        }
+        d->waiter.cb(d->waiter.arg, d->code, d->body, d->body_len, d->msg);
+        free(d);
+    }
+}
+
+static void waiter_done(struct cl_node *node, struct waiter w, int code, const uint8_t *body,
+                        size_t body_len, const char *msg)
+{
+    assert(node->inflight > 0);
+    node->inflight--;
+    w.cb(w.arg, code, body, body_len, msg);
+}
+
+/* ---- Links ---- */
+
+static void node_on_message(struct cl_link *link, const uint8_t *msg, size_t len);
+
+static void in_link_closed(struct cl_link *link)
+{
+    struct cl_node *node = cl_link_data(link);
+    for (unsigned i = 0; i < sizeof(node->in) / sizeof(node->in[0]); i++) {
+        if (node->in[i] == link) {
+            node->in[i] = NULL;
+        }
+    }
+}
+
+static void node_on_forward_stream(void *arg, uint64_t node_id, uv_stream_t *stream)
+{
+    struct cl_node *node = arg;
+    unsigned slot = 0;
+    while (slot < sizeof(node->in) / sizeof(node->in[0]) && node->in[slot] != NULL) {
+        slot++;
+    }
+    if (node->stopping || slot == sizeof(node->in) / sizeof(node->in[0]) ||
+        node_member_index(node, node_id) == CL_MEMBERS_MAX) {
+        RT_WARN("refusing a link from node %llu", (unsigned long long)node_id);
+        struct cl_link *link;
+        if (cl_link_open(stream, node_id, node_on_message, NULL, node, &link) == 0) {
+            cl_link_close(link);
+        }
+        return;
+    }
+    if (cl_link_open(stream, node_id, node_on_message, in_link_closed, node, &node->in[slot]) !=
+        0) {
+        node->in[slot] = NULL;
+    }
+}
+
+static void out_link_closed(struct cl_link *link)
+{
+    struct cl_node *node = cl_link_data(link);
+    unsigned m = node_member_index(node, cl_link_remote(link));
+    if (m < CL_MEMBERS_MAX && node->out[m].link == link) {
+        node->out[m].link = NULL;
+        node->out[m].next_try_ms = node_now(node) + NODE_RECONNECT_MS;
+    }
+}
+
+static void out_connect_cb(struct cl_peer_connect *req, uv_stream_t *stream, int status)
+{
+    struct cl_node *node = req->data;
+    unsigned m = CL_MEMBERS_MAX;
+    for (unsigned i = 0; i < CL_MEMBERS_MAX; i++) {
+        if (&node->out[i].connect == req) {
+            m = i;
+        }
+    }
+    assert(m < CL_MEMBERS_MAX);
+    struct out_link *out = &node->out[m];
+    out->connecting = false;
+    if (status != 0 || node->stopping) {
+        if (stream != NULL) {
+            struct cl_link *link;
+            if (cl_link_open(stream, node->members[m].id, node_on_message, NULL, node, &link) ==
+                0) {
+                cl_link_close(link);
+            }
+        }
+        out->next_try_ms = node_now(node) + NODE_RECONNECT_MS;
+        return;
+    }
+    if (cl_link_open(stream, node->members[m].id, node_on_message, out_link_closed, node,
+                     &out->link) != 0) {
+        out->link = NULL;
+        out->next_try_ms = node_now(node) + NODE_RECONNECT_MS;
+    } else {
+        RT_INFO("link to node %llu up", (unsigned long long)node->members[m].id);
+    }
+}
+
+static void node_maintain_links(struct cl_node *node)
+{
+    uint64_t now = node_now(node);
+    for (unsigned m = 0; m < node->config.member_count; m++) {
+        struct out_link *out = &node->out[m];
+        if (m == node->self || out->link != NULL || out->connecting || now < out->next_try_ms) {
+            continue;
+        }
+        out->connect.data = node;
+        int rv = cl_peer_connect_forward(node->peer, &out->connect, node->members[m].id,
+                                         node->members[m].peer_addr, out_connect_cb);
+        if (rv == 0) {
+            out->connecting = true;
+        } else {
+            out->next_try_ms = now + NODE_RECONNECT_MS;
+        }
+    }
+}
+
+/* Send the message encoded in node->msg to member @m. */
+static int node_send(struct cl_node *node, unsigned m)
+{
+    assert(m < node->config.member_count);
+    if (node->out[m].link == NULL) {
+        return RT_EUNAVAIL;
+    }
+    return cl_link_send(node->out[m].link, node->msg.data, node->msg.len);
+}
+
+static struct rt_mp_writer node_msg_begin(struct cl_node *node)
+{
+    rt_buf_reset(&node->msg);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &node->msg);
+    return w;
+}
+
+/* ---- Forwarded requests (this node waits for another's reply) ---- */
+
+static struct forward *forward_slot(struct cl_node *node, uint64_t req_id, bool insert)
+{
+    uint32_t mask = NODE_FORWARDS_SLOTS - 1;
+    for (uint32_t i = (uint32_t)(req_id * 0x9e3779b97f4a7c15ull >> 40) & mask;;
+         i = (i + 1) & mask) {
+        struct forward *f = &node->forwards[i];
+        if (f->req_id == req_id || (f->req_id == 0 && insert)) {
+            return f;
+        }
+        if (f->req_id == 0) {
+            return NULL;
+        }
+    }
+}
+
+static void forward_remove(struct cl_node *node, struct forward *f)
+{
+    /* Backward-shift deletion keeps the probe chains intact. */
+    uint32_t mask = NODE_FORWARDS_SLOTS - 1;
+    uint32_t i = (uint32_t)(f - node->forwards);
+    node->forwards[i].req_id = 0;
+    for (uint32_t j = (i + 1) & mask; node->forwards[j].req_id != 0; j = (j + 1) & mask) {
+        struct forward moved = node->forwards[j];
+        node->forwards[j].req_id = 0;
+        *forward_slot(node, moved.req_id, true) = moved;
+    }
+}
+
+static int node_forward(struct cl_node *node, unsigned leader, int kind,
+                        const struct rt_command *cmd, struct waiter w)
+{
+    uint64_t req_id = ++node->next_req_id;
+    struct rt_mp_writer mw = node_msg_begin(node);
+    rt_mp_write_array(&mw, 7);
+    rt_mp_write_uint(&mw, MSG_REQUEST);
+    rt_mp_write_uint(&mw, req_id);
+    rt_mp_write_uint(&mw, (uint64_t)kind);
+    rt_mp_write_uint(&mw, cmd->actor_type);
+    rt_mp_write_uint(&mw, cmd->op);
+    rt_mp_write_bin(&mw, cmd->key, cmd->key_len);
+    rt_mp_write_bin(&mw, cmd->args, cmd->args_len);
+    int rv = rt_mp_writer_error(&mw);
+    if (rv == 0) {
+        rv = node_send(node, leader);
+    }
+    if (rv != 0) {
+        return rv == RT_ETOOLARGE ? rv : RT_EUNAVAIL;
+    }
+    struct forward *f = forward_slot(node, req_id, true);
+    f->req_id = req_id;
+    f->waiter = w;
+    f->deadline_ms = node_now(node) + CL_FORWARD_TIMEOUT_MS;
+    node->inflight++;
+    return 0;
+}
+
+static void node_expire_forwards(struct cl_node *node, bool all)
+{
+    uint64_t now = node_now(node);
+    for (uint32_t i = 0; i < NODE_FORWARDS_SLOTS; i++) {
+        struct forward *f = &node->forwards[i];
+        if (f->req_id != 0 && (all || now >= f->deadline_ms)) {
+            struct waiter w = f->waiter;
+            forward_remove(node, f);
+            waiter_done(node, w, all ? RT_EUNAVAIL : RT_ETIMEOUT, NULL, 0,
+                        all ? "node stopping" : "the shard leader did not answer in time");
+            i--; /* The shift may have moved another entry into this slot. */
+        }
+    }
+}
+
+/* ---- Group commit and acknowledgement ---- */
+
+static void group_fail_acks(struct group *g, int code, const char *msg)
+{
+    while (g->acks_head != NULL) {
+        struct pending_ack *a = g->acks_head;
+        g->acks_head = a->next;
+        for (uint32_t i = 0; i < a->count; i++) {
+            waiter_done(g->node, a->waiters[i], code, NULL, 0, msg);
+        }
+        free(a);
+    }
+    g->acks_tail = NULL;
+}
+
+static unsigned group_voters(const struct group *g)
+{
+    unsigned n = g->node->config.member_count;
+    return n < CL_VOTERS_MAX ? n : CL_VOTERS_MAX;
+}
+
+/* Does member @m hold this leader's exact history up to @index? */
+static bool group_member_confirms(struct group *g, unsigned m, uint64_t index)
+{
+    if (m == g->node->self) {
+        return true;
+    }
+    uint64_t applied = g->report_applied[m], mine;
+    return applied >= index && cl_fsm_history_at(&g->fsm, applied, &mine) &&
+           mine == g->report_hash[m];
+}
+
+static void group_release(struct group *g, struct pending_ack *a)
+{
+    for (uint32_t i = 0; i < a->count; i++) {
+        const struct reply_rec *r = &a->recs[i];
+        waiter_done(g->node, a->waiters[i], r->code, r->code == 0 ? a->blob + r->body_off : NULL,
+                    r->code == 0 ? r->body_len : 0, (const char *)a->blob + r->msg_off);
+    }
+    g->acked_commands += a->count;
+    free(a);
+}
+
+static void group_confirm(struct group *g)
+{
+    uint64_t now = node_now(g->node);
+    while (g->acks_head != NULL) {
+        struct pending_ack *a = g->acks_head;
+        if (raft_state(&g->raft) != RAFT_LEADER || g->raft.current_term != a->term) {
+            group_fail_acks(g, RT_EUNAVAIL,
+                            "leadership lost before a majority confirmed; "
+                            "retry with the same key");
+            return;
+        }
+        unsigned votes = 0;
+        for (unsigned m = 0; m < group_voters(g); m++) {
+            votes += group_member_confirms(g, m, a->index);
+        }
+        if (votes <= group_voters(g) / 2) {
+            if (now < a->deadline_ms) {
+                return;
+            }
+            g->acks_head = a->next;
+            for (uint32_t i = 0; i < a->count; i++) {
+                waiter_done(g->node, a->waiters[i], RT_ETIMEOUT, NULL, 0,
+                            "a majority did not confirm in time; retry with the same key");
+            }
+            free(a);
+        } else {
+            g->acks_head = a->next;
+            group_release(g, a);
+        }
+        if (g->acks_head == NULL) {
+            g->acks_tail = NULL;
+        }
+    }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct group *g = req->data;
+    (void)status;
+    g->barrier_in_flight = false;
+    group_confirm(g);
+}
+
+/* Make followers learn the commit index now rather than at the next heartbeat. */
+static void group_nudge(struct group *g)
+{
+    if (g->acks_head == NULL || g->barrier_in_flight || g->batch_open ||
+        raft_state(&g->raft) != RAFT_LEADER) {
+        return;
+    }
+    g->barrier.data = g;
+    if (raft_barrier(&g->raft, &g->barrier, barrier_cb) == 0) {
+        g->barrier_in_flight = true;
+    }
+}
+
+static void group_apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    struct group *g = p->group;
+    if (p->timers) {
+        g->timers_in_flight = false;
+        free(p);
+        return;
+    }
+    struct cl_fsm *fsm = result;
+    if (status != 0 || fsm == NULL) {
+        const char *msg = status != 0 ? "leadership lost; outcome unknown, retry with the same key"
+                                      : "entry not applied";
+        for (uint32_t i = 0; i < p->count; i++) {
+            waiter_done(g->node, p->waiters[i], status != 0 ? RT_EUNAVAIL : RT_EINTERNAL, NULL, 0,
+                        msg);
+        }
+        free(p);
+        return;
+    }
+    assert(rt_engine_reply_count(&fsm->engine) == p->count);
+    /* Copy the replies: they live until the next apply. */
+    size_t blob = 0;
+    for (uint32_t i = 0; i < p->count; i++) {
+        const struct rt_reply *r = rt_engine_reply(&fsm->engine, i);
+        blob += r->body_len + strlen(r->msg) + 1;
+    }
+    struct pending_ack *a = malloc(sizeof(*a) + p->count * sizeof(struct waiter) +
+                                   p->count * sizeof(struct reply_rec) + blob);
+    if (a == NULL) {
+        for (uint32_t i = 0; i < p->count; i++) {
+            waiter_done(g->node, p->waiters[i], RT_ENOMEM, NULL, 0, "out of memory");
+        }
+        free(p);
+        return;
+    }
+    a->next = NULL;
+    a->index = rt_engine_applied_index(&fsm->engine);
+    a->hash = rt_engine_history_hash(&fsm->engine);
+    a->term = g->raft.current_term;
+    a->deadline_ms = node_now(g->node) + CL_ACK_TIMEOUT_MS;
+    a->count = p->count;
+    a->waiters = (struct waiter *)(a + 1);
+    a->recs = (struct reply_rec *)(a->waiters + p->count);
+    a->blob = (uint8_t *)(a->recs + p->count);
+    size_t off = 0;
+    for (uint32_t i = 0; i < p->count; i++) {
+        const struct rt_reply *r = rt_engine_reply(&fsm->engine, i);
+        a->waiters[i] = p->waiters[i];
+        a->recs[i].code = r->code;
+        a->recs[i].body_off = (uint32_t)off;
+        a->recs[i].body_len = r->body_len;
+        memcpy(a->blob + off, r->body, r->body_len);
+        off += r->body_len;
+        size_t msg_len = strlen(r->msg) + 1;
+        a->recs[i].msg_off = (uint32_t)off;
+        memcpy(a->blob + off, r->msg, msg_len);
+        off += msg_len;
+    }
+    free(p);
+    if (g->acks_tail != NULL) {
+        g->acks_tail->next = a;
+    } else {
+        g->acks_head = a;
+    }
+    g->acks_tail = a;
+    group_confirm(g);
+    group_nudge(g);
+}
+
+static int group_propose(struct group *g, struct rt_batch_builder *b, struct proposal *p)
+{
+    size_t len;
+    const uint8_t *data = rt_batch_builder_finish(b, &len);
+    size_t padded = (len + CL_FSM_PAD - 1) / CL_FSM_PAD * CL_FSM_PAD; /* cl_fsm.h, Padding. */
+    struct raft_buffer buf = {.base = raft_malloc(padded), .len = padded};
+    if (buf.base == NULL) {
+        return RT_ENOMEM;
+    }
+    memcpy(buf.base, data, len);
+    memset((uint8_t *)buf.base + len, 0, padded - len);
+    p->group = g;
+    p->req.data = p;
+    int rv = raft_apply(&g->raft, &p->req, &buf, 1, group_apply_cb);
+    if (rv != 0) {
+        raft_free(buf.base);
+        return RT_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Propose the batch of this loop turn. */
+static void group_flush(struct group *g)
+{
+    if (!g->batch_open) {
+        return;
+    }
+    g->batch_open = false;
+    uint32_t count = g->batch_count;
+    g->batch_count = 0;
+    struct proposal *p = malloc(sizeof(*p) + count * sizeof(struct waiter));
+    if (p == NULL) {
+        for (uint32_t i = 0; i < count; i++) {
+            waiter_done(g->node, g->batch_waiters[i], RT_ENOMEM, NULL, 0, "out of memory");
+        }
+        return;
+    }
+    p->timers = false;
+    p->count = count;
+    memcpy(p->waiters, g->batch_waiters, count * sizeof(struct waiter));
+    int rv = group_propose(g, &g->builder, p);
+    if (rv != 0) {
+        for (uint32_t i = 0; i < count; i++) {
+            waiter_done(g->node, p->waiters[i], rv, NULL, 0, "not the leader any more; retry");
+        }
+        free(p);
+    }
+}
+
+static int group_enqueue(struct group *g, const struct rt_command *cmd, struct waiter w)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!g->batch_open) {
+            int rv = rt_batch_builder_begin(&g->builder, node_now(g->node));
+            if (rv != 0) {
+                return rv;
+            }
+            g->batch_open = true;
+        }
+        int rv = rt_batch_builder_add(&g->builder, cmd);
+        if (rv == 0) {
+            g->batch_waiters[g->batch_count++] = w;
+            g->node->inflight++;
+            return 0;
+        }
+        if (rv != RT_ETOOLARGE || g->batch_count == 0) {
+            return rv;
+        }
+        group_flush(g); /* Full: propose it and start the next. */
+    }
+    return RT_ETOOLARGE;
+}
+
+/* ---- Reads ---- */
+
+static void read_barrier_cb(struct raft_barrier *req, int status)
+{
+    struct read_req *r = req->data;
+    struct group *g = r->group;
+    if (status != 0) {
+        waiter_done(g->node, r->waiter, RT_EUNAVAIL, NULL, 0, "leadership lost; retry");
+    } else {
+        struct rt_reply reply;
+        int rv = rt_engine_query(&g->fsm.engine, &r->cmd, node_now(g->node), &reply);
+        waiter_done(g->node, r->waiter, rv, rv == 0 ? reply.body : NULL,
+                    rv == 0 ? reply.body_len : 0, reply.msg);
+    }
+    free(r);
+}
+
+static int group_read_linearizable(struct group *g, const struct rt_command *cmd, struct waiter w)
+{
+    struct read_req *r = malloc(sizeof(*r) + cmd->key_len + cmd->args_len);
+    if (r == NULL) {
+        return RT_ENOMEM;
+    }
+    r->group = g;
+    r->waiter = w;
+    r->cmd = *cmd;
+    memcpy(r->bytes, cmd->key, cmd->key_len);
+    if (cmd->args_len > 0) {
+        memcpy(r->bytes + cmd->key_len, cmd->args, cmd->args_len);
+    }
+    r->cmd.key = r->bytes;
+    r->cmd.args = cmd->args_len > 0 ? r->bytes + cmd->key_len : NULL;
+    r->req.data = r;
+    if (raft_barrier(&g->raft, &r->req, read_barrier_cb) != 0) {
+        free(r);
+        return RT_EUNAVAIL;
+    }
+    g->node->inflight++;
+    return 0;
+}
+
+/* ---- Routing ---- */
+
+static uint64_t group_leader(struct group *g)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&g->raft, &id, &address);
+    return id;
+}
+
+static int node_route(struct cl_node *node, int kind, const struct rt_command *cmd, struct waiter w)
+{
+    if (node->stopping) {
+        return RT_EUNAVAIL;
+    }
+    int rv = rt_command_check(cmd);
+    if (rv != 0 || cmd->origin != RT_ORIGIN_CLIENT) {
+        return rv != 0 ? rv : RT_EINVAL;
+    }
+    if (node->inflight >= CL_INFLIGHT_MAX) {
+        return RT_EUNAVAIL;
+    }
+    uint16_t shard = rt_shard_of(cmd->key, cmd->key_len, node->config.shard_count);
+    struct group *g = &node->groups[shard];
+    if (kind == KIND_READ_STALE) {
+        struct rt_reply reply;
+        rv = rt_engine_query(&g->fsm.engine, cmd, node_now(node), &reply);
+        node_defer(node, w, rv, rv == 0 ? reply.body : NULL, rv == 0 ? reply.body_len : 0,
+                   reply.msg);
+        return 0;
+    }
+    if (raft_state(&g->raft) == RAFT_LEADER) {
+        return kind == KIND_WRITE ? group_enqueue(g, cmd, w) : group_read_linearizable(g, cmd, w);
+    }
+    uint64_t leader = group_leader(g);
+    unsigned m = node_member_index(node, leader);
+    if (leader == 0 || m == CL_MEMBERS_MAX || m == node->self) {
+        return RT_EUNAVAIL;
+    }
+    return node_forward(node, m, kind, cmd, w);
+}
+
+int cl_node_submit(struct cl_node *node, const struct rt_command *cmd, cl_reply_cb cb, void *arg)
+{
+    assert(node != NULL && cmd != NULL && cb != NULL);
+    return node_route(node, KIND_WRITE, cmd, (struct waiter){cb, arg});
+}
+
+int cl_node_query(struct cl_node *node, const struct rt_command *cmd, enum cl_read read,
+                  cl_reply_cb cb, void *arg)
+{
+    assert(node != NULL && cmd != NULL && cb != NULL);
+    return node_route(node, read == CL_READ_STALE ? KIND_READ_STALE : KIND_READ_LINEARIZABLE, cmd,
+                      (struct waiter){cb, arg});
+}
+
+/* ---- Requests from other nodes ---- */
+
+static void remote_reply(void *arg, int code, const uint8_t *body, size_t body_len, const char *msg)
+{
+    struct remote_req *r = arg;
+    struct cl_node *node = r->node;
+    struct rt_mp_writer w = node_msg_begin(node);
+    rt_mp_write_array(&w, 5);
+    rt_mp_write_uint(&w, MSG_REPLY);
+    rt_mp_write_uint(&w, r->req_id);
+    rt_mp_write_int(&w, code);
+    rt_mp_write_bin(&w, body, body_len);
+    rt_mp_write_cstr(&w, msg != NULL ? msg : "");
+    if (rt_mp_writer_error(&w) == 0 && node_send(node, r->member) != 0) {
+        RT_DEBUG("reply to node %llu dropped (no link)",
+                 (unsigned long long)node->members[r->member].id);
+    }
+    free(r);
+}
+
+static void node_on_request(struct cl_node *node, unsigned member, struct rt_mp_reader *r)
+{
+    uint64_t req_id, kind, type, op;
+    const uint8_t *key, *args;
+    uint32_t key_len, args_len;
+    if (rt_mp_read_uint(r, &req_id) != 0 || rt_mp_read_uint(r, &kind) != 0 ||
+        rt_mp_read_uint(r, &type) != 0 || rt_mp_read_uint(r, &op) != 0 ||
+        rt_mp_read_bin(r, &key, &key_len) != 0 || rt_mp_read_bin(r, &args, &args_len) != 0 ||
+        kind > KIND_READ_STALE || type > UINT8_MAX || op > UINT8_MAX) {
+        RT_WARN("malformed request from node %llu", (unsigned long long)node->members[member].id);
+        return;
+    }
+    struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
+                             .actor_type = (uint8_t)type,
+                             .op = (uint8_t)op,
+                             .key = key,
+                             .key_len = key_len,
+                             .args = args_len > 0 ? args : NULL,
+                             .args_len = args_len};
+    struct remote_req *rr = malloc(sizeof(*rr));
+    if (rr == NULL) {
+        return;
+    }
+    *rr = (struct remote_req){node, member, req_id};
+    /* Forwarded once at most: if this node is not the leader either, answer UNAVAILABLE
+     * rather than bounce the request around a changing cluster. */
+    uint16_t shard = rt_shard_of(key, key_len, node->config.shard_count);
+    int rv;
+    if ((int)kind != KIND_READ_STALE && raft_state(&node->groups[shard].raft) != RAFT_LEADER) {
+        rv = RT_EUNAVAIL;
+    } else {
+        rv = node_route(node, (int)kind, &cmd, (struct waiter){remote_reply, rr});
+    }
+    if (rv != 0) {
+        node->inflight++; /* remote_reply via waiter_done expects it counted. */
+        waiter_done(node, (struct waiter){remote_reply, rr}, rv, NULL, 0,
+                    rv == RT_EUNAVAIL ? "no leader for the shard on this node" : rt_strerror(rv));
+    }
+}
+
+static void node_on_reply(struct cl_node *node, struct rt_mp_reader *r)
+{
+    uint64_t req_id;
+    int64_t code;
+    const uint8_t *body;
+    uint32_t body_len, msg_len;
+    const char *msg;
+    if (rt_mp_read_uint(r, &req_id) != 0 || rt_mp_read_int(r, &code) != 0 ||
+        rt_mp_read_bin(r, &body, &body_len) != 0 || rt_mp_read_str(r, &msg, &msg_len) != 0 ||
+        code > 0 || code < -1000) {
+        return;
+    }
+    struct forward *f = forward_slot(node, req_id, false);
+    if (f == NULL) {
+        return; /* Timed out already. */
+    }
+    struct waiter w = f->waiter;
+    forward_remove(node, f);
+    char text[256];
+    snprintf(text, sizeof(text), "%.*s", (int)msg_len, msg);
+    waiter_done(node, w, (int)code, body_len > 0 ? body : NULL, body_len, text);
+}
+
+static void node_on_report(struct cl_node *node, unsigned member, struct rt_mp_reader *r)
+{
+    uint64_t shard, applied, hash;
+    if (rt_mp_read_uint(r, &shard) != 0 || rt_mp_read_uint(r, &applied) != 0 ||
+        rt_mp_read_uint(r, &hash) != 0 || shard >= node->config.shard_count) {
+        return;
+    }
+    struct group *g = &node->groups[shard];
+    g->report_applied[member] = applied;
+    g->report_hash[member] = hash;
+    g->report_ms[member] = node_now(node);
+    if (g->acks_head != NULL) {
+        group_confirm(g);
+    }
+}
+
+static void node_on_message(struct cl_link *link, const uint8_t *msg, size_t len)
+{
+    struct cl_node *node = cl_link_data(link);
+    unsigned member = node_member_index(node, cl_link_remote(link));
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, msg, len);
+    uint32_t fields;
+    uint64_t type;
+    if (member == CL_MEMBERS_MAX || rt_mp_read_array(&r, &fields) != 0 || fields < 1 ||
+        rt_mp_read_uint(&r, &type) != 0) {
+        RT_WARN("malformed message from node %llu", (unsigned long long)cl_link_remote(link));
+        cl_link_close(link);
+        return;
+    }
+    switch (type) {
+    case MSG_REQUEST:
+        node_on_request(node, member, &r);
+        break;
+    case MSG_REPLY:
+        node_on_reply(node, &r);
+        break;
+    case MSG_REPORT:
+        node_on_report(node, member, &r);
+        break;
+    default:
+        RT_WARN("unknown message type %llu from node %llu", (unsigned long long)type,
+                (unsigned long long)cl_link_remote(link));
+    }
+}
+
+/* ---- Per loop turn and per tick ---- */
+
+static void group_report(struct group *g, uint64_t now)
+{
+    struct cl_node *node = g->node;
+    if (raft_state(&g->raft) != RAFT_FOLLOWER) {
+        return;
+    }
+    uint64_t leader = group_leader(g);
+    unsigned m = node_member_index(node, leader);
+    uint64_t applied = rt_engine_applied_index(&g->fsm.engine);
+    if (m == CL_MEMBERS_MAX || m == node->self ||
+        (applied == g->reported_applied && leader == g->reported_leader &&
+         now - g->reported_ms < CL_REPORT_MS)) {
+        return;
+    }
+    struct rt_mp_writer w = node_msg_begin(node);
+    rt_mp_write_array(&w, 4);
+    rt_mp_write_uint(&w, MSG_REPORT);
+    rt_mp_write_uint(&w, g->shard);
+    rt_mp_write_uint(&w, applied);
+    rt_mp_write_uint(&w, rt_engine_history_hash(&g->fsm.engine));
+    if (rt_mp_writer_error(&w) == 0 && node_send(node, m) == 0) {
+        g->reported_applied = applied;
+        g->reported_leader = leader;
+        g->reported_ms = now;
+    }
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct group *g = req->data;
+    g->transferring = false;
+}
+
+/* The stuck-follower watchdog (cl_node.h, docs/raft.md). */
+static void group_watchdog(struct group *g, uint64_t now)
+{
+    struct cl_node *node = g->node;
+    if (raft_state(&g->raft) != RAFT_LEADER || g->transferring) {
+        return;
+    }
+    struct raft *r = &g->raft;
+    for (unsigned k = 0; k < r->configuration.n; k++) {
+        unsigned m = node_member_index(node, r->configuration.servers[k].id);
+        if (m == CL_MEMBERS_MAX || m == node->self) {
+            continue;
+        }
+        bool reporting = now - g->report_ms[m] < 2 * CL_REPORT_MS;
+        bool stuck = reporting && r->leader_state.progress[k].match_index >= r->commit_index &&
+                     g->report_applied[m] < r->commit_index;
+        if (!stuck) {
+            g->stuck_since_ms[m] = 0;
+            continue;
+        }
+        if (g->stuck_since_ms[m] == 0) {
+            g->stuck_since_ms[m] = now;
+            continue;
+        }
+        if (now - g->stuck_since_ms[m] < CL_STUCK_MS) {
+            continue;
+        }
+        raft_id target = 0;
+        for (unsigned j = 0; j < r->configuration.n; j++) {
+            unsigned t = node_member_index(node, r->configuration.servers[j].id);
+            if (t < CL_MEMBERS_MAX && t != node->self && t != m &&
+                g->report_applied[t] >= r->commit_index &&
+                r->leader_state.progress[j].match_index == raft_last_index(r)) {
+                target = r->configuration.servers[j].id;
+            }
+        }
+        RT_WARN("shard %u: node %llu is stuck at applied %llu below commit %llu; handing "
+                "leadership to node %llu (docs/raft.md)",
+                g->shard, (unsigned long long)node->members[m].id,
+                (unsigned long long)g->report_applied[m], (unsigned long long)r->commit_index,
+                (unsigned long long)target);
+        g->transfer.data = g;
+        if (raft_transfer(r, &g->transfer, target, transfer_cb) == 0) {
+            g->transferring = true;
+        }
+        memset(g->stuck_since_ms, 0, sizeof(g->stuck_since_ms));
+        return;
+    }
+}
+
+static void group_collect_timers(struct group *g, uint64_t now)
+{
+    if (raft_state(&g->raft) != RAFT_LEADER || g->timers_in_flight) {
+        return;
+    }
+    uint32_t added = 0;
+    if (rt_batch_builder_begin(&g->timer_builder, now) != 0 ||
+        rt_engine_collect_due_timers(&g->fsm.engine, now, &g->timer_builder, NODE_TIMERS_PER_ENTRY,
+                                     &added) != 0 ||
+        added == 0) {
+        return;
+    }
+    struct proposal *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        return;
+    }
+    p->timers = true;
+    p->count = 0;
+    if (group_propose(g, &g->timer_builder, p) == 0) {
+        g->timers_in_flight = true;
+    } else {
+        free(p);
+    }
+}
+
+static void node_check_cb(uv_check_t *check)
+{
+    struct cl_node *node = check->data;
+    uint64_t now = node_now(node);
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        if (g->closed) {
+            continue;
+        }
+        group_flush(g);
+        group_nudge(g);
+        group_report(g, now);
+    }
+    node_run_deferred(node);
+}
+
+static void node_idle_cb(uv_idle_t *idle)
+{
+    struct cl_node *node = idle->data;
+    node_run_deferred(node);
+    if (node->deferred_head == NULL) {
+        uv_idle_stop(idle);
+    }
+}
+
+static void node_tick_cb(uv_timer_t *timer)
+{
+    struct cl_node *node = timer->data;
+    if (node->stopping) {
+        return;
+    }
+    uint64_t now = node_now(node);
+    node_maintain_links(node);
+    node_expire_forwards(node, false);
+    bool scan_timers = now - node->last_timer_scan_ms >= CL_TIMER_SCAN_MS;
+    if (scan_timers) {
+        node->last_timer_scan_ms = now;
+    }
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        if (g->closed) {
+            continue;
+        }
+        group_confirm(g); /* Deadlines. */
+        group_watchdog(g, now);
+        if (scan_timers) {
+            group_collect_timers(g, now);
+        }
+    }
+}
+
+/* ---- Start ---- */
+
+/* The identity file ties a data dir to one cluster and node: starting with another cluster's
+ * or node's data is refused rather than mixed. */
+static int node_check_identity(struct cl_node *node)
+{
+    char path[PATH_MAX + 16], expected[160], found[160] = {0};
+    snprintf(path, sizeof(path), "%s/node.id", node->data_dir);
+    snprintf(expected, sizeof(expected),
+             "payraft-node v1 cluster=%016" PRIx64 " node=%" PRIu64 " shards=%u\n",
+             node->config.cluster_id, node->config.node_id, (unsigned)node->config.shard_count);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        size_t n = fread(found, 1, sizeof(found) - 1, f);
+        fclose(f);
+        found[n] = '\0';
+        if (strcmp(found, expected) != 0) {
+            RT_ERROR("%s belongs to another cluster, node or shard count: it says '%.*s', this "
+                     "node is '%.*s'",
+                     node->data_dir, (int)strcspn(found, "\n"), found, (int)strcspn(expected, "\n"),
+                     expected);
+            return RT_EIO;
+        }
+        return 0;
+    }
+    char db[PATH_MAX + 8];
+    snprintf(db, sizeof(db), "%s/db", node->data_dir);
+    struct stat st;
+    if (stat(db, &st) == 0) {
+        RT_ERROR("%s holds a database but no node.id: not a Payraft data dir, refusing",
+                 node->data_dir);
+        return RT_EIO;
+    }
+    f = fopen(path, "w");
+    if (f == NULL || fputs(expected, f) == EOF || fclose(f) != 0) {
+        RT_ERROR("cannot write %s: %s", path, strerror(errno));
+        return RT_EIO;
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        return 0;
+    }
+    RT_ERROR("cannot create %s: %s", path, strerror(errno));
+    return RT_EIO;
+}
+
+static int group_start(struct cl_node *node, struct group *g, uint16_t shard)
+{
+    g->node = node;
+    g->shard = shard;
+    snprintf(g->dir, sizeof(g->dir), "%s/raft/%u", node->data_dir, (unsigned)shard);
+    int rv = mkdir_p(g->dir);
+    if (rv != 0) {
+        return rv;
+    }
+    g->batch_waiters = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*g->batch_waiters));
+    if (g->batch_waiters == NULL) {
+        return RT_ENOMEM;
+    }
+    rt_batch_builder_init(&g->builder, RT_BATCH_BYTES_MAX);
+    rt_batch_builder_init(&g->timer_builder, RT_BATCH_BYTES_MAX);
+    struct rt_engine_config ec = {shard, node->config.shard_count, node->registry,
+                                  store_rocks_store(node->db), &node->cache};
+    rv = cl_fsm_init(&g->fsm, node->db, &ec);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = cl_peer_transport_init(node->peer, shard, &g->transport);
+    if (rv != 0) {
+        return rv;
+    }
+    const struct cl_member *self = &node->members[node->self];
+    if (raft_uv_init(&g->io, node->loop, g->dir, &g->transport) != 0) {
+        RT_ERROR("shard %u: raft_uv_init(%s): %s", shard, g->dir, g->transport.errmsg);
+        return RT_EIO;
+    }
+    raft_uv_set_snapshot_compression(&g->io, false); /* Our chunks are zstd already. */
+    if (raft_init(&g->raft, &g->io, &g->fsm.raft_fsm, node->config.node_id, self->peer_addr) != 0) {
+        RT_ERROR("shard %u: raft_init: %s", shard, raft_errmsg(&g->raft));
+        return RT_EIO;
+    }
+    g->raft.data = g;
+    cl_fsm_bind(&g->fsm, &g->raft);
+    raft_set_election_timeout(&g->raft, CL_ELECTION_TIMEOUT_MS);
+    raft_set_heartbeat_timeout(&g->raft, CL_HEARTBEAT_TIMEOUT_MS);
+    raft_set_pre_vote(&g->raft, true);
+    raft_set_snapshot_threshold(&g->raft, CL_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&g->raft, CL_SNAPSHOT_TRAILING);
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (unsigned m = 0; m < node->config.member_count; m++) {
+        int role = m < CL_VOTERS_MAX ? RAFT_VOTER : RAFT_STANDBY;
+        if (raft_configuration_add(&conf, node->members[m].id, node->members[m].peer_addr, role) !=
+            0) {
+            raft_configuration_close(&conf);
+            return RT_ENOMEM;
+        }
+    }
+    rv = raft_bootstrap(&g->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+        RT_ERROR("shard %u: raft_bootstrap: %s", shard, raft_errmsg(&g->raft));
+        return RT_EIO;
+    }
+    if (raft_start(&g->raft) != 0) {
+        RT_ERROR("shard %u: raft_start: %s", shard, raft_errmsg(&g->raft));
+        return RT_EIO;
+    }
+    g->started = true;
+    return 0;
+}
+
+static int node_validate(const struct cl_node_config *c, unsigned *self)
+{
+    if (c->node_id == 0 || c->data_dir == NULL || c->shard_count == 0 ||
+        c->shard_count > RT_SHARDS_MAX || c->member_count == 0 ||
+        c->member_count > CL_MEMBERS_MAX || c->secret_len < CL_PEER_SECRET_BYTES_MIN ||
+        c->secret_len > CL_PEER_SECRET_BYTES_MAX || strlen(c->data_dir) > PATH_MAX - 32) {
+        return RT_EINVAL;
+    }
+    *self = CL_MEMBERS_MAX;
+    for (unsigned i = 0; i < c->member_count; i++) {
+        if (c->members[i].id == 0) {
+            return RT_EINVAL;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (c->members[j].id == c->members[i].id) {
+                return RT_EINVAL;
+            }
+        }
+        if (c->members[i].id == c->node_id) {
+            *self = i;
+        }
+    }
+    return *self == CL_MEMBERS_MAX ? RT_EINVAL : 0;
+}
+
+static void node_handle_closed(uv_handle_t *handle);
+
+int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
+                  const struct rt_registry *registry, struct cl_node **out)
+{
+    assert(loop != NULL && config != NULL && registry != NULL && out != NULL);
+    unsigned self;
+    if (node_validate(config, &self) != 0) {
+        RT_ERROR("invalid node configuration (node id, members, shards or secret)");
+        return RT_EINVAL;
+    }
+    struct cl_node *node = calloc(1, sizeof(*node));
+    if (node == NULL) {
+        return RT_ENOMEM;
+    }
+    node->loop = loop;
+    node->config = *config;
+    node->registry = registry;
+    node->self = self;
+    memcpy(node->members, config->members, config->member_count * sizeof(struct cl_member));
+    node->config.members = node->members;
+    memcpy(node->secret, config->secret, config->secret_len);
+    node->config.secret = node->secret;
+    snprintf(node->data_dir, sizeof(node->data_dir), "%s", config->data_dir);
+    node->config.data_dir = node->data_dir;
+    rt_clock_init_system(&node->clock);
+    rt_buf_init(&node->msg, CL_LINK_MESSAGE_BYTES_MAX);
+    node->forwards = calloc(NODE_FORWARDS_SLOTS, sizeof(*node->forwards));
+    node->groups = calloc(config->shard_count, sizeof(*node->groups));
+    int rv = node->forwards != NULL && node->groups != NULL ? 0 : RT_ENOMEM;
+    char path[PATH_MAX + 16];
+    if (rv == 0) {
+        rv = mkdir_p(node->data_dir);
+    }
+    if (rv == 0) {
+        rv = node_check_identity(node);
+    }
+    if (rv == 0) {
+        snprintf(path, sizeof(path), "%s/raft", node->data_dir);
+        rv = mkdir_p(path);
+    }
+    if (rv == 0) {
+        struct store_rocks_options so;
+        store_rocks_options_default(&so);
+        so.create_if_missing = 1;
+        snprintf(path, sizeof(path), "%s/db", node->data_dir);
+        rv = store_rocks_open(path, &so, &node->db);
+    }
+    if (rv == 0) {
+        rv = rt_cache_init(&node->cache,
+                           config->cache_bytes != 0 ? config->cache_bytes : RT_CACHE_BYTES_DEFAULT);
+    }
+    struct cl_peer_config pc = {config->cluster_id, config->node_id, node->members[self].peer_addr,
+                                node->secret, config->secret_len};
+    if (rv == 0) {
+        rv = cl_peer_create(loop, &pc, &node->peer);
+    }
+    if (rv == 0) {
+        rv = cl_peer_listen(node->peer);
+    }
+    if (rv != 0) {
+        goto fail;
+    }
+    cl_peer_set_forward_handler(node->peer, node_on_forward_stream, node);
+    for (uint16_t s = 0; s < config->shard_count; s++) {
+        rv = group_start(node, &node->groups[s], s);
+        node->groups_started = (uint16_t)(s + 1);
+        if (rv != 0) {
+            goto fail;
+        }
+    }
+    uv_check_init(loop, &node->check);
+    node->check.data = node;
+    uv_check_start(&node->check, node_check_cb);
+    uv_idle_init(loop, &node->idle);
+    node->idle.data = node;
+    uv_timer_init(loop, &node->tick);
+    node->tick.data = node;
+    uv_timer_start(&node->tick, node_tick_cb, NODE_TICK_MS, NODE_TICK_MS);
+    uv_timer_init(loop, &node->stop_timer);
+    node->stop_timer.data = node;
+    node->handles_open = 4;
+    node_maintain_links(node);
+    RT_INFO("node %llu started: %u shards, %u members, data in %s",
+            (unsigned long long)config->node_id, (unsigned)config->shard_count,
+            config->member_count, node->data_dir);
+    *out = node;
+    return 0;
+
+fail:
+    /* Start-up failures end the process (payd exits with the logged reason); free what is
+     * simple to free and let the OS reclaim the rest of a half-started raft. */
+    RT_ERROR("node %llu failed to start: %s", (unsigned long long)config->node_id, rt_strerror(rv));
+    return rv;
+}
+
+/* ---- Status ---- */
+
+static bool node_member_alive(const struct cl_node *node, unsigned m)
+{
+    return m == node->self || node->out[m].link != NULL;
+}
+
+void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
+{
+    assert(node != NULL && w != NULL);
+    char cluster_id[17];
+    snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
+    rt_mp_write_map(w, 7);
+    rt_mp_write_cstr(w, "node_id");
+    rt_mp_write_uint(w, node->config.node_id);
+    rt_mp_write_cstr(w, "cluster_id");
+    rt_mp_write_cstr(w, cluster_id);
+    rt_mp_write_cstr(w, "shard_count");
+    rt_mp_write_uint(w, node->config.shard_count);
+    rt_mp_write_cstr(w, "inflight");
+    rt_mp_write_uint(w, node->inflight);
+    rt_mp_write_cstr(w, "stopping");
+    rt_mp_write_bool(w, node->stopping);
+    rt_mp_write_cstr(w, "nodes");
+    rt_mp_write_array(w, node->config.member_count);
+    for (unsigned m = 0; m < node->config.member_count; m++) {
+        rt_mp_write_map(w, 5);
+        rt_mp_write_cstr(w, "node_id");
+        rt_mp_write_uint(w, node->members[m].id);
+        rt_mp_write_cstr(w, "api_addr");
+        rt_mp_write_cstr(w, node->members[m].api_addr);
+        rt_mp_write_cstr(w, "peer_addr");
+        rt_mp_write_cstr(w, node->members[m].peer_addr);
+        rt_mp_write_cstr(w, "http_addr");
+        rt_mp_write_cstr(w, node->members[m].http_addr);
+        rt_mp_write_cstr(w, "alive");
+        rt_mp_write_bool(w, node_member_alive(node, m));
+    }
+    rt_mp_write_cstr(w, "shards");
+    rt_mp_write_array(w, node->groups_started);
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        uint64_t leader = g->closed ? 0 : group_leader(g);
+        rt_mp_write_map(w, 8);
+        rt_mp_write_cstr(w, "shard_id");
+        rt_mp_write_uint(w, s);
+        rt_mp_write_cstr(w, "leader");
+        if (leader != 0) {
+            rt_mp_write_uint(w, leader);
+        } else {
+            rt_mp_write_nil(w);
+        }
+        rt_mp_write_cstr(w, "replicas");
+        rt_mp_write_array(w, node->config.member_count);
+        for (unsigned m = 0; m < node->config.member_count; m++) {
+            rt_mp_write_uint(w, node->members[m].id);
+        }
+        rt_mp_write_cstr(w, "term");
+        rt_mp_write_uint(w, g->raft.current_term);
+        rt_mp_write_cstr(w, "commit_index");
+        rt_mp_write_uint(w, g->raft.commit_index);
+        rt_mp_write_cstr(w, "applied_index");
+        rt_mp_write_uint(w, rt_engine_applied_index(&g->fsm.engine));
+        rt_mp_write_cstr(w, "history_hash");
+        rt_mp_write_uint(w, rt_engine_history_hash(&g->fsm.engine));
+        rt_mp_write_cstr(w, "acked_commands");
+        rt_mp_write_uint(w, g->acked_commands);
+    }
+}
+
+uint16_t cl_node_shard_count(const struct cl_node *node)
+{
+    assert(node != NULL);
+    return node->config.shard_count;
+}
+
+uint64_t cl_node_id(const struct cl_node *node)
+{
+    assert(node != NULL);
+    return node->config.node_id;
+}
+
+/* ---- Stop ---- */
+
+static void node_finish(struct cl_node *node);
+
+static void node_handle_closed(uv_handle_t *handle)
+{
+    struct cl_node *node = handle->data;
+    assert(node->handles_open > 0);
+    if (--node->handles_open == 0) {
+        node_finish(node);
+    }
+}
+
+static void node_peer_destroyed(void *arg)
+{
+    struct cl_node *node = arg;
+    uv_close((uv_handle_t *)&node->check, node_handle_closed);
+    uv_close((uv_handle_t *)&node->idle, node_handle_closed);
+    uv_close((uv_handle_t *)&node->tick, node_handle_closed);
+    uv_close((uv_handle_t *)&node->stop_timer, node_handle_closed);
+}
+
+static void node_close_links_and_peer(struct cl_node *node)
+{
+    for (unsigned m = 0; m < CL_MEMBERS_MAX; m++) {
+        if (node->out[m].link != NULL) {
+            cl_link_close(node->out[m].link);
+        }
+    }
+    for (unsigned i = 0; i < sizeof(node->in) / sizeof(node->in[0]); i++) {
+        if (node->in[i] != NULL) {
+            cl_link_close(node->in[i]);
+        }
+    }
+    cl_peer_destroy(node->peer, node_peer_destroyed, node);
+}
+
+static void group_closed_cb(struct raft *raft)
+{
+    struct group *g = raft->data;
+    struct cl_node *node = g->node;
+    raft_uv_close(&g->io);
+    cl_peer_transport_close(&g->transport);
+    g->closed = true;
+    assert(node->stop_pending > 0);
+    if (--node->stop_pending == 0) {
+        node_run_deferred(node);
+        node_close_links_and_peer(node);
+    }
+}
+
+static void node_close_groups(struct cl_node *node)
+{
+    uv_timer_stop(&node->stop_timer);
+    node_expire_forwards(node, true);
+    node->stop_pending = 0;
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        group_fail_acks(g, RT_EUNAVAIL, "node stopping");
+        group_flush(g); /* Fails at once: raft is closing; waiters get UNAVAILABLE. */
+        if (g->started) {
+            node->stop_pending++;
+            raft_close(&g->raft, group_closed_cb);
+        }
+    }
+    if (node->stop_pending == 0) {
+        node_close_links_and_peer(node);
+    }
+}
+
+static void stop_timer_cb(uv_timer_t *timer)
+{
+    struct cl_node *node = timer->data;
+    bool moving = false;
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        moving = moving || node->groups[s].transferring;
+    }
+    if (!moving || node_now(node) >= node->last_timer_scan_ms) {
+        node_close_groups(node);
+    }
+}
+
+void cl_node_stop(struct cl_node *node, void (*cb)(void *arg), void *arg)
+{
+    assert(node != NULL);
+    assert(!node->stopping);
+    node->stopping = true;
+    node->stop_cb = cb;
+    node->stop_arg = arg;
+    /* Hand leaderships over first, so that clients see a short election-free switch. */
+    unsigned transfers = 0;
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        if (node->config.member_count > 1 && raft_state(&g->raft) == RAFT_LEADER &&
+            !g->transferring) {
+            g->transfer.data = g;
+            if (raft_transfer(&g->raft, &g->transfer, 0, transfer_cb) == 0) {
+                g->transferring = true;
+                transfers++;
+            }
+        }
+    }
+    RT_INFO("stopping: handing over %u leaderships", transfers);
+    /* Re-used as the deadline of the hand-over. */
+    node->last_timer_scan_ms = node_now(node) + NODE_STOP_TRANSFER_MS;
+    uv_timer_start(&node->stop_timer, stop_timer_cb, transfers > 0 ? 50 : 0, 50);
+}
+
+static void node_finish(struct cl_node *node)
+{
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        cl_fsm_close(&g->fsm);
+        rt_batch_builder_free(&g->builder);
+        rt_batch_builder_free(&g->timer_builder);
+        free(g->batch_waiters);
+    }
+    store_rocks_close(node->db);
+    rt_cache_free(&node->cache);
+    rt_buf_free(&node->msg);
+    free(node->groups);
+    free(node->forwards);
+    void (*cb)(void *) = node->stop_cb;
+    void *arg = node->stop_arg;
+    RT_INFO("node %llu stopped", (unsigned long long)node->config.node_id);
+    free(node);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}

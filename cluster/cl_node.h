@@ -1,0 +1,107 @@
+/* cl_node: one Payraft node: its RocksDB store, one canonical/raft group per shard, the peer
+ * port, links to the other nodes, and the routing of commands to shard leaders.
+ *
+ * Every shard is replicated on every bootstrap member (up to CL_VOTERS_MAX voters). A command
+ * goes to the shard of its actor key (rt_shard_of). If this node leads the shard, the command
+ * joins the batch of this loop turn (group commit: one raft entry per shard per turn, bounded
+ * by RT_BATCH_COMMANDS_MAX and RT_BATCH_BYTES_MAX); otherwise it is forwarded to the leader
+ * over the peer link and the reply relayed back. A shard without a known leader answers
+ * UNAVAILABLE at once: the client retries with backoff, so nothing waits without bound.
+ *
+ * Acknowledgement (docs/raft.md): a reply is released only when a majority of the shard's
+ * voters, this leader included, report the leader's exact history hash at (or past) the
+ * entry's index. Followers report (applied index, history hash) as they apply. If the leader
+ * loses its term first, or the confirmation does not come within CL_ACK_TIMEOUT_MS, the reply
+ * is UNAVAILABLE / TIMEOUT: the outcome is unknown and the client retries with the same
+ * idempotency key. To keep idle latency low, a leader with replies waiting for followers to
+ * learn the commit index appends a raft barrier, which carries the commit index at once.
+ *
+ * The stuck-follower watchdog (docs/raft.md) runs on every leader: a voter whose raft match
+ * index reached the commit index but whose reported applied index stayed below it for
+ * CL_STUCK_MS makes the leader transfer leadership to a healthy voter.
+ *
+ * Loop thread only.
+ */
+#ifndef CL_NODE_H
+#define CL_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cl_peer.h"
+#include "rt_actor.h"
+#include "rt_batch.h"
+#include "rt_mp.h"
+
+/* Bootstrap members. Raft's quorum cost grows with voters; 5 tolerate two failures. */
+#define CL_MEMBERS_MAX    5u
+#define CL_VOTERS_MAX     5u
+#define CL_ADDR_BYTES_MAX CL_PEER_ADDR_BYTES_MAX
+/* A confirmed reply arrives within a few round trips; past this the outcome is unknown. */
+#define CL_ACK_TIMEOUT_MS 5000u
+/* A forwarded command whose reply has not come back by then is answered TIMEOUT. */
+#define CL_FORWARD_TIMEOUT_MS 8000u
+/* See the watchdog above. */
+#define CL_STUCK_MS 5000u
+/* Leaders collect due timers this often. */
+#define CL_TIMER_SCAN_MS 100u
+/* Followers re-send their report at least this often (leader changes, lost messages). */
+#define CL_REPORT_MS 500u
+/* Commands waiting on this node (local or forwarded) at once; more answer UNAVAILABLE. */
+#define CL_INFLIGHT_MAX 65536u
+/* raft settings, justified in docs/operations.md. */
+#define CL_ELECTION_TIMEOUT_MS  1000u
+#define CL_HEARTBEAT_TIMEOUT_MS 100u
+#define CL_SNAPSHOT_THRESHOLD   8192u
+#define CL_SNAPSHOT_TRAILING    4096u
+
+struct cl_member {
+    uint64_t id;                           /* raft id, 1.. */
+    char peer_addr[CL_ADDR_BYTES_MAX + 1]; /* "host:port" */
+    char api_addr[CL_ADDR_BYTES_MAX + 1];
+    char http_addr[CL_ADDR_BYTES_MAX + 1];
+};
+
+struct cl_node_config {
+    uint64_t node_id;
+    const char *data_dir; /* Holds db/ (RocksDB), raft/<shard>/ and node.id. */
+    uint64_t cluster_id;
+    const uint8_t *secret; /* Cluster secret (peer authentication). */
+    size_t secret_len;
+    uint16_t shard_count;            /* 1..RT_SHARDS_MAX, fixed at bootstrap. */
+    const struct cl_member *members; /* Bootstrap membership, including this node. */
+    unsigned member_count;
+    size_t cache_bytes; /* Actor-state cache; 0 = RT_CACHE_BYTES_DEFAULT. */
+};
+
+/* The outcome of a command or query; the views are valid during the call only. */
+typedef void (*cl_reply_cb)(void *arg, int code, const uint8_t *body, size_t body_len,
+                            const char *msg);
+
+enum cl_read { CL_READ_LINEARIZABLE = 0, CL_READ_STALE = 1 };
+
+struct cl_node;
+
+/* Open the store (refusing a data dir of another cluster or node), start every group and the
+ * peer port. RT_EINVAL (bad config), RT_EIO (with the reason logged: data dir, port in use). */
+int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
+                  const struct rt_registry *registry, struct cl_node **out);
+/* Submit a write. 0: @cb fires exactly once, later. Non-zero (RT_EINVAL, RT_EUNAVAIL when
+ * stopping or too busy): @cb never fires. The command is copied. */
+int cl_node_submit(struct cl_node *node, const struct rt_command *cmd, cl_reply_cb cb, void *arg);
+/* Run a read-only operation: on the shard leader after a barrier (linearizable), or on this
+ * replica as it stands (stale). Same callback rules as cl_node_submit. */
+int cl_node_query(struct cl_node *node, const struct rt_command *cmd, enum cl_read read,
+                  cl_reply_cb cb, void *arg);
+/* Append the status document (CONTRACT "GET /status": node_id, cluster_id, nodes, shards, and
+ * more) to @w as one msgpack map. */
+void cl_node_status(struct cl_node *node, struct rt_mp_writer *w);
+uint16_t cl_node_shard_count(const struct cl_node *node);
+uint64_t cl_node_id(const struct cl_node *node);
+/* Graceful stop: hand every leadership to another voter (bounded wait), close every group,
+ * the links and the peer port, flush and close the store, then call @cb. Commands still
+ * waiting are answered UNAVAILABLE. */
+void cl_node_stop(struct cl_node *node, void (*cb)(void *arg), void *arg);
+
+#endif /* CL_NODE_H */

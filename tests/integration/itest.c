@@ -1,0 +1,379 @@
+#include "itest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api_envelope.h"
+#include "api_frame.h"
+#include "rt_mp.h"
+
+#ifndef ITEST_PAYD
+#error "ITEST_PAYD must name the payd binary under test"
+#endif
+#ifndef ITEST_SOURCE_DIR
+#error "ITEST_SOURCE_DIR must name the source tree"
+#endif
+
+uint64_t itest_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool run(const struct itest_cluster *c, const char *verb)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && PAYRAFT_PAYD='%s' PAYRAFT_PORT_BASE=%u scripts/cluster.sh %s --dir '%s'",
+             c->root, ITEST_PAYD, c->base, verb, c->dir);
+    int rv = system(cmd);
+    if (rv != 0) {
+        fprintf(stderr, "itest: '%s' failed (%d)\n", cmd, rv);
+        return false;
+    }
+    return true;
+}
+
+bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset)
+{
+    memset(c, 0, sizeof(*c));
+    const char *base = getenv("PAYRAFT_PORT_BASE");
+    c->base = (base != NULL ? (unsigned)atoi(base) : 7000u) + offset;
+    c->nodes = nodes;
+    snprintf(c->root, sizeof(c->root), "%s", ITEST_SOURCE_DIR);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c->dir, sizeof(c->dir), "%s/payraft-itest-XXXXXX", tmp != NULL ? tmp : "/tmp");
+    if (mkdtemp(c->dir) == NULL) {
+        perror("mkdtemp");
+        return false;
+    }
+    char verb[64];
+    snprintf(verb, sizeof(verb), "start --nodes %u --no-sandbox", nodes);
+    if (!run(c, verb)) {
+        return false;
+    }
+    char path[600];
+    snprintf(path, sizeof(path), "%s/admin.secret", c->dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256] = {0};
+    if (fgets(line, sizeof(line), f) == NULL) {
+        fclose(f);
+        return false;
+    }
+    fclose(f);
+    line[strcspn(line, " \r\n")] = '\0';
+    c->admin_secret_len = strlen(line);
+    memcpy(c->admin_secret, line, c->admin_secret_len);
+    return true;
+}
+
+bool itest_cluster_stop(struct itest_cluster *c)
+{
+    bool ok = run(c, "stop");
+    if (ok && getenv("PAYRAFT_KEEP_ITEST") == NULL) {
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
+        ok = system(cmd) == 0;
+    }
+    return ok;
+}
+
+bool itest_cluster_kill(struct itest_cluster *c, unsigned id)
+{
+    char verb[32];
+    snprintf(verb, sizeof(verb), "kill %u", id);
+    return run(c, verb);
+}
+
+bool itest_cluster_restart(struct itest_cluster *c, unsigned id)
+{
+    char verb[32];
+    snprintf(verb, sizeof(verb), "restart %u", id);
+    return run(c, verb);
+}
+
+unsigned itest_api_port(const struct itest_cluster *c, unsigned id)
+{
+    return c->base + 100 + id;
+}
+
+bool itest_connect(struct itest_client *client, const struct itest_cluster *c, unsigned id,
+                   unsigned timeout_ms)
+{
+    uint64_t deadline = itest_now_ms() + timeout_ms;
+    client->cluster = c;
+    client->next_id = 1;
+    do {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)itest_api_port(c, id)),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            client->fd = fd;
+            return true;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        usleep(50 * 1000);
+    } while (itest_now_ms() < deadline);
+    client->fd = -1;
+    return false;
+}
+
+void itest_close(struct itest_client *client)
+{
+    if (client->fd >= 0) {
+        close(client->fd);
+        client->fd = -1;
+    }
+}
+
+void itest_reply_init(struct itest_reply *reply)
+{
+    memset(reply, 0, sizeof(*reply));
+    rt_buf_init(&reply->body, API_FRAME_BYTES_MAX);
+}
+
+void itest_reply_free(struct itest_reply *reply)
+{
+    rt_buf_free(&reply->body);
+}
+
+static bool send_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) {
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool recv_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
+{
+    while (n > 0) {
+        int left = (int)(deadline > itest_now_ms() ? deadline - itest_now_ms() : 0);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left == 0 || poll(&pfd, 1, left) <= 0) {
+            return false;
+        }
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0) {
+            return false;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+/* Copy a str field into a C string. */
+static void copy_str(struct rt_mp_reader *r, char *out, size_t cap)
+{
+    const char *s;
+    uint32_t n;
+    if (rt_mp_read_str(r, &s, &n) != 0) {
+        rt_mp_skip(r);
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, cap, "%.*s", (int)n, s);
+}
+
+bool itest_call(struct itest_client *client, const char *op, const uint8_t *body, size_t body_len,
+                struct itest_reply *reply, unsigned timeout_ms)
+{
+    if (client->fd < 0) {
+        return false;
+    }
+    uint64_t id = client->next_id++;
+    char nonce[40];
+    snprintf(nonce, sizeof(nonce), "n%016llx%08x", (unsigned long long)itest_now_ms(),
+             (unsigned)rand());
+    struct api_request req = {.id = id,
+                              .ts_ms = itest_now_ms(),
+                              .op = op,
+                              .op_len = (uint32_t)strlen(op),
+                              .app = "admin",
+                              .app_len = 5,
+                              .nonce = nonce,
+                              .nonce_len = (uint32_t)strlen(nonce),
+                              .body = body,
+                              .body_len = (uint32_t)body_len};
+    uint8_t mac[API_SIG_HMAC_BYTES];
+    if (api_request_hmac(&req, client->cluster->admin_secret, client->cluster->admin_secret_len,
+                         mac) != 0) {
+        return false;
+    }
+    char sig[16 + 2 * API_SIG_HMAC_BYTES + 1];
+    int n = snprintf(sig, sizeof(sig), "hmac-sha256=");
+    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
+        n += snprintf(sig + n, sizeof(sig) - (size_t)n, "%02x", mac[i]);
+    }
+    struct rt_buf out;
+    rt_buf_init(&out, API_FRAME_BYTES_MAX + 64);
+    size_t start;
+    struct rt_mp_writer w;
+    bool ok = api_frame_begin(&out, &start) == 0;
+    rt_mp_writer_init(&w, &out);
+    rt_mp_write_map(&w, 8);
+    rt_mp_write_cstr(&w, "v");
+    rt_mp_write_uint(&w, 1);
+    rt_mp_write_cstr(&w, "id");
+    rt_mp_write_uint(&w, id);
+    rt_mp_write_cstr(&w, "op");
+    rt_mp_write_cstr(&w, op);
+    rt_mp_write_cstr(&w, "app");
+    rt_mp_write_cstr(&w, "admin");
+    rt_mp_write_cstr(&w, "ts");
+    rt_mp_write_uint(&w, req.ts_ms);
+    rt_mp_write_cstr(&w, "nonce");
+    rt_mp_write_cstr(&w, nonce);
+    rt_mp_write_cstr(&w, "body");
+    rt_mp_write_bin(&w, body, body_len);
+    rt_mp_write_cstr(&w, "sig");
+    rt_mp_write_cstr(&w, sig);
+    ok = ok && rt_mp_writer_error(&w) == 0 && api_frame_finish(&out, start) == 0 &&
+         send_all(client->fd, out.data, out.len);
+    rt_buf_free(&out);
+    if (!ok) {
+        return false;
+    }
+    uint64_t deadline = itest_now_ms() + timeout_ms;
+    for (;;) {
+        uint8_t head[4];
+        if (!recv_all(client->fd, head, 4, deadline)) {
+            return false;
+        }
+        uint32_t len = rt_get_be32(head);
+        if (len == 0 || len > API_FRAME_BYTES_MAX) {
+            return false;
+        }
+        uint8_t *payload = malloc(len);
+        if (payload == NULL || !recv_all(client->fd, payload, len, deadline)) {
+            free(payload);
+            return false;
+        }
+        struct rt_mp_reader r;
+        rt_mp_reader_init(&r, payload, len);
+        uint32_t fields;
+        uint64_t got_id = 0;
+        rt_buf_reset(&reply->body);
+        reply->code[0] = reply->msg[0] = '\0';
+        if (rt_mp_read_map(&r, &fields) != 0) {
+            free(payload);
+            return false;
+        }
+        for (uint32_t i = 0; i < fields; i++) {
+            const char *k;
+            uint32_t kl;
+            if (rt_mp_read_str(&r, &k, &kl) != 0) {
+                break;
+            }
+            if (rt_mp_key_is(k, kl, "id")) {
+                rt_mp_read_uint(&r, &got_id);
+            } else if (rt_mp_key_is(k, kl, "code")) {
+                copy_str(&r, reply->code, sizeof(reply->code));
+            } else if (rt_mp_key_is(k, kl, "msg")) {
+                copy_str(&r, reply->msg, sizeof(reply->msg));
+            } else if (rt_mp_key_is(k, kl, "body")) {
+                const uint8_t *raw;
+                size_t raw_len;
+                if (rt_mp_read_raw(&r, &raw, &raw_len) == 0) {
+                    rt_buf_append(&reply->body, raw, raw_len);
+                }
+            } else {
+                rt_mp_skip(&r);
+            }
+        }
+        free(payload);
+        if (got_id == id) {
+            return true;
+        }
+    }
+}
+
+bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, reply->body.data, reply->body.len);
+    uint32_t n;
+    if (rt_mp_read_map(&r, &n) != 0) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+            return false;
+        }
+        if (rt_mp_key_is(k, kl, key)) {
+            const char *s;
+            uint32_t sl;
+            if (rt_mp_read_str(&r, &s, &sl) != 0) {
+                return false;
+            }
+            snprintf(out, cap, "%.*s", (int)sl, s);
+            return true;
+        }
+        rt_mp_skip(&r);
+    }
+    return false;
+}
+
+size_t itest_order_create_body(struct rt_buf *out, const char *app, const char *mono,
+                               uint64_t amount)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, 5);
+    rt_mp_write_cstr(&w, "app_id");
+    rt_mp_write_cstr(&w, app);
+    rt_mp_write_cstr(&w, "merchant_order_no");
+    rt_mp_write_cstr(&w, mono);
+    rt_mp_write_cstr(&w, "amount");
+    rt_mp_write_uint(&w, amount);
+    rt_mp_write_cstr(&w, "subject");
+    rt_mp_write_cstr(&w, "Integration test");
+    rt_mp_write_cstr(&w, "channel");
+    rt_mp_write_cstr(&w, "alipay");
+    return rt_mp_writer_error(&w) == 0 ? out->len : 0;
+}
+
+size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mono,
+                            const char *consistency)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, consistency != NULL ? 3 : 2);
+    rt_mp_write_cstr(&w, "app_id");
+    rt_mp_write_cstr(&w, app);
+    rt_mp_write_cstr(&w, "merchant_order_no");
+    rt_mp_write_cstr(&w, mono);
+    if (consistency != NULL) {
+        rt_mp_write_cstr(&w, "consistency");
+        rt_mp_write_cstr(&w, consistency);
+    }
+    return rt_mp_writer_error(&w) == 0 ? out->len : 0;
+}

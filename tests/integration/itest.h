@@ -1,0 +1,67 @@
+/* itest: helpers for integration tests against real payd processes on 127.0.0.1.
+ *
+ * A blocking client that speaks the CONTRACT wire protocol (admin-signed, since app keys come
+ * with the API issue), and control of a local cluster through scripts/cluster.sh. Ports come
+ * from PAYRAFT_PORT_BASE plus a per-test offset so parallel runs do not collide. */
+#ifndef ITEST_H
+#define ITEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt_buf.h"
+
+struct itest_cluster {
+    char dir[512];  /* The cluster's home (secrets, data, logs). */
+    char root[512]; /* The source tree (for scripts/cluster.sh). */
+    unsigned base;  /* PAYRAFT_PORT_BASE for this cluster. */
+    unsigned nodes;
+    uint8_t admin_secret[128];
+    size_t admin_secret_len;
+};
+
+struct itest_client {
+    int fd;
+    uint64_t next_id;
+    const struct itest_cluster *cluster;
+};
+
+struct itest_reply {
+    char code[32]; /* Wire code, "OK" on success. */
+    char msg[256];
+    struct rt_buf body; /* The body map (msgpack), empty on error. */
+};
+
+/* Start an @nodes-node cluster in a fresh temp dir with ports from PAYRAFT_PORT_BASE + @offset.
+ * Aborts the test (returns false) with a message on failure. */
+bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset);
+bool itest_cluster_stop(struct itest_cluster *c);
+/* scripts/cluster.sh kill/restart ID. */
+bool itest_cluster_kill(struct itest_cluster *c, unsigned id);
+bool itest_cluster_restart(struct itest_cluster *c, unsigned id);
+unsigned itest_api_port(const struct itest_cluster *c, unsigned id);
+
+/* Connect to node @id's API port (retrying up to @timeout_ms). */
+bool itest_connect(struct itest_client *client, const struct itest_cluster *c, unsigned id,
+                   unsigned timeout_ms);
+void itest_close(struct itest_client *client);
+/* Send one admin-signed request with @body (a msgpack map) and wait for its reply (up to
+ * @timeout_ms). false on a connection error or timeout. */
+bool itest_call(struct itest_client *client, const char *op, const uint8_t *body, size_t body_len,
+                struct itest_reply *reply, unsigned timeout_ms);
+void itest_reply_init(struct itest_reply *reply);
+void itest_reply_free(struct itest_reply *reply);
+
+/* Field lookups in a reply body. */
+bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap);
+
+/* msgpack bodies for order operations. */
+size_t itest_order_create_body(struct rt_buf *out, const char *app, const char *mono,
+                               uint64_t amount);
+size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mono,
+                            const char *consistency);
+
+uint64_t itest_now_ms(void);
+
+#endif /* ITEST_H */
