@@ -80,8 +80,8 @@ static bool api_is_op_char(unsigned char c)
 
 static bool api_is_app_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 static bool api_is_nonce_char(unsigned char c)
@@ -177,8 +177,8 @@ static int api_b64_decode(const char *s, size_t len, uint8_t *out, size_t out_ma
                 return RT_EINVAL;
             }
         }
-        const uint32_t bits = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                              (uint32_t)v[3];
+        const uint32_t bits =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         const size_t bytes = last ? 3 - pad : 3;
         /* Canonical: the bits a shorter last group leaves over must be zero. */
         if (bytes < 3 && (bits & ((1u << (8 * (3 - bytes))) - 1u)) != 0) {
@@ -617,8 +617,7 @@ int api_envelope_verify_hmac(const struct api_request *req, const uint8_t *key, 
 #define API_RSA_BITS_MIN (8 * API_SIG_RSA_BYTES_MIN)
 #define API_RSA_BITS_MAX (8 * API_SIG_RSA_BYTES_MAX)
 
-int api_envelope_verify_pubkey(const struct api_request *req, EVP_PKEY *key,
-                               struct rt_buf *scratch)
+int api_envelope_verify_pubkey(const struct api_request *req, EVP_PKEY *key, struct rt_buf *scratch)
 {
     assert(req != NULL && key != NULL && scratch != NULL);
     assert(req->sig.len <= API_SIG_BYTES_MAX);
@@ -972,9 +971,8 @@ int api_nonce_cache_insert(struct api_nonce_cache *cache, const struct api_reque
     memcpy(input + 1, req->app, req->app_len);
     memcpy(input + 1 + req->app_len, req->nonce, req->nonce_len);
     const uint64_t fp = api_siphash24(cache->key, input, 1 + req->app_len + req->nonce_len);
-    const uint64_t expire_ms = req->ts_ms > UINT64_MAX - API_TIME_WINDOW_MS
-                                   ? UINT64_MAX
-                                   : req->ts_ms + API_TIME_WINDOW_MS;
+    const uint64_t expire_ms =
+        req->ts_ms > UINT64_MAX - API_TIME_WINDOW_MS ? UINT64_MAX : req->ts_ms + API_TIME_WINDOW_MS;
 
     while (cache->count > 0 && cache->ring[cache->head].expire_ms < now_ms) {
         (void)api_nonce_pop(cache, now_ms);

@@ -100,17 +100,17 @@ struct api_sig {
  * (not NUL-terminated, owned by whoever owns the payload: valid exactly as long as it is). Only
  * @sig is a copy. A client library may also fill the view fields itself to sign a request. */
 struct api_request {
-    uint64_t id;         /* Correlation id, echoed. */
-    uint64_t ts_ms;      /* Client clock, unix ms. */
-    const char *op;      /* 1..API_OP_BYTES_MAX of [a-z_.]. */
+    uint64_t id;    /* Correlation id, echoed. */
+    uint64_t ts_ms; /* Client clock, unix ms. */
+    const char *op; /* 1..API_OP_BYTES_MAX of [a-z_.]. */
     uint32_t op_len;
-    const char *app;     /* 1..API_APP_BYTES_MAX of [A-Za-z0-9_-]. */
+    const char *app; /* 1..API_APP_BYTES_MAX of [A-Za-z0-9_-]. */
     uint32_t app_len;
-    const char *nonce;   /* API_NONCE_BYTES_MIN..MAX of 0x20..0x7e. */
+    const char *nonce; /* API_NONCE_BYTES_MIN..MAX of 0x20..0x7e. */
     uint32_t nonce_len;
     const uint8_t *body; /* Exactly one msgpack map, validated (rt_mp_validate). */
     uint32_t body_len;
-    struct api_sig sig;  /* Parsed "sig". */
+    struct api_sig sig; /* Parsed "sig". */
 };
 
 struct api_envelope_error {

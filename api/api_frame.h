@@ -53,13 +53,13 @@ struct api_frame {
 /* Decoder state; the caller allocates the struct (on its connection object), initialises it in
  * place and frees it with api_frame_decoder_free. Fields are private. */
 struct api_frame_decoder {
-    uint32_t max;          /* Largest payload accepted, 1..UINT32_MAX. */
-    uint8_t state;         /* enum in api_frame.c. */
-    uint8_t header_len;    /* Length-prefix bytes collected so far, 0..API_FRAME_HEADER_BYTES. */
+    uint32_t max;       /* Largest payload accepted, 1..UINT32_MAX. */
+    uint8_t state;      /* enum in api_frame.c. */
+    uint8_t header_len; /* Length-prefix bytes collected so far, 0..API_FRAME_HEADER_BYTES. */
     uint8_t header[API_FRAME_HEADER_BYTES]; /* The length prefix, possibly split over chunks. */
-    uint32_t frame_len;    /* L of the frame being assembled. */
-    int error;             /* The sticky error once failed; 0 before. */
-    struct rt_buf body;    /* Payload of a frame that spans chunks. Owned by the decoder. */
+    uint32_t frame_len;                     /* L of the frame being assembled. */
+    int error;                              /* The sticky error once failed; 0 before. */
+    struct rt_buf body; /* Payload of a frame that spans chunks. Owned by the decoder. */
 };
 
 /* Initialise @dec to accept payloads of 1..@max bytes (API_FRAME_BYTES_MAX on the API port).

@@ -503,7 +503,10 @@ static void test_op_bounds(void **state)
     expect_field_value(F_OP, "order.create2", RT_EINVAL);
     expect_field_value(F_OP, "order-create", RT_EINVAL);
     expect_field_value(F_OP, "order create", RT_EINVAL);
-    expect_field_value(F_OP, "order.cr\xc3\xa9" "ate", RT_EINVAL); /* Valid UTF-8, not ASCII. */
+    expect_field_value(F_OP,
+                       "order.cr\xc3\xa9"
+                       "ate",
+                       RT_EINVAL); /* Valid UTF-8, not ASCII. */
     char *s = repeat('a', API_OP_BYTES_MAX);
     expect_field_value(F_OP, s, 0);
     free(s);
@@ -542,8 +545,14 @@ static void test_nonce_bounds(void **state)
     expect_field_value(F_NONCE, "12345678", 0);
     expect_field_value(F_NONCE, "with space ~!", 0);
     expect_field_value(F_NONCE, "1234567", RT_EINVAL);
-    expect_field_value(F_NONCE, "abc\x01" "defgh", RT_EINVAL);
-    expect_field_value(F_NONCE, "abc\x7f" "defgh", RT_EINVAL);
+    expect_field_value(F_NONCE,
+                       "abc\x01"
+                       "defgh",
+                       RT_EINVAL);
+    expect_field_value(F_NONCE,
+                       "abc\x7f"
+                       "defgh",
+                       RT_EINVAL);
     expect_field_value(F_NONCE, "abc\ndefgh", RT_EINVAL); /* Would forge a signing line. */
     char *s = repeat('n', API_NONCE_BYTES_MAX);
     expect_field_value(F_NONCE, s, 0);
@@ -564,18 +573,19 @@ static void test_invalid_utf8(void **state)
     (void)state;
     static const char *const bad[] = {
         "\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", /* Never valid. */
-        "abcdefg\xc3",                       /* Truncated sequence. */
-        "abc\xc0\xafxyzw",                   /* Overlong '/'. */
-        "abc\xed\xa0\x80xyzw",               /* Surrogate. */
-        "abcd\xf4\x90\x80\x80xyz",           /* Above U+10FFFF. */
-        "abcdefg\x80",                       /* Lone continuation byte. */
+        "abcdefg\xc3",                      /* Truncated sequence. */
+        "abc\xc0\xafxyzw",                  /* Overlong '/'. */
+        "abc\xed\xa0\x80xyzw",              /* Surrogate. */
+        "abcd\xf4\x90\x80\x80xyz",          /* Above U+10FFFF. */
+        "abcdefg\x80",                      /* Lone continuation byte. */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         expect_field_value(F_OP, bad[i], RT_EINVAL);
         expect_field_value(F_APP, bad[i], RT_EINVAL);
         expect_field_value(F_NONCE, bad[i], RT_EINVAL);
         char sig[200];
-        snprintf(sig, sizeof(sig), "hmac-sha256=%.60s%s", "0000000000000000000000000000000000000000000000000000000000000000", bad[i]);
+        snprintf(sig, sizeof(sig), "hmac-sha256=%.60s%s",
+                 "0000000000000000000000000000000000000000000000000000000000000000", bad[i]);
         expect_field_value(F_SIG, sig, RT_EINVAL);
         snprintf(sig, sizeof(sig), "ed25519=%s", bad[i]);
         expect_field_value(F_SIG, sig, RT_EINVAL);
@@ -749,8 +759,8 @@ static void test_mutated_everywhere(void **state)
                 assert_true(req.nonce_len >= API_NONCE_BYTES_MIN);
                 assert_int_equal(rt_mp_validate(req.body, req.body_len), 0);
                 assert_true(req.sig.scheme != API_SIG_NONE);
-                const int v = api_envelope_verify_hmac(&req, (const uint8_t *)TEST_KEY,
-                                                       strlen(TEST_KEY));
+                const int v =
+                    api_envelope_verify_hmac(&req, (const uint8_t *)TEST_KEY, strlen(TEST_KEY));
                 assert_true(v == 0 || v == RT_EUNAUTH);
             } else if (rv == RT_EMALFORMED) {
                 assert_false(err.id_known);
@@ -821,9 +831,9 @@ static void test_sig_hmac_text(void **state)
     assert_int_equal(parse("hmac-sha256=", &sig), RT_EINVAL);
 
     /* Unknown or misspelt schemes. */
-    static const char *const schemes[] = {"hmac-sha1=", "HMAC-SHA256=", "hmac-sha256:",
-                                          "hmac-sha256 =", "sha256=", "", "=", "ed448=",
-                                          "hmac-sha256"};
+    static const char *const schemes[] = {
+        "hmac-sha1=", "HMAC-SHA256=", "hmac-sha256:", "hmac-sha256 =", "sha256=", "",
+        "=",          "ed448=",       "hmac-sha256"};
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
         snprintf(bad, sizeof(bad), "%s%s", schemes[i], hex);
         assert_int_equal(parse(bad, &sig), RT_EINVAL);
@@ -880,15 +890,11 @@ static void test_sig_base64_text(void **state)
         size_t at;
         char c;
     } edits[] = {
-        {8, '-'},       /* URL-safe alphabet. */
-        {9, '_'},
-        {10, '='},      /* Padding in the middle. */
-        {11, ' '},
-        {12, '\n'},
-        {13, '\0'},
-        {14, '\xff'},
-        {len - 3, '='}, /* "===": too much padding. */
-        {len - 1, 'A'}, /* "=A": padding then data. */
+        {8, '-'},                  /* URL-safe alphabet. */
+        {9, '_'},       {10, '='}, /* Padding in the middle. */
+        {11, ' '},      {12, '\n'},     {13, '\0'},
+        {14, '\xff'},   {len - 3, '='}, /* "===": too much padding. */
+        {len - 1, 'A'},                 /* "=A": padding then data. */
     };
     for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
         char t[128];
@@ -946,8 +952,8 @@ static void test_sig_base64_cross(void **state)
         struct api_sig sig;
         assert_int_equal(parse(text, &sig), 0);
         uint8_t back[API_SIG_RSA_BYTES_MAX + 3];
-        const int m = EVP_DecodeBlock(back, (const unsigned char *)text + 11,
-                                      (int)strlen(text) - 11);
+        const int m =
+            EVP_DecodeBlock(back, (const unsigned char *)text + 11, (int)strlen(text) - 11);
         assert_true(m >= (int)n); /* EVP_DecodeBlock keeps the pad bytes as zeros. */
         assert_memory_equal(sig.bytes, back, n);
         assert_int_equal(sig.len, n);
@@ -986,8 +992,8 @@ static void test_signing_string(void **state)
     assert_int_equal(api_request_hmac(&r, (const uint8_t *)TEST_KEY, strlen(TEST_KEY), ours), 0);
     uint8_t theirs[EVP_MAX_MD_SIZE];
     unsigned theirs_len = 0;
-    assert_non_null(HMAC(EVP_sha256(), TEST_KEY, (int)strlen(TEST_KEY), buf.data, buf.len,
-                         theirs, &theirs_len));
+    assert_non_null(HMAC(EVP_sha256(), TEST_KEY, (int)strlen(TEST_KEY), buf.data, buf.len, theirs,
+                         &theirs_len));
     assert_int_equal(theirs_len, API_SIG_HMAC_BYTES);
     assert_memory_equal(ours, theirs, API_SIG_HMAC_BYTES);
     assert_int_equal(api_request_hmac(&r, (const uint8_t *)"", 0, ours), RT_EINVAL);
@@ -1144,7 +1150,7 @@ static void test_verify_ed25519(void **state)
     assert_int_equal(verify_spec_pkey(&s, other, TEST_BUF_MAX), RT_EUNAUTH);
     assert_int_equal(verify_spec_pkey(&s, rsa, TEST_BUF_MAX), RT_EUNAUTH);
     assert_int_equal(verify_spec_pkey(&s, pub, 16), RT_ETOOLARGE); /* Scratch too small. */
-    assert_int_equal(verify_spec_hmac(&s, TEST_KEY), RT_EUNAUTH);   /* Scheme mismatch. */
+    assert_int_equal(verify_spec_hmac(&s, TEST_KEY), RT_EUNAUTH);  /* Scheme mismatch. */
 
     /* Changed after signing. */
     uint8_t body[sizeof(default_body)];
@@ -1256,8 +1262,7 @@ static void test_time_window(void **state)
     r.ts_ms = UINT64_MAX;
     assert_int_equal(api_envelope_check_time(&r, 0), RT_EUNAUTH);
     assert_int_equal(api_envelope_check_time(&r, UINT64_MAX - API_TIME_WINDOW_MS), 0);
-    assert_int_equal(api_envelope_check_time(&r, UINT64_MAX - API_TIME_WINDOW_MS - 1),
-                     RT_EUNAUTH);
+    assert_int_equal(api_envelope_check_time(&r, UINT64_MAX - API_TIME_WINDOW_MS - 1), RT_EUNAUTH);
 }
 
 /* ---- Responses ---- */
@@ -1270,9 +1275,9 @@ static void unpack_response(const struct rt_buf *out, size_t at, msgpack_unpacke
     assert_int_equal(at + API_FRAME_HEADER_BYTES + len, out->len);
     size_t off = 0;
     msgpack_unpacked_init(u);
-    assert_int_equal(msgpack_unpack_next(u, (const char *)out->data + at + API_FRAME_HEADER_BYTES,
-                                         len, &off),
-                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(
+        msgpack_unpack_next(u, (const char *)out->data + at + API_FRAME_HEADER_BYTES, len, &off),
+        MSGPACK_UNPACK_SUCCESS);
     assert_int_equal(off, len);
     assert_int_equal(u->data.type, MSGPACK_OBJECT_MAP);
 }
@@ -1336,15 +1341,14 @@ static void test_response_ok(void **state)
 static void test_response_errors(void **state)
 {
     (void)state;
-    static const int codes[] = {RT_EINVAL,   RT_EUNAUTH,  RT_EREPLAYED, RT_EFORBIDDEN,
-                                RT_ENOTFOUND, RT_ECONFLICT, RT_ESTATE,   RT_ETOOLARGE,
-                                RT_ERATE,     RT_EUNAVAIL, RT_ETIMEOUT,  RT_EINTERNAL,
+    static const int codes[] = {RT_EINVAL,    RT_EUNAUTH,    RT_EREPLAYED, RT_EFORBIDDEN,
+                                RT_ENOTFOUND, RT_ECONFLICT,  RT_ESTATE,    RT_ETOOLARGE,
+                                RT_ERATE,     RT_EUNAVAIL,   RT_ETIMEOUT,  RT_EINTERNAL,
                                 RT_ENOMEM,    RT_EMALFORMED, RT_EVERSION};
     static const char *const wire[] = {
-        "INVALID_ARGUMENT", "UNAUTHENTICATED", "REPLAYED",     "FORBIDDEN",
-        "NOT_FOUND",        "CONFLICT",        "INVALID_STATE", "TOO_LARGE",
-        "RATE_LIMITED",     "UNAVAILABLE",     "TIMEOUT",       "INTERNAL",
-        "INTERNAL",         "INVALID_ARGUMENT", "INVALID_ARGUMENT"};
+        "INVALID_ARGUMENT", "UNAUTHENTICATED", "REPLAYED",  "FORBIDDEN",        "NOT_FOUND",
+        "CONFLICT",         "INVALID_STATE",   "TOO_LARGE", "RATE_LIMITED",     "UNAVAILABLE",
+        "TIMEOUT",          "INTERNAL",        "INTERNAL",  "INVALID_ARGUMENT", "INVALID_ARGUMENT"};
     static const uint8_t body[] = {0x80};
     struct rt_buf out;
     rt_buf_init(&out, TEST_BUF_MAX);
@@ -1401,8 +1405,7 @@ static void test_response_limits(void **state)
     static const uint8_t not_map[] = {0x91, 0x01};
     assert_int_equal(api_response_encode(&out, 1, 0, NULL, not_map, sizeof(not_map)), RT_EINVAL);
     static const uint8_t trailing[] = {0x80, 0x80};
-    assert_int_equal(api_response_encode(&out, 1, 0, NULL, trailing, sizeof(trailing)),
-                     RT_EINVAL);
+    assert_int_equal(api_response_encode(&out, 1, 0, NULL, trailing, sizeof(trailing)), RT_EINVAL);
     assert_int_equal(api_response_encode(&out, 1, 0, NULL, not_map, 0), RT_EINVAL);
     /* A body as large as a whole frame: the response cannot fit. */
     uint8_t *big = malloc(API_FRAME_BYTES_MAX);
@@ -1413,8 +1416,7 @@ static void test_response_limits(void **state)
     big[3] = 0xc6;
     rt_put_be32(big + 4, API_FRAME_BYTES_MAX - 8);
     memset(big + 8, 0, API_FRAME_BYTES_MAX - 8);
-    assert_int_equal(api_response_encode(&out, 1, 0, NULL, big, API_FRAME_BYTES_MAX),
-                     RT_ETOOLARGE);
+    assert_int_equal(api_response_encode(&out, 1, 0, NULL, big, API_FRAME_BYTES_MAX), RT_ETOOLARGE);
     assert_int_equal(out.len, before);
     /* The same body into a buffer whose own max is too small. */
     struct rt_buf small;

@@ -455,8 +455,7 @@ static void test_error_after_frames(void **state)
     size_t off = 0;
     size_t consumed = 0;
     struct api_frame frame;
-    assert_int_equal(api_frame_feed(&dec, chunk, stream.len, &consumed, &frame),
-                     API_FRAME_READY);
+    assert_int_equal(api_frame_feed(&dec, chunk, stream.len, &consumed, &frame), API_FRAME_READY);
     assert_payload(&frame, 3, 1);
     off += consumed;
     assert_int_equal(api_frame_feed(&dec, chunk + off, stream.len - off, &consumed, &frame),
@@ -552,20 +551,13 @@ static void test_encode_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_length_zero),
-        cmocka_unit_test(test_length_max_plus_one),
-        cmocka_unit_test(test_length_4gib),
-        cmocka_unit_test(test_length_one_and_max),
-        cmocka_unit_test(test_custom_max),
-        cmocka_unit_test(test_empty_feed),
-        cmocka_unit_test(test_byte_by_byte),
-        cmocka_unit_test(test_pipelined_one_chunk),
-        cmocka_unit_test(test_split_everywhere),
-        cmocka_unit_test(test_random_chunkings),
-        cmocka_unit_test(test_memory_follows_bytes),
-        cmocka_unit_test(test_keeps_small_buffer),
-        cmocka_unit_test(test_error_after_frames),
-        cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_length_zero),          cmocka_unit_test(test_length_max_plus_one),
+        cmocka_unit_test(test_length_4gib),          cmocka_unit_test(test_length_one_and_max),
+        cmocka_unit_test(test_custom_max),           cmocka_unit_test(test_empty_feed),
+        cmocka_unit_test(test_byte_by_byte),         cmocka_unit_test(test_pipelined_one_chunk),
+        cmocka_unit_test(test_split_everywhere),     cmocka_unit_test(test_random_chunkings),
+        cmocka_unit_test(test_memory_follows_bytes), cmocka_unit_test(test_keeps_small_buffer),
+        cmocka_unit_test(test_error_after_frames),   cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test(test_encode_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
