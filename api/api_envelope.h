@@ -63,8 +63,8 @@
 #define API_TIME_WINDOW_MS 300000u
 
 /* Signature sizes. HMAC-SHA256 and Ed25519 have fixed sizes. An RSA signature is as long as
- * the modulus: 2048-bit keys at least (shorter ones are breakable), 4096-bit at most (longer
- * ones cost milliseconds per request to verify, a denial of service lever). */
+ * the modulus: 2048-bit keys at least (shorter ones are within reach of factoring), 4096-bit at
+ * most (verification cost grows with the modulus; a bound keeps every request's cost known). */
 #define API_SIG_HMAC_BYTES    32u
 #define API_SIG_ED25519_BYTES 64u
 #define API_SIG_RSA_BYTES_MIN 256u

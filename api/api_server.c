@@ -350,8 +350,10 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         int rv = api_frame_feed(&conn->dec, bytes, left, &consumed, &frame);
         if (rv < 0) {
             conn_respond(conn, 0, rv,
-                         rv == RT_ETOOLARGE ? "frame length above 1 MiB" : "frame length 0", NULL,
-                         0);
+                         rv == RT_ETOOLARGE ? "frame length above 1 MiB"
+                         : rv == RT_ENOMEM  ? "out of memory"
+                                            : "frame length 0",
+                         NULL, 0);
             conn_close(conn);
             return;
         }

@@ -72,3 +72,15 @@ void rt_buf_truncate(struct rt_buf *buf, size_t len)
     assert(len <= buf->len);
     buf->len = len;
 }
+
+int rt_bytes_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+    assert(a != NULL || a_len == 0);
+    assert(b != NULL || b_len == 0);
+    size_t n = a_len < b_len ? a_len : b_len;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
+    if (c != 0) {
+        return c;
+    }
+    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
+}

@@ -30,6 +30,10 @@ int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len);
 /* Drop bytes past @len (len <= buf->len). */
 void rt_buf_truncate(struct rt_buf *buf, size_t len);
 
+/* Byte-wise order of two keys (memcmp, then the shorter first): RocksDB's default order, and
+ * the order every store and scan in Payraft uses. */
+int rt_bytes_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
+
 /* Big-endian integer helpers for stored keys (so that byte order equals numeric order). */
 static inline void rt_put_be16(uint8_t *p, uint16_t v)
 {

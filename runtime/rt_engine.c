@@ -247,35 +247,37 @@ size_t rt_ctx_new_id(struct rt_actor_ctx *ctx, char kind, char *out)
     return rt_id_make(out, kind, engine->config.shard, entry_of(engine)->index, position);
 }
 
-int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
-                     const uint8_t *val, size_t val_len)
+/* Validate an index key, count the effect and build the stored key into @key. */
+static int ctx_index_key(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
+                         uint8_t *key, size_t *key_len)
 {
-    assert(ctx != NULL);
-    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+    assert(ctx != NULL && key != NULL);
+    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
         return RT_EINVAL;
     }
     int rv = ctx_effect(ctx);
     if (rv != 0) {
         return rv;
     }
+    *key_len = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
+    return 0;
+}
+
+int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
+                     const uint8_t *val, size_t val_len)
+{
     uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
-    return rt_writeset_put(&ctx->engine->ws, RT_CF_INDEX, key, n, val, val_len);
+    size_t n;
+    int rv = ctx_index_key(ctx, index_key, index_key_len, key, &n);
+    return rv != 0 ? rv : rt_writeset_put(&ctx->engine->ws, RT_CF_INDEX, key, n, val, val_len);
 }
 
 int rt_ctx_index_del(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len)
 {
-    assert(ctx != NULL);
-    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
-        return RT_EINVAL;
-    }
-    int rv = ctx_effect(ctx);
-    if (rv != 0) {
-        return rv;
-    }
     uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
-    return rt_writeset_del(&ctx->engine->ws, RT_CF_INDEX, key, n);
+    size_t n;
+    int rv = ctx_index_key(ctx, index_key, index_key_len, key, &n);
+    return rv != 0 ? rv : rt_writeset_del(&ctx->engine->ws, RT_CF_INDEX, key, n);
 }
 
 int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, const uint8_t *args,

@@ -78,18 +78,6 @@ static struct store_rocks *store_from(struct rt_store *store)
     return db;
 }
 
-static int store_key_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
-{
-    assert(a != NULL || a_len == 0);
-    assert(b != NULL || b_len == 0);
-    size_t n = a_len < b_len ? a_len : b_len;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0) {
-        return c;
-    }
-    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
-}
-
 /* The exclusive end of the range of keys that start with @prefix, written to @out: @prefix
  * with its last byte below 0xff incremented and the bytes after it dropped (so 00 ff -> 01).
  * When @prefix is all 0xff no such key exists; the end is then 0xff repeated past the longest
@@ -290,7 +278,7 @@ int store_rocks_scan_at(struct store_rocks *db, const rocksdb_snapshot_t *snapsh
         rocksdb_readoptions_set_fill_cache(read_options, 0);
     }
     rocksdb_iterator_t *iter = rocksdb_create_iterator_cf(db->db, read_options, db->cfs[cf]);
-    if (start != NULL && store_key_compare(start, start_len, prefix, prefix_len) > 0) {
+    if (start != NULL && rt_bytes_compare(start, start_len, prefix, prefix_len) > 0) {
         rocksdb_iter_seek(iter, (const char *)start, start_len);
     } else {
         rocksdb_iter_seek(iter, (const char *)prefix, prefix_len);

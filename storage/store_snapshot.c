@@ -388,18 +388,6 @@ static int snap_is_applied_key(const struct snap_reader *r, const struct snap_re
            memcmp(rec->key, r->applied_key, rec->key_len) == 0;
 }
 
-static int snap_key_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
-{
-    assert(a != NULL || a_len == 0);
-    assert(b != NULL || b_len == 0);
-    size_t n = a_len < b_len ? a_len : b_len;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0) {
-        return c;
-    }
-    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
-}
-
 /* Check one record in stream order. */
 static int snap_record_check(struct snap_reader *r, const struct snap_record *rec, const char **why)
 {
@@ -407,7 +395,7 @@ static int snap_record_check(struct snap_reader *r, const struct snap_record *re
     assert(why != NULL);
     if ((int)rec->cf < r->prev_cf ||
         ((int)rec->cf == r->prev_cf &&
-         snap_key_compare(rec->key, rec->key_len, r->prev_key, r->prev_key_len) <= 0)) {
+         rt_bytes_compare(rec->key, rec->key_len, r->prev_key, r->prev_key_len) <= 0)) {
         *why = "records out of order (or duplicated)";
         return RT_ECORRUPT;
     }

@@ -36,19 +36,6 @@ struct mem_store {
     unsigned fail_commits; /* Commits left to fail with RT_EIO. */
 };
 
-/* Byte-order comparison; a proper prefix sorts first (RocksDB's default comparator). */
-static int mem_key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
-{
-    assert(a != NULL || a_len == 0);
-    assert(b != NULL || b_len == 0);
-    size_t n = a_len < b_len ? a_len : b_len;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0) {
-        return c;
-    }
-    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
-}
-
 /* Index of the first record whose key is >= @key (count if none); *found if equal. */
 static size_t mem_lower_bound(const struct mem_cf *cf, const uint8_t *key, size_t key_len,
                               bool *found)
@@ -60,7 +47,7 @@ static size_t mem_lower_bound(const struct mem_cf *cf, const uint8_t *key, size_
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct mem_record *r = &cf->records[mid];
-        if (mem_key_cmp(r->key, r->key_len, key, key_len) < 0) {
+        if (rt_bytes_compare(r->key, r->key_len, key, key_len) < 0) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -68,7 +55,7 @@ static size_t mem_lower_bound(const struct mem_cf *cf, const uint8_t *key, size_
     }
     if (found != NULL) {
         *found = lo < cf->count &&
-                 mem_key_cmp(cf->records[lo].key, cf->records[lo].key_len, key, key_len) == 0;
+                 rt_bytes_compare(cf->records[lo].key, cf->records[lo].key_len, key, key_len) == 0;
     }
     return lo;
 }
@@ -278,7 +265,7 @@ static int mem_scan(struct rt_store *store, enum rt_cf cf, const uint8_t *prefix
     /* Begin at max(prefix, start): every key >= both bounds, in byte order. */
     const uint8_t *from = prefix;
     size_t from_len = prefix_len;
-    if (start != NULL && mem_key_cmp(start, start_len, prefix, prefix_len) > 0) {
+    if (start != NULL && rt_bytes_compare(start, start_len, prefix, prefix_len) > 0) {
         from = start;
         from_len = start_len;
     }
