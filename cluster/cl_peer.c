@@ -35,6 +35,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_limits.h"
 #include "rt_log.h"
@@ -175,49 +176,6 @@ static void cl_conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
 static void cl_conn_deliver(struct cl_conn *c);
 
 /* ---- Small helpers ---- */
-
-static void cl_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void cl_put32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (24 - 8 * i));
-    }
-}
-
-static void cl_put64(uint8_t *p, uint64_t v)
-{
-    for (unsigned i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-    }
-}
-
-static uint16_t cl_get16(const uint8_t *p)
-{
-    return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
-}
-
-static uint32_t cl_get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static uint64_t cl_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 /* Address bytes travel in HELLO and come back to raft as a C string: visible ASCII only, so a
  * hostile peer cannot smuggle NULs, control characters or log-forging newlines. */
@@ -715,16 +673,16 @@ static const char *cl_hello_check(struct cl_conn *c)
     if (memcmp(h, CL_MAGIC, CL_MAGIC_BYTES) != 0) {
         return "not a Payraft peer (bad magic)";
     }
-    if (cl_get16(h + CL_HELLO_OFF_VERSION) != CL_VERSION) {
+    if (rt_get_be16(h + CL_HELLO_OFF_VERSION) != CL_VERSION) {
         return "unsupported handshake version";
     }
-    if (cl_get16(h + CL_HELLO_OFF_RESERVED) != 0) {
+    if (rt_get_be16(h + CL_HELLO_OFF_RESERVED) != 0) {
         return "reserved field not zero";
     }
-    c->group_id = cl_get32(h + CL_HELLO_OFF_GROUP);
-    c->remote_node_id = cl_get64(h + CL_HELLO_OFF_NODE);
+    c->group_id = rt_get_be32(h + CL_HELLO_OFF_GROUP);
+    c->remote_node_id = rt_get_be64(h + CL_HELLO_OFF_NODE);
     c->named = true;
-    if (cl_get64(h + CL_HELLO_OFF_CLUSTER) != peer->cluster_id) {
+    if (rt_get_be64(h + CL_HELLO_OFF_CLUSTER) != peer->cluster_id) {
         return "wrong cluster id";
     }
     if (c->remote_node_id == 0) {
@@ -1083,11 +1041,11 @@ static void cl_conn_connect_cb(uv_connect_t *req, int status)
     cl_tcp_nodelay(peer, c->tcp);
     memset(h, 0, CL_HELLO_BYTES);
     memcpy(h, CL_MAGIC, CL_MAGIC_BYTES);
-    cl_put16(h + CL_HELLO_OFF_VERSION, CL_VERSION);
-    cl_put16(h + CL_HELLO_OFF_RESERVED, 0);
-    cl_put64(h + CL_HELLO_OFF_CLUSTER, peer->cluster_id);
-    cl_put32(h + CL_HELLO_OFF_GROUP, c->group_id);
-    cl_put64(h + CL_HELLO_OFF_NODE, peer->node_id);
+    rt_put_be16(h + CL_HELLO_OFF_VERSION, CL_VERSION);
+    rt_put_be16(h + CL_HELLO_OFF_RESERVED, 0);
+    rt_put_be64(h + CL_HELLO_OFF_CLUSTER, peer->cluster_id);
+    rt_put_be32(h + CL_HELLO_OFF_GROUP, c->group_id);
+    rt_put_be64(h + CL_HELLO_OFF_NODE, peer->node_id);
     if (cl_random(h + CL_HELLO_OFF_NONCE, CL_NONCE_BYTES) != 0) {
         cl_conn_fail(c, RAFT_NOCONNECTION, RT_EUNAVAIL, true, "RAND_bytes failed");
         return;
