@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <stddef.h>
 
+#include "act_cluster.h"
 #include "act_order.h"
 #include "rt_error.h"
 
@@ -10,6 +11,7 @@
  * the next reserved id in act_registry.h. */
 static const struct rt_actor_type *const act_types[] = {
     &act_order_type,
+    &act_cluster_type,
 };
 
 int act_registry_init(struct rt_registry *reg)

@@ -19,6 +19,7 @@ enum act_type_id {
     ACT_TYPE_APP = 6,      /* An app and its keys (meta group). */
     ACT_TYPE_LEDGER = 7,   /* Double-entry ledger accounts. */
     ACT_TYPE_RECON = 8,    /* A reconciliation report, keyed by (date, source). */
+    ACT_TYPE_CLUSTER = 9,  /* act_cluster: the cluster map, in the meta group. */
 };
 
 /* Initialise @reg (rt_registry_init) and add every business actor type to it. Call once at

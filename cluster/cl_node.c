@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "act_cluster.h"
+#include "act_registry.h"
 #include "cl_fsm.h"
 #include "cl_link.h"
 #include "rt_clock.h"
@@ -81,7 +83,8 @@ struct read_req {
 
 struct group {
     struct cl_node *node;
-    uint16_t shard;
+    uint16_t shard;    /* Index in node->groups: a shard, or shard_count for the meta group. */
+    uint32_t group_id; /* On the peer port: the shard id, or CL_PEER_GROUP_META. */
     char dir[PATH_MAX + 32];
     struct raft raft;
     struct raft_io io;
@@ -154,6 +157,9 @@ struct cl_node {
     const struct rt_registry *registry;
     struct rt_clock clock;
     struct store_rocks *db;
+    struct store_rocks *meta_db; /* The meta group's own store: its keys never mix with shards'. */
+    bool map_ready;              /* The cluster map is initialised in the meta group. */
+    bool map_init_in_flight;
     struct rt_cache cache;
     struct cl_peer *peer;
     struct group *groups;
@@ -858,7 +864,7 @@ static void node_on_report(struct cl_node *node, unsigned member, struct rt_mp_r
 {
     uint64_t shard, applied, hash;
     if (rt_mp_read_uint(r, &shard) != 0 || rt_mp_read_uint(r, &applied) != 0 ||
-        rt_mp_read_uint(r, &hash) != 0 || shard >= node->config.shard_count) {
+        rt_mp_read_uint(r, &hash) != 0 || shard > node->config.shard_count) {
         return;
     }
     struct group *g = &node->groups[shard];
@@ -1010,6 +1016,76 @@ static void group_collect_timers(struct group *g, uint64_t now)
     }
 }
 
+/* ---- The cluster map in the meta group ---- */
+
+static void map_init_done(void *arg, int code, const uint8_t *body, size_t body_len,
+                          const char *msg)
+{
+    struct cl_node *node = arg;
+    (void)body;
+    (void)body_len;
+    node->map_init_in_flight = false;
+    if (code == 0) {
+        node->map_ready = true;
+        RT_INFO("cluster map initialised: %u members, %u shards", node->config.member_count,
+                (unsigned)node->config.shard_count);
+    } else if (code == RT_ECONFLICT) {
+        RT_ERROR("the cluster map holds other members than this node's --member list: %s", msg);
+    }
+}
+
+/* Until the map is known: read it locally; the meta leader proposes it from the bootstrap
+ * membership if it is missing (an identical init is idempotent, so every node may try). */
+static void node_ensure_map(struct cl_node *node)
+{
+    struct group *meta = &node->groups[node->config.shard_count];
+    if (node->map_ready || meta->closed || !meta->started) {
+        return;
+    }
+    const uint8_t key[] = ACT_CLUSTER_KEY;
+    struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
+                             .actor_type = ACT_TYPE_CLUSTER,
+                             .op = ACT_CLUSTER_GET,
+                             .key = key,
+                             .key_len = sizeof(key) - 1};
+    struct rt_reply reply;
+    if (rt_engine_query(&meta->fsm.engine, &cmd, node_now(node), &reply) == 0) {
+        node->map_ready = true;
+        return;
+    }
+    if (node->map_init_in_flight || raft_state(&meta->raft) != RAFT_LEADER) {
+        return;
+    }
+    struct rt_buf args;
+    rt_buf_init(&args, RT_COMMAND_ARGS_BYTES_MAX);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &args);
+    rt_mp_write_map(&w, 2);
+    rt_mp_write_cstr(&w, "shard_count");
+    rt_mp_write_uint(&w, node->config.shard_count);
+    rt_mp_write_cstr(&w, "nodes");
+    rt_mp_write_array(&w, node->config.member_count);
+    for (unsigned m = 0; m < node->config.member_count; m++) {
+        rt_mp_write_map(&w, 4);
+        rt_mp_write_cstr(&w, "node_id");
+        rt_mp_write_uint(&w, node->members[m].id);
+        rt_mp_write_cstr(&w, "peer_addr");
+        rt_mp_write_cstr(&w, node->members[m].peer_addr);
+        rt_mp_write_cstr(&w, "api_addr");
+        rt_mp_write_cstr(&w, node->members[m].api_addr);
+        rt_mp_write_cstr(&w, "http_addr");
+        rt_mp_write_cstr(&w, node->members[m].http_addr);
+    }
+    cmd.op = ACT_CLUSTER_INIT;
+    cmd.args = args.data;
+    cmd.args_len = (uint32_t)args.len;
+    if (rt_mp_writer_error(&w) == 0 &&
+        group_enqueue(meta, &cmd, (struct waiter){map_init_done, node}) == 0) {
+        node->map_init_in_flight = true;
+    }
+    rt_buf_free(&args);
+}
+
 static void node_check_cb(uv_check_t *check)
 {
     struct cl_node *node = check->data;
@@ -1044,6 +1120,7 @@ static void node_tick_cb(uv_timer_t *timer)
     uint64_t now = node_now(node);
     node_maintain_links(node);
     node_expire_forwards(node, false);
+    node_ensure_map(node);
     bool scan_timers = now - node->last_timer_scan_ms >= CL_TIMER_SCAN_MS;
     if (scan_timers) {
         node->last_timer_scan_ms = now;
@@ -1111,11 +1188,19 @@ static int mkdir_p(const char *path)
     return RT_EIO;
 }
 
-static int group_start(struct cl_node *node, struct group *g, uint16_t shard)
+/* Start group @index: a shard (index < shard_count) over the node's store, or the meta group
+ * (index == shard_count) over its own store as a one-shard engine. */
+static int group_start(struct cl_node *node, struct group *g, uint16_t index)
 {
+    bool meta = index == node->config.shard_count;
     g->node = node;
-    g->shard = shard;
-    snprintf(g->dir, sizeof(g->dir), "%s/raft/%u", node->data_dir, (unsigned)shard);
+    g->shard = index;
+    g->group_id = meta ? CL_PEER_GROUP_META : index;
+    if (meta) {
+        snprintf(g->dir, sizeof(g->dir), "%s/raft/meta", node->data_dir);
+    } else {
+        snprintf(g->dir, sizeof(g->dir), "%s/raft/%u", node->data_dir, (unsigned)index);
+    }
     int rv = mkdir_p(g->dir);
     if (rv != 0) {
         return rv;
@@ -1126,24 +1211,26 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t shard)
     }
     rt_batch_builder_init(&g->builder, RT_BATCH_BYTES_MAX);
     rt_batch_builder_init(&g->timer_builder, RT_BATCH_BYTES_MAX);
-    struct rt_engine_config ec = {shard, node->config.shard_count, node->registry,
-                                  store_rocks_store(node->db), &node->cache};
-    rv = cl_fsm_init(&g->fsm, node->db, &ec);
+    struct store_rocks *db = meta ? node->meta_db : node->db;
+    struct rt_engine_config ec = {meta ? 0 : index, meta ? 1 : node->config.shard_count,
+                                  node->registry, store_rocks_store(db),
+                                  meta ? NULL : &node->cache};
+    rv = cl_fsm_init(&g->fsm, db, &ec);
     if (rv != 0) {
         return rv;
     }
-    rv = cl_peer_transport_init(node->peer, shard, &g->transport);
+    rv = cl_peer_transport_init(node->peer, g->group_id, &g->transport);
     if (rv != 0) {
         return rv;
     }
     const struct cl_member *self = &node->members[node->self];
     if (raft_uv_init(&g->io, node->loop, g->dir, &g->transport) != 0) {
-        RT_ERROR("shard %u: raft_uv_init(%s): %s", shard, g->dir, g->transport.errmsg);
+        RT_ERROR("group %s: raft_uv_init: %s", g->dir, g->transport.errmsg);
         return RT_EIO;
     }
     raft_uv_set_snapshot_compression(&g->io, false); /* Our chunks are zstd already. */
     if (raft_init(&g->raft, &g->io, &g->fsm.raft_fsm, node->config.node_id, self->peer_addr) != 0) {
-        RT_ERROR("shard %u: raft_init: %s", shard, raft_errmsg(&g->raft));
+        RT_ERROR("group %s: raft_init: %s", g->dir, raft_errmsg(&g->raft));
         return RT_EIO;
     }
     g->raft.data = g;
@@ -1166,11 +1253,11 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t shard)
     rv = raft_bootstrap(&g->raft, &conf);
     raft_configuration_close(&conf);
     if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
-        RT_ERROR("shard %u: raft_bootstrap: %s", shard, raft_errmsg(&g->raft));
+        RT_ERROR("group %s: raft_bootstrap: %s", g->dir, raft_errmsg(&g->raft));
         return RT_EIO;
     }
     if (raft_start(&g->raft) != 0) {
-        RT_ERROR("shard %u: raft_start: %s", shard, raft_errmsg(&g->raft));
+        RT_ERROR("group %s: raft_start: %s", g->dir, raft_errmsg(&g->raft));
         return RT_EIO;
     }
     g->started = true;
@@ -1230,7 +1317,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     rt_clock_init_system(&node->clock);
     rt_buf_init(&node->msg, CL_LINK_MESSAGE_BYTES_MAX);
     node->forwards = calloc(NODE_FORWARDS_SLOTS, sizeof(*node->forwards));
-    node->groups = calloc(config->shard_count, sizeof(*node->groups));
+    node->groups = calloc(config->shard_count + 1u, sizeof(*node->groups)); /* + meta */
     int rv = node->forwards != NULL && node->groups != NULL ? 0 : RT_ENOMEM;
     char path[PATH_MAX + 16];
     if (rv == 0) {
@@ -1251,6 +1338,15 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         rv = store_rocks_open(path, &so, &node->db);
     }
     if (rv == 0) {
+        struct store_rocks_options so;
+        store_rocks_options_default(&so);
+        so.create_if_missing = 1;
+        so.block_cache_bytes = 8u << 20; /* One small map. */
+        so.write_buffer_bytes = 1u << 20;
+        snprintf(path, sizeof(path), "%s/meta-db", node->data_dir);
+        rv = store_rocks_open(path, &so, &node->meta_db);
+    }
+    if (rv == 0) {
         rv = rt_cache_init(&node->cache,
                            config->cache_bytes != 0 ? config->cache_bytes : RT_CACHE_BYTES_DEFAULT);
     }
@@ -1266,7 +1362,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         goto fail;
     }
     cl_peer_set_forward_handler(node->peer, node_on_forward_stream, node);
-    for (uint16_t s = 0; s < config->shard_count; s++) {
+    for (uint16_t s = 0; s <= config->shard_count; s++) { /* The shards, then the meta group. */
         rv = group_start(node, &node->groups[s], s);
         node->groups_started = (uint16_t)(s + 1);
         if (rv != 0) {
@@ -1310,7 +1406,23 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     assert(node != NULL && w != NULL);
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
-    rt_mp_write_map(w, 7);
+    struct group *meta = &node->groups[node->config.shard_count];
+    rt_mp_write_map(w, 8);
+    rt_mp_write_cstr(w, "meta");
+    rt_mp_write_map(w, 4);
+    rt_mp_write_cstr(w, "leader");
+    uint64_t meta_leader = meta->started && !meta->closed ? group_leader(meta) : 0;
+    if (meta_leader != 0) {
+        rt_mp_write_uint(w, meta_leader);
+    } else {
+        rt_mp_write_nil(w);
+    }
+    rt_mp_write_cstr(w, "term");
+    rt_mp_write_uint(w, meta->raft.current_term);
+    rt_mp_write_cstr(w, "applied_index");
+    rt_mp_write_uint(w, rt_engine_applied_index(&meta->fsm.engine));
+    rt_mp_write_cstr(w, "map_ready");
+    rt_mp_write_bool(w, node->map_ready);
     rt_mp_write_cstr(w, "node_id");
     rt_mp_write_uint(w, node->config.node_id);
     rt_mp_write_cstr(w, "cluster_id");
@@ -1337,8 +1449,10 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
         rt_mp_write_bool(w, node_member_alive(node, m));
     }
     rt_mp_write_cstr(w, "shards");
-    rt_mp_write_array(w, node->groups_started);
-    for (uint16_t s = 0; s < node->groups_started; s++) {
+    uint16_t shards = node->groups_started < node->config.shard_count ? node->groups_started
+                                                                      : node->config.shard_count;
+    rt_mp_write_array(w, shards);
+    for (uint16_t s = 0; s < shards; s++) {
         struct group *g = &node->groups[s];
         uint64_t leader = g->closed ? 0 : group_leader(g);
         rt_mp_write_map(w, 8);
@@ -1498,6 +1612,7 @@ static void node_finish(struct cl_node *node)
         free(g->batch_waiters);
     }
     store_rocks_close(node->db);
+    store_rocks_close(node->meta_db);
     rt_cache_free(&node->cache);
     rt_buf_free(&node->msg);
     free(node->groups);

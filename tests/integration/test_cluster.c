@@ -29,6 +29,7 @@
 #define ORDERS_MAX  4096
 
 static struct itest_cluster cluster;
+static bool map_ready_seen;        /* meta.map_ready of the last shard_views() call. */
 static char acked[ORDERS_MAX][40]; /* Acknowledged merchant order numbers. */
 static unsigned acked_count;
 
@@ -61,6 +62,20 @@ static bool shard_views(unsigned id, struct shard_view views[SHARDS])
         const char *k;
         uint32_t kl;
         ok = rt_mp_read_str(&r, &k, &kl) == 0;
+        if (ok && rt_mp_key_is(k, kl, "meta")) {
+            uint32_t mf;
+            map_ready_seen = false;
+            ok = rt_mp_read_map(&r, &mf) == 0;
+            for (uint32_t f = 0; ok && f < mf; f++) {
+                ok = rt_mp_read_str(&r, &k, &kl) == 0;
+                if (ok && rt_mp_key_is(k, kl, "map_ready")) {
+                    ok = rt_mp_read_bool(&r, &map_ready_seen) == 0;
+                } else if (ok) {
+                    ok = rt_mp_skip(&r) == 0;
+                }
+            }
+            continue;
+        }
         if (!ok || !rt_mp_key_is(k, kl, "shards")) {
             ok = ok && rt_mp_skip(&r) == 0;
             continue;
@@ -105,7 +120,7 @@ static bool all_leaders(unsigned id)
             return false;
         }
     }
-    return true;
+    return map_ready_seen; /* The meta group holds the cluster map too. */
 }
 
 /* Replicas at the same applied index must have the same history hash: they applied the same
@@ -210,8 +225,18 @@ static int setup(void **state)
         }
         usleep(100 * 1000);
     }
-    printf("itest: all %u shards have leaders %llu ms after start\n", SHARDS,
-           (unsigned long long)(itest_now_ms() - t0));
+    for (unsigned n = 2; n <= NODES; n++) {
+        while (!all_leaders(n)) {
+            if (itest_now_ms() - t0 > 30000) {
+                fprintf(stderr, "itest: node %u never saw every leader and the map\n", n);
+                return -1;
+            }
+            usleep(100 * 1000);
+        }
+    }
+    printf("itest: all %u shards have leaders and every node has the cluster map %llu ms "
+           "after start\n",
+           SHARDS, (unsigned long long)(itest_now_ms() - t0));
     return 0;
 }
 
