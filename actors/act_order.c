@@ -189,7 +189,7 @@ static bool order_token_valid(const char *s, size_t len, size_t max)
     return true;
 }
 
-static bool order_notify_url_valid(const char *s, size_t len)
+bool act_notify_url_valid(const char *s, size_t len)
 {
     assert(s != NULL || len == 0);
     static const char http[] = "http://";
@@ -509,8 +509,7 @@ static bool order_valid(const struct act_order *o)
         (o->channel_trade_no[0] != '\0' &&
          !order_token_valid(o->channel_trade_no, strlen(o->channel_trade_no),
                             ACT_ORDER_CHANNEL_TRADE_NO_BYTES_MAX)) ||
-        (o->notify_url[0] != '\0' &&
-         !order_notify_url_valid(o->notify_url, strlen(o->notify_url)))) {
+        (o->notify_url[0] != '\0' && !act_notify_url_valid(o->notify_url, strlen(o->notify_url)))) {
         return false;
     }
     if (o->amount < 1 || o->amount > RT_ORDER_AMOUNT_MAX || o->refunded_amount < 0 ||
@@ -786,7 +785,7 @@ static int create_arg_read(struct rt_actor_ctx *ctx, struct rt_mp_reader *r, enu
         if ((rv = order_arg_str(ctx, r, name, &args->notify_url, &args->notify_url_len)) != 0) {
             return rv;
         }
-        if (!order_notify_url_valid(args->notify_url, args->notify_url_len)) {
+        if (!act_notify_url_valid(args->notify_url, args->notify_url_len)) {
             rt_ctx_fail(ctx,
                         "notify_url must be an http:// or https:// URL of at most %u printable "
                         "characters",

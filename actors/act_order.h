@@ -157,6 +157,9 @@ extern const struct rt_actor_type act_order_type;
 /* True if @s[0..len) is a valid app_id / merchant_order_no (bytes off the network). */
 bool act_app_id_valid(const char *s, size_t len);
 bool act_order_mono_valid(const char *s, size_t len);
+/* A merchant callback URL: 1..ACT_ORDER_NOTIFY_URL_BYTES_MAX printable ASCII bytes without
+ * spaces, "http://" or "https://" and something after it (orders and apps share the rule). */
+bool act_notify_url_valid(const char *s, size_t len);
 
 /* Build the actor key app "/" mono into @out (RT_ACTOR_KEY_BYTES_MAX bytes). Returns its
  * length, or 0 if @app or @mono is not valid (nothing useful written). */

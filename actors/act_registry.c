@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <stddef.h>
 
+#include "act_app.h"
 #include "act_cluster.h"
 #include "act_order.h"
 #include "rt_error.h"
@@ -11,6 +12,7 @@
  * the next reserved id in act_registry.h. */
 static const struct rt_actor_type *const act_types[] = {
     &act_order_type,
+    &act_app_type,
     &act_cluster_type,
 };
 

@@ -16,7 +16,7 @@ enum act_type_id {
     ACT_TYPE_REFUND = 3,   /* A refund, keyed by (app, refund_no). */
     ACT_TYPE_TRANSFER = 4, /* A corporate bank transfer, keyed by (app, transfer_no). */
     ACT_TYPE_INVOICE = 5,  /* A fapiao, keyed by (app, invoice_no). */
-    ACT_TYPE_APP = 6,      /* An app and its keys (meta group). */
+    ACT_TYPE_APP = 6,      /* act_app: an app and its keys (meta group). */
     ACT_TYPE_LEDGER = 7,   /* Double-entry ledger accounts. */
     ACT_TYPE_RECON = 8,    /* A reconciliation report, keyed by (date, source). */
     ACT_TYPE_CLUSTER = 9,  /* act_cluster: the cluster map, in the meta group. */

@@ -1,13 +1,16 @@
 #include "api_server.h"
 
 #include <assert.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "act_app.h"
 #include "act_order.h"
+#include "rt_key.h"
 #include "act_registry.h"
 #include "api_envelope.h"
 #include "api_frame.h"
@@ -53,6 +56,7 @@ struct api_server {
     uint8_t read_buf[API_READ_BYTES];
     struct rt_buf out;     /* Response scratch. */
     struct rt_buf scratch; /* Bodies built here (status, args). */
+    struct rt_buf signing; /* Signing strings for Ed25519 verification. */
 };
 
 static void server_maybe_free(struct api_server *server)
@@ -61,6 +65,7 @@ static void server_maybe_free(struct api_server *server)
         api_nonce_cache_free(&server->nonces);
         rt_buf_free(&server->out);
         rt_buf_free(&server->scratch);
+        rt_buf_free(&server->signing);
         free(server);
     }
 }
@@ -211,68 +216,269 @@ static void server_status(struct api_conn *conn, uint64_t id)
                  server->scratch.len);
 }
 
-/* order.create / order.get / order.close on behalf of body.app_id (admin for now). */
-static int server_order(struct api_conn *conn, const struct api_request *req, uint64_t id,
-                        const char **reason)
+/* Who signed a request. */
+struct api_auth {
+    bool admin;
+    char app[ACT_APP_ID_BYTES_MAX + 1]; /* The app (empty for admin). */
+};
+
+static bool op_is(const struct api_request *req, const char *op)
 {
-    struct api_server *server = conn->server;
-    const char *app, *mono, *consistency = NULL;
-    uint32_t app_len, mono_len, consistency_len = 0;
-    if (body_str(req->body, req->body_len, "app_id", &app, &app_len) != 0 ||
-        !act_app_id_valid(app, app_len)) {
-        *reason = "app_id: required, 1-32 of [A-Za-z0-9_-]";
-        return RT_EINVAL;
+    size_t n = strlen(op);
+    return req->op_len == n && memcmp(req->op, op, n) == 0;
+}
+
+/* Verify the signature: admin with the admin secret; an app with its secret (HMAC) or its
+ * registered public key (Ed25519, RSA-SHA256), read from this node's replica of the meta
+ * group (no hop). */
+static int server_authenticate(struct api_server *server, const struct api_request *req,
+                               struct api_auth *auth, const char **reason)
+{
+    memset(auth, 0, sizeof(*auth));
+    *reason = "signature does not match";
+    if (req->app_len == 5 && memcmp(req->app, "admin", 5) == 0) {
+        auth->admin = true;
+        return api_envelope_verify_hmac(req, server->admin_secret, server->admin_secret_len) == 0
+                   ? 0
+                   : RT_EUNAUTH;
     }
-    if (body_str(req->body, req->body_len, "merchant_order_no", &mono, &mono_len) != 0 ||
-        !act_order_mono_valid(mono, mono_len)) {
-        *reason = "merchant_order_no: required (order_id lookups come with the API issue)";
-        return RT_EINVAL;
-    }
-    int crv = body_str(req->body, req->body_len, "consistency", &consistency, &consistency_len);
-    uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
-    size_t key_len = act_order_key(key, app, app_len, mono, mono_len);
-    assert(key_len > 0);
+    memcpy(auth->app, req->app, req->app_len); /* The envelope bounded it to 32. */
     struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
-                             .actor_type = ACT_TYPE_ORDER,
-                             .key = key,
-                             .key_len = (uint32_t)key_len};
-    bool is_create = req->op_len == 12 && memcmp(req->op, "order.create", 12) == 0;
-    bool is_get = req->op_len == 9 && memcmp(req->op, "order.get", 9) == 0;
-    if (is_create) {
-        cmd.op = ACT_ORDER_CREATE;
-        cmd.args = req->body; /* The create args are the body itself. */
-        cmd.args_len = req->body_len;
-    } else {
-        cmd.op = is_get ? ACT_ORDER_GET : ACT_ORDER_CLOSE;
-        rt_buf_reset(&server->scratch);
-        struct rt_mp_writer w;
-        rt_mp_writer_init(&w, &server->scratch);
-        rt_mp_write_map(&w, 1);
-        rt_mp_write_cstr(&w, "app_id");
-        rt_mp_write_str(&w, app, app_len);
-        cmd.args = server->scratch.data;
-        cmd.args_len = (uint32_t)server->scratch.len;
+                             .actor_type = ACT_TYPE_APP,
+                             .op = ACT_APP_KEYS,
+                             .key = (const uint8_t *)req->app,
+                             .key_len = req->app_len};
+    struct rt_reply reply;
+    if (cl_node_meta_read(server->node, &cmd, &reply) != 0) {
+        *reason = "unknown app";
+        return RT_EUNAUTH;
     }
+    char secret[ACT_APP_SECRET_HEX_BYTES + 1] = {0};
+    char pem[ACT_APP_PUBLIC_KEY_BYTES_MAX + 1] = {0};
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, reply.body, reply.body_len);
+    uint32_t n;
+    if (rt_mp_read_map(&r, &n) != 0) {
+        return RT_EINTERNAL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k, *v;
+        uint32_t kl, vl;
+        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+            return RT_EINTERNAL;
+        }
+        if (rt_mp_peek(&r) == RT_MP_NIL) {
+            rt_mp_read_nil(&r);
+            continue;
+        }
+        if (rt_mp_read_str(&r, &v, &vl) != 0) {
+            return RT_EINTERNAL;
+        }
+        if (rt_mp_key_is(k, kl, "secret") && vl < sizeof(secret)) {
+            memcpy(secret, v, vl);
+        } else if (rt_mp_key_is(k, kl, "public_key") && vl < sizeof(pem)) {
+            memcpy(pem, v, vl);
+        }
+    }
+    if (req->sig.scheme == API_SIG_HMAC_SHA256) {
+        return secret[0] != '\0' &&
+                       api_envelope_verify_hmac(req, (const uint8_t *)secret, strlen(secret)) == 0
+                   ? 0
+                   : RT_EUNAUTH;
+    }
+    if (pem[0] == '\0') {
+        *reason = "this app has no public key: sign with hmac-sha256";
+        return RT_EUNAUTH;
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)strlen(pem));
+    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (key == NULL) {
+        *reason = "the app's public key cannot be read";
+        return RT_EUNAUTH;
+    }
+    int rv = api_envelope_verify_pubkey(req, key, &server->signing);
+    EVP_PKEY_free(key);
+    return rv == 0 ? 0 : RT_EUNAUTH;
+}
+
+/* Build in server->scratch a copy of the map @body with @key: @value appended (the body's
+ * own entries are copied as they are). */
+static int args_with(struct api_server *server, const uint8_t *body, size_t len, const char *key,
+                     const char *value, size_t value_len)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, body, len);
+    uint32_t n;
+    if (rt_mp_read_map(&r, &n) != 0 || n >= UINT32_MAX - 1) {
+        return RT_EINVAL;
+    }
+    rt_buf_reset(&server->scratch);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &server->scratch);
+    rt_mp_write_map(&w, n + 1);
+    rt_mp_write_raw(&w, r.pos, rt_mp_remaining(&r));
+    rt_mp_write_cstr(&w, key);
+    rt_mp_write_str(&w, value, value_len);
+    return rt_mp_writer_error(&w);
+}
+
+/* Submit or query @cmd for @conn; the reply goes back with @id. */
+static int server_dispatch(struct api_conn *conn, uint64_t id, const struct cl_target *target,
+                           const struct rt_command *cmd, bool write, enum cl_read read)
+{
     struct api_call *call = malloc(sizeof(*call));
     if (call == NULL) {
         return RT_ENOMEM;
     }
     *call = (struct api_call){conn, id};
-    int rv;
-    if (is_get) {
-        bool stale = crv == 0 && consistency_len == 5 && memcmp(consistency, "stale", 5) == 0;
-        rv = cl_node_query(server->node, &cmd, stale ? CL_READ_STALE : CL_READ_LINEARIZABLE,
-                           call_done, call);
-    } else {
-        rv = cl_node_submit(server->node, &cmd, call_done, call);
-    }
+    struct cl_node *node = conn->server->node;
+    int rv = write ? cl_node_submit_to(node, target, cmd, call_done, call)
+                   : cl_node_query_to(node, target, cmd, read, call_done, call);
     if (rv != 0) {
         free(call);
-        *reason = rv == RT_EUNAVAIL ? "no leader for the order's shard yet; retry" : NULL;
         return rv;
     }
     conn->inflight++;
     return 0;
+}
+
+static int server_app(struct api_conn *conn, const struct api_request *req,
+                      const struct api_auth *auth, const char **reason)
+{
+    struct api_server *server = conn->server;
+    const char *app;
+    uint32_t app_len;
+    if (body_str(req->body, req->body_len, "app_id", &app, &app_len) != 0 ||
+        !act_app_id_valid(app, app_len) || (app_len == 5 && memcmp(app, "admin", 5) == 0)) {
+        *reason = "app_id: required, 1-32 of [A-Za-z0-9_-], not \"admin\"";
+        return RT_EINVAL;
+    }
+    struct cl_target meta = {CL_TARGET_META, 0, NULL, 0};
+    struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
+                             .actor_type = ACT_TYPE_APP,
+                             .key = (const uint8_t *)app,
+                             .key_len = app_len};
+    if (op_is(req, "app.get")) {
+        if (!auth->admin && (strlen(auth->app) != app_len || memcmp(auth->app, app, app_len))) {
+            *reason = "an app may read only itself";
+            return RT_EFORBIDDEN;
+        }
+        cmd.op = ACT_APP_GET;
+        return server_dispatch(conn, req->id, &meta, &cmd, false, CL_READ_LINEARIZABLE);
+    }
+    if (!auth->admin) {
+        *reason = "app.create is an admin operation";
+        return RT_EFORBIDDEN;
+    }
+    /* The secret is made here and travels in the raft entry: every replica stores the same. */
+    uint8_t raw[ACT_APP_SECRET_HEX_BYTES / 2];
+    char hex[ACT_APP_SECRET_HEX_BYTES + 1];
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return RT_EINTERNAL;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    }
+    int rv = args_with(server, req->body, req->body_len, "secret", hex, strlen(hex));
+    if (rv != 0) {
+        return rv;
+    }
+    cmd.op = ACT_APP_CREATE;
+    cmd.args = server->scratch.data;
+    cmd.args_len = (uint32_t)server->scratch.len;
+    return server_dispatch(conn, req->id, &meta, &cmd, true, CL_READ_LINEARIZABLE);
+}
+
+/* order.create / order.get / order.close. An app acts on its own orders; admin acts for the
+ * app named by body.app_id. */
+static int server_order(struct api_conn *conn, const struct api_request *req,
+                        const struct api_auth *auth, const char **reason)
+{
+    struct api_server *server = conn->server;
+    const char *app, *mono = NULL, *order_id = NULL, *consistency = NULL;
+    uint32_t app_len, mono_len = 0, order_id_len = 0, consistency_len = 0;
+    int has_app = body_str(req->body, req->body_len, "app_id", &app, &app_len);
+    if (auth->admin) {
+        if (has_app != 0 || !act_app_id_valid(app, app_len)) {
+            *reason = "app_id: required when admin acts for an app";
+            return RT_EINVAL;
+        }
+    } else if (has_app == 0 &&
+               (app_len != strlen(auth->app) || memcmp(app, auth->app, app_len) != 0)) {
+        *reason = "app_id: an app acts only on its own orders";
+        return RT_EFORBIDDEN;
+    } else {
+        app = auth->app;
+        app_len = (uint32_t)strlen(auth->app);
+    }
+    bool is_create = op_is(req, "order.create"), is_get = op_is(req, "order.get");
+    int has_mono = body_str(req->body, req->body_len, "merchant_order_no", &mono, &mono_len);
+    int has_id = body_str(req->body, req->body_len, "order_id", &order_id, &order_id_len);
+    if (has_mono == RT_EINVAL || has_id == RT_EINVAL) {
+        *reason = "merchant_order_no and order_id must be strings";
+        return RT_EINVAL;
+    }
+    struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT, .actor_type = ACT_TYPE_ORDER};
+    struct cl_target target = {CL_TARGET_KEY, 0, NULL, 0};
+    uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
+    uint8_t index_key[ACT_ORDER_INDEX_KEY_BYTES_MAX];
+    if (has_mono == 0) {
+        size_t key_len = act_order_key(key, app, app_len, mono, mono_len);
+        if (key_len == 0) {
+            *reason = "merchant_order_no: 1-64 of [A-Za-z0-9_-|*@.]";
+            return RT_EINVAL;
+        }
+        cmd.key = key;
+        cmd.key_len = (uint32_t)key_len;
+    } else if (!is_create && has_id == 0) {
+        size_t n = act_order_index_key(index_key, order_id, order_id_len);
+        uint16_t shard;
+        if (n == 0 || !rt_id_shard(order_id, order_id_len, ACT_ORDER_ID_KIND, &shard) ||
+            shard >= cl_node_shard_count(server->node)) {
+            *reason = "order_id: not an order id of this cluster";
+            return RT_ENOTFOUND;
+        }
+        target = (struct cl_target){CL_TARGET_INDEX, shard, index_key, n};
+        cmd.key = index_key; /* Replaced by the resolved actor key. */
+        cmd.key_len = (uint32_t)n;
+    } else {
+        *reason =
+            is_create ? "merchant_order_no: required" : "order_id or merchant_order_no: required";
+        return RT_EINVAL;
+    }
+    int rv;
+    if (is_create) {
+        cmd.op = ACT_ORDER_CREATE;
+        if (has_app == 0) {
+            cmd.args = req->body; /* Already names its app. */
+            cmd.args_len = req->body_len;
+        } else {
+            rv = args_with(server, req->body, req->body_len, "app_id", app, app_len);
+            if (rv != 0) {
+                return rv;
+            }
+            cmd.args = server->scratch.data;
+            cmd.args_len = (uint32_t)server->scratch.len;
+        }
+        return server_dispatch(conn, req->id, &target, &cmd, true, CL_READ_LINEARIZABLE);
+    }
+    int crv = body_str(req->body, req->body_len, "consistency", &consistency, &consistency_len);
+    if (crv == 0 && !(is_get && consistency_len == 5 && memcmp(consistency, "stale", 5) == 0)) {
+        *reason = "consistency: only \"stale\", and only for order.get";
+        return RT_EINVAL;
+    }
+    rt_buf_reset(&server->scratch);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &server->scratch);
+    rt_mp_write_map(&w, 1);
+    rt_mp_write_cstr(&w, "app_id");
+    rt_mp_write_str(&w, app, app_len);
+    cmd.args = server->scratch.data;
+    cmd.args_len = (uint32_t)server->scratch.len;
+    cmd.op = is_get ? ACT_ORDER_GET : ACT_ORDER_CLOSE;
+    return server_dispatch(conn, req->id, &target, &cmd, !is_get,
+                           crv == 0 ? CL_READ_STALE : CL_READ_LINEARIZABLE);
 }
 
 static void server_request(struct api_conn *conn, const uint8_t *payload, size_t len)
@@ -290,15 +496,11 @@ static void server_request(struct api_conn *conn, const uint8_t *payload, size_t
     }
     uint64_t now = rt_clock_now_ms(&server->clock);
     const char *reason = NULL;
-    if ((rv = api_envelope_check_time(&req, now)) != 0) {
+    struct api_auth auth;
+    if ((rv = server_authenticate(server, &req, &auth, &reason)) != 0) {
+        /* Signature first: an unsigned request learns nothing, not even about its clock. */
+    } else if ((rv = api_envelope_check_time(&req, now)) != 0) {
         reason = "ts: more than 300 s from the server's clock";
-    } else if (req.app_len != 5 || memcmp(req.app, "admin", 5) != 0) {
-        rv = RT_EUNAUTH;
-        reason = "app keys are not available yet: sign as admin";
-    } else if ((rv = api_envelope_verify_hmac(&req, server->admin_secret,
-                                              server->admin_secret_len)) != 0) {
-        reason = "signature does not match";
-        rv = RT_EUNAUTH;
     } else if ((rv = api_nonce_cache_insert(&server->nonces, &req, now)) != 0) {
         reason = rv == RT_EREPLAYED ? "nonce already used within the window" : NULL;
     }
@@ -306,22 +508,33 @@ static void server_request(struct api_conn *conn, const uint8_t *payload, size_t
         conn_respond(conn, req.id, rv, reason, NULL, 0);
         return;
     }
-    if (req.op_len == 14 && memcmp(req.op, "cluster.status", 14) == 0) {
-        server_status(conn, req.id);
-        return;
-    }
-    if ((req.op_len == 12 && memcmp(req.op, "order.create", 12) == 0) ||
-        (req.op_len == 9 && memcmp(req.op, "order.get", 9) == 0) ||
-        (req.op_len == 11 && memcmp(req.op, "order.close", 11) == 0)) {
-        rv = server_order(conn, &req, req.id, &reason);
-        if (rv != 0) {
-            conn_respond(conn, req.id, rv, reason, NULL, 0);
+    reason = NULL;
+    if (op_is(&req, "cluster.status")) {
+        if (!auth.admin) {
+            conn_respond(conn, req.id, RT_EFORBIDDEN, "cluster.status is an admin operation", NULL,
+                         0);
+        } else {
+            server_status(conn, req.id);
         }
         return;
     }
-    char text[96];
-    snprintf(text, sizeof(text), "operation %.*s is not available", (int)req.op_len, req.op);
-    conn_respond(conn, req.id, RT_EINVAL, text, NULL, 0);
+    if (op_is(&req, "app.create") || op_is(&req, "app.get")) {
+        rv = server_app(conn, &req, &auth, &reason);
+    } else if (op_is(&req, "order.create") || op_is(&req, "order.get") ||
+               op_is(&req, "order.close")) {
+        rv = server_order(conn, &req, &auth, &reason);
+    } else {
+        char text[96];
+        snprintf(text, sizeof(text), "operation %.*s is not available", (int)req.op_len, req.op);
+        conn_respond(conn, req.id, RT_EINVAL, text, NULL, 0);
+        return;
+    }
+    if (rv != 0) {
+        if (reason == NULL && rv == RT_EUNAVAIL) {
+            reason = "no leader for this data yet, or the node is busy: retry";
+        }
+        conn_respond(conn, req.id, rv, reason, NULL, 0);
+    }
 }
 
 /* ---- Reading ---- */
@@ -451,6 +664,7 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     rt_clock_init_system(&server->clock);
     rt_buf_init(&server->out, API_FRAME_BYTES_MAX + 1024);
     rt_buf_init(&server->scratch, API_FRAME_BYTES_MAX);
+    rt_buf_init(&server->signing, API_FRAME_BYTES_MAX + 1024);
     uint8_t key[API_NONCE_KEY_BYTES];
     if (RAND_bytes(key, sizeof(key)) != 1 ||
         api_nonce_cache_init(&server->nonces, API_NONCE_ENTRIES, key) != 0) {

@@ -26,7 +26,8 @@
 
 /* Link message types (persistent wire format between nodes of one version). */
 enum {
-    MSG_REQUEST = 1, /* [1, req_id, kind, actor_type, op, key, args] */
+    MSG_REQUEST = 1, /* [1, req_id, kind, actor_type, op, key, args, target_kind, shard,
+                        index_key | nil] */
     MSG_REPLY = 2,   /* [2, req_id, code, body, msg] */
     MSG_REPORT = 3,  /* [3, shard, applied_index, history_hash] */
 };
@@ -396,11 +397,12 @@ static void forward_remove(struct cl_node *node, struct forward *f)
 }
 
 static int node_forward(struct cl_node *node, unsigned leader, int kind,
-                        const struct rt_command *cmd, struct waiter w)
+                        const struct cl_target *target, const struct rt_command *cmd,
+                        struct waiter w)
 {
     uint64_t req_id = ++node->next_req_id;
     struct rt_mp_writer mw = node_msg_begin(node);
-    rt_mp_write_array(&mw, 7);
+    rt_mp_write_array(&mw, 9);
     rt_mp_write_uint(&mw, MSG_REQUEST);
     rt_mp_write_uint(&mw, req_id);
     rt_mp_write_uint(&mw, (uint64_t)kind);
@@ -408,6 +410,14 @@ static int node_forward(struct cl_node *node, unsigned leader, int kind,
     rt_mp_write_uint(&mw, cmd->op);
     rt_mp_write_bin(&mw, cmd->key, cmd->key_len);
     rt_mp_write_bin(&mw, cmd->args, cmd->args_len);
+    rt_mp_write_uint(&mw, (uint64_t)target->kind);
+    if (target->kind == CL_TARGET_INDEX) {
+        rt_mp_write_uint(&mw, target->shard);
+        rt_mp_write_bin(&mw, target->index_key, target->index_key_len);
+    } else {
+        rt_mp_write_uint(&mw, 0);
+        rt_mp_write_nil(&mw);
+    }
     int rv = rt_mp_writer_error(&mw);
     if (rv == 0) {
         rv = node_send(node, leader);
@@ -731,7 +741,27 @@ static uint64_t group_leader(struct group *g)
     return id;
 }
 
-static int node_route(struct cl_node *node, int kind, const struct rt_command *cmd, struct waiter w)
+/* The group a target lives in, or NULL for a bad target. */
+static struct group *node_target_group(struct cl_node *node, const struct cl_target *t,
+                                       const struct rt_command *cmd)
+{
+    switch (t->kind) {
+    case CL_TARGET_KEY:
+        return &node->groups[rt_shard_of(cmd->key, cmd->key_len, node->config.shard_count)];
+    case CL_TARGET_META:
+        return &node->groups[node->config.shard_count];
+    case CL_TARGET_INDEX:
+        if (t->shard >= node->config.shard_count || t->index_key == NULL || t->index_key_len == 0 ||
+            t->index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+            return NULL;
+        }
+        return &node->groups[t->shard];
+    }
+    return NULL;
+}
+
+static int node_route(struct cl_node *node, int kind, const struct cl_target *target,
+                      const struct rt_command *cmd, struct waiter w)
 {
     if (node->stopping) {
         return RT_EUNAVAIL;
@@ -743,38 +773,82 @@ static int node_route(struct cl_node *node, int kind, const struct rt_command *c
     if (node->inflight >= CL_INFLIGHT_MAX) {
         return RT_EUNAVAIL;
     }
-    uint16_t shard = rt_shard_of(cmd->key, cmd->key_len, node->config.shard_count);
-    struct group *g = &node->groups[shard];
+    struct group *g = node_target_group(node, target, cmd);
+    if (g == NULL) {
+        return RT_EINVAL;
+    }
+    bool local = kind == KIND_READ_STALE || raft_state(&g->raft) == RAFT_LEADER;
+    struct rt_command resolved = *cmd;
+    uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
+    if (local && target->kind == CL_TARGET_INDEX) {
+        /* The index entry names the actor; it never changes once written. */
+        struct rt_buf out = {.data = key, .len = 0, .cap = sizeof(key), .max = sizeof(key)};
+        rv = rt_engine_index_get(&g->fsm.engine, target->index_key, target->index_key_len, &out);
+        if (rv != 0) {
+            if (rv == RT_ENOTFOUND || rv == RT_ETOOLARGE) {
+                node_defer(node, w, RT_ENOTFOUND, NULL, 0, "no such object");
+                return 0;
+            }
+            return rv;
+        }
+        resolved.key = key;
+        resolved.key_len = (uint32_t)out.len;
+    }
     if (kind == KIND_READ_STALE) {
         struct rt_reply reply;
-        rv = rt_engine_query(&g->fsm.engine, cmd, node_now(node), &reply);
+        rv = rt_engine_query(&g->fsm.engine, &resolved, node_now(node), &reply);
         node_defer(node, w, rv, rv == 0 ? reply.body : NULL, rv == 0 ? reply.body_len : 0,
                    reply.msg);
         return 0;
     }
-    if (raft_state(&g->raft) == RAFT_LEADER) {
-        return kind == KIND_WRITE ? group_enqueue(g, cmd, w) : group_read_linearizable(g, cmd, w);
+    if (local) {
+        return kind == KIND_WRITE ? group_enqueue(g, &resolved, w)
+                                  : group_read_linearizable(g, &resolved, w);
     }
     uint64_t leader = group_leader(g);
     unsigned m = node_member_index(node, leader);
     if (leader == 0 || m == CL_MEMBERS_MAX || m == node->self) {
         return RT_EUNAVAIL;
     }
-    return node_forward(node, m, kind, cmd, w);
+    return node_forward(node, m, kind, target, cmd, w);
 }
+
+static const struct cl_target target_by_key = {CL_TARGET_KEY, 0, NULL, 0};
 
 int cl_node_submit(struct cl_node *node, const struct rt_command *cmd, cl_reply_cb cb, void *arg)
 {
     assert(node != NULL && cmd != NULL && cb != NULL);
-    return node_route(node, KIND_WRITE, cmd, (struct waiter){cb, arg});
+    return node_route(node, KIND_WRITE, &target_by_key, cmd, (struct waiter){cb, arg});
 }
 
 int cl_node_query(struct cl_node *node, const struct rt_command *cmd, enum cl_read read,
                   cl_reply_cb cb, void *arg)
 {
     assert(node != NULL && cmd != NULL && cb != NULL);
-    return node_route(node, read == CL_READ_STALE ? KIND_READ_STALE : KIND_READ_LINEARIZABLE, cmd,
-                      (struct waiter){cb, arg});
+    return node_route(node, read == CL_READ_STALE ? KIND_READ_STALE : KIND_READ_LINEARIZABLE,
+                      &target_by_key, cmd, (struct waiter){cb, arg});
+}
+
+int cl_node_submit_to(struct cl_node *node, const struct cl_target *target,
+                      const struct rt_command *cmd, cl_reply_cb cb, void *arg)
+{
+    assert(node != NULL && target != NULL && cmd != NULL && cb != NULL);
+    return node_route(node, KIND_WRITE, target, cmd, (struct waiter){cb, arg});
+}
+
+int cl_node_query_to(struct cl_node *node, const struct cl_target *target,
+                     const struct rt_command *cmd, enum cl_read read, cl_reply_cb cb, void *arg)
+{
+    assert(node != NULL && target != NULL && cmd != NULL && cb != NULL);
+    return node_route(node, read == CL_READ_STALE ? KIND_READ_STALE : KIND_READ_LINEARIZABLE,
+                      target, cmd, (struct waiter){cb, arg});
+}
+
+int cl_node_meta_read(struct cl_node *node, const struct rt_command *cmd, struct rt_reply *reply)
+{
+    assert(node != NULL && cmd != NULL && reply != NULL);
+    struct group *meta = &node->groups[node->config.shard_count];
+    return rt_engine_query(&meta->fsm.engine, cmd, node_now(node), reply);
 }
 
 /* ---- Requests from other nodes ---- */
@@ -802,10 +876,17 @@ static void node_on_request(struct cl_node *node, unsigned member, struct rt_mp_
     uint64_t req_id, kind, type, op;
     const uint8_t *key, *args;
     uint32_t key_len, args_len;
+    uint64_t target_kind, target_shard;
+    const uint8_t *index_key = NULL;
+    uint32_t index_key_len = 0;
     if (rt_mp_read_uint(r, &req_id) != 0 || rt_mp_read_uint(r, &kind) != 0 ||
         rt_mp_read_uint(r, &type) != 0 || rt_mp_read_uint(r, &op) != 0 ||
         rt_mp_read_bin(r, &key, &key_len) != 0 || rt_mp_read_bin(r, &args, &args_len) != 0 ||
-        kind > KIND_READ_STALE || type > UINT8_MAX || op > UINT8_MAX) {
+        rt_mp_read_uint(r, &target_kind) != 0 || rt_mp_read_uint(r, &target_shard) != 0 ||
+        (rt_mp_peek(r) == RT_MP_NIL ? rt_mp_read_nil(r)
+                                    : rt_mp_read_bin(r, &index_key, &index_key_len)) != 0 ||
+        kind > KIND_READ_STALE || type > UINT8_MAX || op > UINT8_MAX ||
+        target_kind > CL_TARGET_INDEX || target_shard >= node->config.shard_count) {
         RT_WARN("malformed request from node %llu", (unsigned long long)node->members[member].id);
         return;
     }
@@ -823,12 +904,16 @@ static void node_on_request(struct cl_node *node, unsigned member, struct rt_mp_
     *rr = (struct remote_req){node, member, req_id};
     /* Forwarded once at most: if this node is not the leader either, answer UNAVAILABLE
      * rather than bounce the request around a changing cluster. */
-    uint16_t shard = rt_shard_of(key, key_len, node->config.shard_count);
+    struct cl_target target = {(enum cl_target_kind)target_kind, (uint16_t)target_shard, index_key,
+                               index_key_len};
+    struct group *g = node_target_group(node, &target, &cmd);
     int rv;
-    if ((int)kind != KIND_READ_STALE && raft_state(&node->groups[shard].raft) != RAFT_LEADER) {
+    if (g == NULL) {
+        rv = RT_EINVAL;
+    } else if ((int)kind != KIND_READ_STALE && raft_state(&g->raft) != RAFT_LEADER) {
         rv = RT_EUNAVAIL;
     } else {
-        rv = node_route(node, (int)kind, &cmd, (struct waiter){remote_reply, rr});
+        rv = node_route(node, (int)kind, &target, &cmd, (struct waiter){remote_reply, rr});
     }
     if (rv != 0) {
         node->inflight++; /* remote_reply via waiter_done expects it counted. */

@@ -32,6 +32,7 @@
 #include "cl_peer.h"
 #include "rt_actor.h"
 #include "rt_batch.h"
+#include "rt_engine.h"
 #include "rt_mp.h"
 
 /* Bootstrap members. Raft's quorum cost grows with voters; 5 tolerate two failures. */
@@ -81,6 +82,19 @@ typedef void (*cl_reply_cb)(void *arg, int code, const uint8_t *body, size_t bod
 
 enum cl_read { CL_READ_LINEARIZABLE = 0, CL_READ_STALE = 1 };
 
+/* Where a command goes. KEY (the default): the shard of the command's actor key. META: the
+ * meta group (apps, the cluster map). INDEX: the actor named by secondary index entry
+ * @index_key of shard @shard (an order by its order_id): resolved on the shard leader (or on
+ * this replica for stale reads), then run against that actor; the command's own key is
+ * ignored. */
+enum cl_target_kind { CL_TARGET_KEY = 0, CL_TARGET_META = 1, CL_TARGET_INDEX = 2 };
+struct cl_target {
+    enum cl_target_kind kind;
+    uint16_t shard;
+    const uint8_t *index_key;
+    size_t index_key_len;
+};
+
 struct cl_node;
 
 /* Open the store (refusing a data dir of another cluster or node), start every group and the
@@ -94,6 +108,15 @@ int cl_node_submit(struct cl_node *node, const struct rt_command *cmd, cl_reply_
  * replica as it stands (stale). Same callback rules as cl_node_submit. */
 int cl_node_query(struct cl_node *node, const struct rt_command *cmd, enum cl_read read,
                   cl_reply_cb cb, void *arg);
+/* cl_node_submit / cl_node_query with an explicit target. */
+int cl_node_submit_to(struct cl_node *node, const struct cl_target *target,
+                      const struct rt_command *cmd, cl_reply_cb cb, void *arg);
+int cl_node_query_to(struct cl_node *node, const struct cl_target *target,
+                     const struct rt_command *cmd, enum cl_read read, cl_reply_cb cb, void *arg);
+/* Read the meta group on this replica, synchronously (apps' keys for request verification:
+ * every node replicates the meta group). The reply is valid until the next meta apply. */
+int cl_node_meta_read(struct cl_node *node, const struct rt_command *cmd, struct rt_reply *reply);
+
 /* Append the status document (CONTRACT "GET /status": node_id, cluster_id, nodes, shards, and
  * more) to @w as one msgpack map. */
 void cl_node_status(struct cl_node *node, struct rt_mp_writer *w);

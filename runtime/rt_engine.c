@@ -783,6 +783,19 @@ fail:
     return rv;
 }
 
+int rt_engine_index_get(struct rt_engine *engine, const uint8_t *index_key, size_t index_key_len,
+                        struct rt_buf *out)
+{
+    assert(engine != NULL && out != NULL);
+    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_index(key, engine->config.shard, index_key, index_key_len);
+    struct rt_store *store = engine->config.store;
+    return store->ops->get(store, RT_CF_INDEX, key, n, out);
+}
+
 int rt_engine_reload(struct rt_engine *engine)
 {
     assert(engine != NULL);

@@ -88,6 +88,11 @@ void rt_engine_free(struct rt_engine *engine);
  * @index must be applied_index + 1 or lower (raft applies in order). */
 int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len);
 
+/* Read secondary index @index_key of this engine's shard from committed state (appended to
+ * @out). RT_ENOTFOUND, RT_EINVAL for a bad key, RT_EIO. */
+int rt_engine_index_get(struct rt_engine *engine, const uint8_t *index_key, size_t index_key_len,
+                        struct rt_buf *out);
+
 /* Re-read the applied index from the store after the shard's data was replaced underneath
  * the engine (a snapshot restore). The caller clears the cache: it may hold the old data. */
 int rt_engine_reload(struct rt_engine *engine);

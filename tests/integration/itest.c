@@ -199,42 +199,52 @@ static void copy_str(struct rt_mp_reader *r, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)n, s);
 }
 
-bool itest_call(struct itest_client *client, const char *op, const uint8_t *body, size_t body_len,
-                struct itest_reply *reply, unsigned timeout_ms)
+uint64_t itest_encode(struct itest_client *client, const struct itest_sign *sign, const char *op,
+                      const uint8_t *body, size_t body_len, struct rt_buf *out)
 {
-    if (client->fd < 0) {
-        return false;
+    static const struct itest_sign admin = {0};
+    if (sign == NULL) {
+        sign = &admin;
     }
+    const char *app = sign->app != NULL ? sign->app : "admin";
+    const uint8_t *secret = sign->app != NULL ? sign->secret : client->cluster->admin_secret;
+    size_t secret_len = sign->app != NULL ? sign->secret_len : client->cluster->admin_secret_len;
     uint64_t id = client->next_id++;
     char nonce[40];
-    snprintf(nonce, sizeof(nonce), "n%016llx%08x", (unsigned long long)itest_now_ms(),
-             (unsigned)rand());
+    if (sign->nonce != NULL) {
+        snprintf(nonce, sizeof(nonce), "%s", sign->nonce);
+    } else {
+        snprintf(nonce, sizeof(nonce), "n%016llx%08x%04x", (unsigned long long)itest_now_ms(),
+                 (unsigned)rand(), (unsigned)(id & 0xffff));
+    }
     struct api_request req = {.id = id,
-                              .ts_ms = itest_now_ms(),
+                              .ts_ms = (uint64_t)((int64_t)itest_now_ms() + sign->ts_offset_ms),
                               .op = op,
                               .op_len = (uint32_t)strlen(op),
-                              .app = "admin",
-                              .app_len = 5,
+                              .app = app,
+                              .app_len = (uint32_t)strlen(app),
                               .nonce = nonce,
                               .nonce_len = (uint32_t)strlen(nonce),
                               .body = body,
                               .body_len = (uint32_t)body_len};
     uint8_t mac[API_SIG_HMAC_BYTES];
-    if (api_request_hmac(&req, client->cluster->admin_secret, client->cluster->admin_secret_len,
-                         mac) != 0) {
-        return false;
+    if (api_request_hmac(&req, secret, secret_len, mac) != 0) {
+        return 0;
+    }
+    if (sign->bad_sig) {
+        mac[0] ^= 1;
     }
     char sig[16 + 2 * API_SIG_HMAC_BYTES + 1];
     int n = snprintf(sig, sizeof(sig), "hmac-sha256=");
     for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
         n += snprintf(sig + n, sizeof(sig) - (size_t)n, "%02x", mac[i]);
     }
-    struct rt_buf out;
-    rt_buf_init(&out, API_FRAME_BYTES_MAX + 64);
     size_t start;
     struct rt_mp_writer w;
-    bool ok = api_frame_begin(&out, &start) == 0;
-    rt_mp_writer_init(&w, &out);
+    if (api_frame_begin(out, &start) != 0) {
+        return 0;
+    }
+    rt_mp_writer_init(&w, out);
     rt_mp_write_map(&w, 8);
     rt_mp_write_cstr(&w, "v");
     rt_mp_write_uint(&w, 1);
@@ -243,7 +253,7 @@ bool itest_call(struct itest_client *client, const char *op, const uint8_t *body
     rt_mp_write_cstr(&w, "op");
     rt_mp_write_cstr(&w, op);
     rt_mp_write_cstr(&w, "app");
-    rt_mp_write_cstr(&w, "admin");
+    rt_mp_write_cstr(&w, app);
     rt_mp_write_cstr(&w, "ts");
     rt_mp_write_uint(&w, req.ts_ms);
     rt_mp_write_cstr(&w, "nonce");
@@ -252,64 +262,92 @@ bool itest_call(struct itest_client *client, const char *op, const uint8_t *body
     rt_mp_write_bin(&w, body, body_len);
     rt_mp_write_cstr(&w, "sig");
     rt_mp_write_cstr(&w, sig);
-    ok = ok && rt_mp_writer_error(&w) == 0 && api_frame_finish(&out, start) == 0 &&
-         send_all(client->fd, out.data, out.len);
-    rt_buf_free(&out);
-    if (!ok) {
+    if (rt_mp_writer_error(&w) != 0 || api_frame_finish(out, start) != 0) {
+        return 0;
+    }
+    return id;
+}
+
+bool itest_send_raw(struct itest_client *client, const uint8_t *bytes, size_t len)
+{
+    return client->fd >= 0 && send_all(client->fd, bytes, len);
+}
+
+bool itest_read_reply(struct itest_client *client, struct itest_reply *reply, uint64_t *id,
+                      unsigned timeout_ms)
+{
+    uint64_t deadline = itest_now_ms() + timeout_ms;
+    uint8_t head[4];
+    if (!recv_all(client->fd, head, 4, deadline)) {
         return false;
     }
-    uint64_t deadline = itest_now_ms() + timeout_ms;
-    for (;;) {
-        uint8_t head[4];
-        if (!recv_all(client->fd, head, 4, deadline)) {
-            return false;
-        }
-        uint32_t len = rt_get_be32(head);
-        if (len == 0 || len > API_FRAME_BYTES_MAX) {
-            return false;
-        }
-        uint8_t *payload = malloc(len);
-        if (payload == NULL || !recv_all(client->fd, payload, len, deadline)) {
-            free(payload);
-            return false;
-        }
-        struct rt_mp_reader r;
-        rt_mp_reader_init(&r, payload, len);
-        uint32_t fields;
-        uint64_t got_id = 0;
-        rt_buf_reset(&reply->body);
-        reply->code[0] = reply->msg[0] = '\0';
-        if (rt_mp_read_map(&r, &fields) != 0) {
-            free(payload);
-            return false;
-        }
-        for (uint32_t i = 0; i < fields; i++) {
-            const char *k;
-            uint32_t kl;
-            if (rt_mp_read_str(&r, &k, &kl) != 0) {
-                break;
-            }
-            if (rt_mp_key_is(k, kl, "id")) {
-                rt_mp_read_uint(&r, &got_id);
-            } else if (rt_mp_key_is(k, kl, "code")) {
-                copy_str(&r, reply->code, sizeof(reply->code));
-            } else if (rt_mp_key_is(k, kl, "msg")) {
-                copy_str(&r, reply->msg, sizeof(reply->msg));
-            } else if (rt_mp_key_is(k, kl, "body")) {
-                const uint8_t *raw;
-                size_t raw_len;
-                if (rt_mp_read_raw(&r, &raw, &raw_len) == 0) {
-                    rt_buf_append(&reply->body, raw, raw_len);
-                }
-            } else {
-                rt_mp_skip(&r);
-            }
-        }
+    uint32_t len = rt_get_be32(head);
+    if (len == 0 || len > API_FRAME_BYTES_MAX) {
+        return false;
+    }
+    uint8_t *payload = malloc(len);
+    if (payload == NULL || !recv_all(client->fd, payload, len, deadline)) {
         free(payload);
-        if (got_id == id) {
+        return false;
+    }
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, payload, len);
+    uint32_t fields;
+    *id = 0;
+    rt_buf_reset(&reply->body);
+    reply->code[0] = reply->msg[0] = '\0';
+    bool ok = rt_mp_read_map(&r, &fields) == 0;
+    for (uint32_t i = 0; ok && i < fields; i++) {
+        const char *k;
+        uint32_t kl;
+        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+            ok = false;
+        } else if (rt_mp_key_is(k, kl, "id")) {
+            ok = rt_mp_read_uint(&r, id) == 0;
+        } else if (rt_mp_key_is(k, kl, "code")) {
+            copy_str(&r, reply->code, sizeof(reply->code));
+        } else if (rt_mp_key_is(k, kl, "msg")) {
+            copy_str(&r, reply->msg, sizeof(reply->msg));
+        } else if (rt_mp_key_is(k, kl, "body")) {
+            const uint8_t *raw;
+            size_t raw_len;
+            ok = rt_mp_read_raw(&r, &raw, &raw_len) == 0 &&
+                 rt_buf_append(&reply->body, raw, raw_len) == 0;
+        } else {
+            ok = rt_mp_skip(&r) == 0;
+        }
+    }
+    free(payload);
+    return ok;
+}
+
+bool itest_call_as(struct itest_client *client, const struct itest_sign *sign, const char *op,
+                   const uint8_t *body, size_t body_len, struct itest_reply *reply,
+                   unsigned timeout_ms)
+{
+    struct rt_buf out;
+    rt_buf_init(&out, API_FRAME_BYTES_MAX + 64);
+    uint64_t id = itest_encode(client, sign, op, body, body_len, &out);
+    bool ok = id != 0 && itest_send_raw(client, out.data, out.len);
+    rt_buf_free(&out);
+    uint64_t deadline = itest_now_ms() + timeout_ms;
+    while (ok) {
+        uint64_t got;
+        uint64_t now = itest_now_ms();
+        if (now >= deadline || !itest_read_reply(client, reply, &got, (unsigned)(deadline - now))) {
+            return false;
+        }
+        if (got == id) {
             return true;
         }
     }
+    return false;
+}
+
+bool itest_call(struct itest_client *client, const char *op, const uint8_t *body, size_t body_len,
+                struct itest_reply *reply, unsigned timeout_ms)
+{
+    return itest_call_as(client, NULL, op, body, body_len, reply, timeout_ms);
 }
 
 bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap)

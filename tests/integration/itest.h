@@ -46,10 +46,33 @@ unsigned itest_api_port(const struct itest_cluster *c, unsigned id);
 bool itest_connect(struct itest_client *client, const struct itest_cluster *c, unsigned id,
                    unsigned timeout_ms);
 void itest_close(struct itest_client *client);
+/* How to sign a request: as @app with @secret (NULL app: admin with the cluster's admin
+ * secret), shifting ts by @ts_offset_ms, with @nonce (NULL: a fresh one), and with a corrupted
+ * signature when @bad_sig. */
+struct itest_sign {
+    const char *app;
+    const uint8_t *secret;
+    size_t secret_len;
+    int64_t ts_offset_ms;
+    const char *nonce;
+    bool bad_sig;
+};
+
 /* Send one admin-signed request with @body (a msgpack map) and wait for its reply (up to
  * @timeout_ms). false on a connection error or timeout. */
 bool itest_call(struct itest_client *client, const char *op, const uint8_t *body, size_t body_len,
                 struct itest_reply *reply, unsigned timeout_ms);
+/* The same, signed as @sign says. */
+bool itest_call_as(struct itest_client *client, const struct itest_sign *sign, const char *op,
+                   const uint8_t *body, size_t body_len, struct itest_reply *reply,
+                   unsigned timeout_ms);
+/* Encode a signed request frame into @out (for pipelining); returns its id. */
+uint64_t itest_encode(struct itest_client *client, const struct itest_sign *sign, const char *op,
+                      const uint8_t *body, size_t body_len, struct rt_buf *out);
+/* Send raw bytes; read the next response frame (any id) into @reply and *id. */
+bool itest_send_raw(struct itest_client *client, const uint8_t *bytes, size_t len);
+bool itest_read_reply(struct itest_client *client, struct itest_reply *reply, uint64_t *id,
+                      unsigned timeout_ms);
 void itest_reply_init(struct itest_reply *reply);
 void itest_reply_free(struct itest_reply *reply);
 

@@ -1,0 +1,319 @@
+/* Integration: the API of a real 3-node cluster, as an app sees it: apps and their secrets,
+ * app-signed orders through every node, idempotency and conflicts, authentication and replay
+ * errors, isolation between apps, pipelining. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "itest.h"
+#include "rt_mp.h"
+
+#define NODES       3
+#define PORT_OFFSET 60
+#define CALL_MS     10000
+#define PIPELINED   1000
+
+static struct itest_cluster cluster;
+
+struct app {
+    char id[40];
+    char secret[80];
+    struct itest_sign sign;
+};
+
+static struct app app_a, app_b;
+
+static size_t app_body(struct rt_buf *out, const char *app_id)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, 4);
+    rt_mp_write_cstr(&w, "app_id");
+    rt_mp_write_cstr(&w, app_id);
+    rt_mp_write_cstr(&w, "name");
+    rt_mp_write_cstr(&w, "Integration shop");
+    rt_mp_write_cstr(&w, "notify_url");
+    rt_mp_write_cstr(&w, "https://shop.example/notify");
+    rt_mp_write_cstr(&w, "channels");
+    rt_mp_write_array(&w, 2);
+    rt_mp_write_cstr(&w, "wechat");
+    rt_mp_write_cstr(&w, "alipay");
+    return out->len;
+}
+
+/* An order body without app_id (an app acts for itself). */
+static size_t order_body(struct rt_buf *out, const char *mono, uint64_t amount)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, 4);
+    rt_mp_write_cstr(&w, "merchant_order_no");
+    rt_mp_write_cstr(&w, mono);
+    rt_mp_write_cstr(&w, "amount");
+    rt_mp_write_uint(&w, amount);
+    rt_mp_write_cstr(&w, "subject");
+    rt_mp_write_cstr(&w, "Pipelined tea");
+    rt_mp_write_cstr(&w, "channel");
+    rt_mp_write_cstr(&w, "wechat");
+    return out->len;
+}
+
+static size_t one_str_body(struct rt_buf *out, const char *key, const char *value)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, 1);
+    rt_mp_write_cstr(&w, key);
+    rt_mp_write_cstr(&w, value);
+    return out->len;
+}
+
+/* Call, retrying UNAVAILABLE while leaders settle. */
+static void call(struct itest_client *c, const struct itest_sign *sign, const char *op,
+                 const struct rt_buf *body, struct itest_reply *reply)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        assert_true(itest_call_as(c, sign, op, body->data, body->len, reply, CALL_MS));
+        if (strcmp(reply->code, "UNAVAILABLE") != 0) {
+            return;
+        }
+        usleep(100 * 1000);
+    }
+}
+
+static void create_app(struct itest_client *c, struct app *app, const char *id)
+{
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    app_body(&body, id);
+    call(c, NULL, "app.create", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    snprintf(app->id, sizeof(app->id), "%s", id);
+    assert_true(itest_body_str(&reply, "secret", app->secret, sizeof(app->secret)));
+    assert_int_equal(strlen(app->secret), 64);
+    app->sign = (struct itest_sign){
+        .app = app->id, .secret = (const uint8_t *)app->secret, .secret_len = strlen(app->secret)};
+    /* Shown once: a second create is a conflict and never returns the secret. */
+    call(c, NULL, "app.create", &body, &reply);
+    assert_string_equal(reply.code, "CONFLICT");
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!itest_cluster_start(&cluster, NODES, PORT_OFFSET)) {
+        return -1;
+    }
+    struct itest_client c;
+    if (!itest_connect(&c, &cluster, 1, 10000)) {
+        return -1;
+    }
+    create_app(&c, &app_a, "shop_a");
+    create_app(&c, &app_b, "shop-b");
+    itest_close(&c);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return itest_cluster_stop(&cluster) ? 0 : -1;
+}
+
+static void apps_see_themselves_only(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 2, 5000));
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    one_str_body(&body, "app_id", "shop_a");
+    call(&c, &app_a.sign, "app.get", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    char name[80];
+    assert_true(itest_body_str(&reply, "name", name, sizeof(name)));
+    assert_string_equal(name, "Integration shop");
+    assert_false(itest_body_str(&reply, "secret", name, sizeof(name))); /* Never again. */
+    call(&c, &app_b.sign, "app.get", &body, &reply);
+    assert_string_equal(reply.code, "FORBIDDEN");
+    const uint8_t empty[] = {0x80};
+    assert_true(itest_call_as(&c, &app_a.sign, "cluster.status", empty, 1, &reply, CALL_MS));
+    assert_string_equal(reply.code, "FORBIDDEN");
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+    itest_close(&c);
+}
+
+static void orders_through_every_node(void **state)
+{
+    (void)state;
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    for (unsigned node = 1; node <= NODES; node++) {
+        struct itest_client c;
+        assert_true(itest_connect(&c, &cluster, node, 5000));
+        char mono[40], order_id[40], again[40], status[40];
+        snprintf(mono, sizeof(mono), "api-%u", node);
+        order_body(&body, mono, 1200);
+        call(&c, &app_a.sign, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        assert_true(itest_body_str(&reply, "order_id", order_id, sizeof(order_id)));
+        assert_true(itest_body_str(&reply, "status", status, sizeof(status)));
+        assert_string_equal(status, "WAITING");
+        /* The same request again: the original order. */
+        call(&c, &app_a.sign, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        assert_true(itest_body_str(&reply, "order_id", again, sizeof(again)));
+        assert_string_equal(again, order_id);
+        /* The same key with another amount: CONFLICT. */
+        order_body(&body, mono, 1201);
+        call(&c, &app_a.sign, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "CONFLICT");
+        itest_close(&c);
+        /* Read it by order_id through the next node, then close it there. */
+        assert_true(itest_connect(&c, &cluster, node % NODES + 1, 5000));
+        one_str_body(&body, "order_id", order_id);
+        call(&c, &app_a.sign, "order.get", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        assert_true(itest_body_str(&reply, "order_id", again, sizeof(again)));
+        assert_string_equal(again, order_id);
+        /* Another app cannot read or close it. */
+        call(&c, &app_b.sign, "order.get", &body, &reply);
+        assert_string_equal(reply.code, "FORBIDDEN");
+        call(&c, &app_b.sign, "order.close", &body, &reply);
+        assert_string_equal(reply.code, "FORBIDDEN");
+        one_str_body(&body, "merchant_order_no", mono);
+        call(&c, &app_b.sign, "order.get", &body, &reply);
+        assert_string_equal(reply.code, "NOT_FOUND"); /* B's own namespace has no such order. */
+        call(&c, &app_a.sign, "order.close", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        assert_true(itest_body_str(&reply, "status", status, sizeof(status)));
+        assert_string_equal(status, "CLOSED");
+        itest_close(&c);
+    }
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+}
+
+static void authentication_errors(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 3, 5000));
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    order_body(&body, "auth-1", 500);
+    struct itest_sign s = app_a.sign;
+    s.bad_sig = true;
+    assert_true(itest_call_as(&c, &s, "order.create", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "UNAUTHENTICATED");
+    s = app_a.sign;
+    s.ts_offset_ms = -301000;
+    assert_true(itest_call_as(&c, &s, "order.create", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "UNAUTHENTICATED");
+    s = app_a.sign;
+    s.secret = (const uint8_t *)app_b.secret; /* B's secret under A's name. */
+    assert_true(itest_call_as(&c, &s, "order.create", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "UNAUTHENTICATED");
+    struct itest_sign nobody = {.app = "nobody", .secret = (const uint8_t *)"x", .secret_len = 1};
+    assert_true(itest_call_as(&c, &nobody, "order.create", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "UNAUTHENTICATED");
+    s = app_a.sign;
+    s.nonce = "replayed-nonce-1";
+    call(&c, &s, "order.create", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    assert_true(itest_call_as(&c, &s, "order.create", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "REPLAYED");
+    assert_true(
+        itest_call_as(&c, &app_a.sign, "refund.teleport", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "INVALID_ARGUMENT");
+    one_str_body(&body, "order_id", "P00nonsense");
+    assert_true(itest_call_as(&c, &app_a.sign, "order.get", body.data, body.len, &reply, CALL_MS));
+    assert_string_equal(reply.code, "NOT_FOUND");
+    /* A frame that is not msgpack: answered with id 0, then the connection is closed. */
+    const uint8_t garbage[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1};
+    assert_true(itest_send_raw(&c, garbage, sizeof(garbage)));
+    uint64_t id = 99;
+    assert_true(itest_read_reply(&c, &reply, &id, CALL_MS));
+    assert_int_equal(id, 0);
+    assert_string_equal(reply.code, "INVALID_ARGUMENT");
+    assert_false(itest_read_reply(&c, &reply, &id, 2000)); /* Closed. */
+    itest_close(&c);
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+}
+
+static void pipelined_requests_all_answered(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 1, 5000));
+    struct rt_buf body, out;
+    rt_buf_init(&body, 4096);
+    rt_buf_init(&out, 8u << 20);
+    static bool answered[PIPELINED + 1];
+    uint64_t first = 0;
+    for (unsigned i = 0; i < PIPELINED; i++) {
+        char mono[40];
+        snprintf(mono, sizeof(mono), "pipe-%u", i);
+        order_body(&body, mono, 100 + i);
+        uint64_t id = itest_encode(&c, &app_a.sign, "order.create", body.data, body.len, &out);
+        assert_true(id != 0);
+        first = first == 0 ? id : first;
+    }
+    uint64_t t0 = itest_now_ms();
+    assert_true(itest_send_raw(&c, out.data, out.len)); /* All 1000 before reading any. */
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    unsigned ok = 0, out_of_order = 0;
+    uint64_t last = 0;
+    for (unsigned i = 0; i < PIPELINED; i++) {
+        uint64_t id;
+        assert_true(itest_read_reply(&c, &reply, &id, CALL_MS));
+        assert_true(id >= first && id < first + PIPELINED);
+        assert_false(answered[id - first]);
+        answered[id - first] = true;
+        ok += strcmp(reply.code, "OK") == 0;
+        out_of_order += id < last;
+        last = id;
+    }
+    printf("itest: %u pipelined order.create on one connection: %u OK, %u answered out of order, "
+           "%llu ms\n",
+           PIPELINED, ok, out_of_order, (unsigned long long)(itest_now_ms() - t0));
+    assert_int_equal(ok, PIPELINED);
+    itest_reply_free(&reply);
+    rt_buf_free(&out);
+    rt_buf_free(&body);
+    itest_close(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(apps_see_themselves_only),
+        cmocka_unit_test(orders_through_every_node),
+        cmocka_unit_test(authentication_errors),
+        cmocka_unit_test(pipelined_requests_all_answered),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
