@@ -24,6 +24,7 @@
 
 struct api_conn {
     struct api_server *server;
+    size_t write_bytes; /* Queued for the socket. */
     uv_tcp_t tcp;
     struct api_frame_decoder dec;
     struct api_conn *prev, *next;
@@ -38,8 +39,18 @@ struct api_call {
     uint64_t id;
 };
 
+/* One app's token bucket (tokens in millirequests to stay in integers). */
+struct api_rate {
+    uint64_t fp; /* SipHash of the app id; 0 = free slot. */
+    uint64_t tokens_milli;
+    uint64_t last_ms;
+};
+
 struct api_server {
     uv_loop_t *loop;
+    uint32_t app_rate;
+    struct api_rate rates[API_RATE_APPS_MAX];
+    uint32_t rate_apps;
     struct cl_node *node;
     uv_tcp_t listener;
     uv_timer_t idle_timer;
@@ -75,6 +86,7 @@ static void server_maybe_free(struct api_server *server)
 struct api_write {
     uv_write_t req;
     struct api_conn *conn;
+    size_t len;
     uint8_t bytes[];
 };
 
@@ -86,6 +98,8 @@ static void write_cb(uv_write_t *req, int status)
     struct api_write *w = req->data;
     struct api_conn *conn = w->conn;
     (void)status;
+    assert(conn->write_bytes >= w->len);
+    conn->write_bytes -= w->len;
     free(w);
     conn->inflight--; /* The write held the connection too. */
     conn_release(conn);
@@ -102,6 +116,7 @@ static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
     }
     memcpy(w->bytes, bytes, len);
     w->conn = conn;
+    w->len = len;
     w->req.data = w;
     uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)len);
     if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) != 0) {
@@ -109,6 +124,7 @@ static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
         return;
     }
     conn->inflight++;
+    conn->write_bytes += len;
 }
 
 static void conn_respond(struct api_conn *conn, uint64_t id, int code, const char *msg,
@@ -150,7 +166,8 @@ static void conn_release(struct api_conn *conn)
 {
     if (conn->closing && conn->inflight == 0) {
         uv_close((uv_handle_t *)&conn->tcp, conn_closed_cb);
-    } else if (conn->paused && !conn->closing && conn->inflight < API_CONN_INFLIGHT_MAX / 2) {
+    } else if (conn->paused && !conn->closing && conn->inflight < API_CONN_INFLIGHT_MAX / 2 &&
+               conn->write_bytes < API_CONN_WRITE_BYTES_MAX / 2) {
         conn->paused = false;
         conn_resume(conn);
     }
@@ -481,6 +498,41 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
                            crv == 0 ? CL_READ_STALE : CL_READ_LINEARIZABLE);
 }
 
+/* Take one request from @app's bucket: 0, or RT_ERATE when it is empty. */
+static int server_rate(struct api_server *server, const char *app, uint64_t now)
+{
+    if (server->app_rate == 0) {
+        return 0;
+    }
+    uint64_t fp = api_siphash24(server->nonces.key, (const uint8_t *)app, strlen(app)) | 1u;
+    uint32_t mask = API_RATE_APPS_MAX - 1, i = (uint32_t)fp & mask;
+    while (server->rates[i].fp != 0 && server->rates[i].fp != fp) {
+        i = (i + 1) & mask;
+    }
+    struct api_rate *b = &server->rates[i];
+    uint64_t capacity = (uint64_t)server->app_rate * 1000u; /* One second of burst. */
+    if (b->fp == 0) {
+        if (server->rate_apps >= API_RATE_APPS_MAX / 2) {
+            /* More apps than the table holds at half load: start over (every app gets a full
+             * bucket once) rather than refuse apps that did nothing wrong. */
+            memset(server->rates, 0, sizeof(server->rates));
+            server->rate_apps = 0;
+            RT_WARN("api: rate limiter tracks more than %u apps: reset", API_RATE_APPS_MAX / 2);
+            return server_rate(server, app, now);
+        }
+        *b = (struct api_rate){fp, capacity, now};
+        server->rate_apps++;
+    }
+    uint64_t refill = (now - b->last_ms) * server->app_rate; /* ms x req/s = millirequests. */
+    b->tokens_milli = b->tokens_milli + refill > capacity ? capacity : b->tokens_milli + refill;
+    b->last_ms = now;
+    if (b->tokens_milli < 1000u) {
+        return RT_ERATE;
+    }
+    b->tokens_milli -= 1000u;
+    return 0;
+}
+
 static void server_request(struct api_conn *conn, const uint8_t *payload, size_t len)
 {
     struct api_server *server = conn->server;
@@ -503,6 +555,8 @@ static void server_request(struct api_conn *conn, const uint8_t *payload, size_t
         reason = "ts: more than 300 s from the server's clock";
     } else if ((rv = api_nonce_cache_insert(&server->nonces, &req, now)) != 0) {
         reason = rv == RT_EREPLAYED ? "nonce already used within the window" : NULL;
+    } else if (!auth.admin && (rv = server_rate(server, auth.app, now)) != 0) {
+        reason = "too many requests from this app on this node: slow down and retry";
     }
     if (rv != 0) {
         conn_respond(conn, req.id, rv, reason, NULL, 0);
@@ -577,7 +631,8 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         server_request(conn, frame.data, frame.len);
     }
-    if (!conn->closing && conn->inflight >= API_CONN_INFLIGHT_MAX) {
+    if (!conn->closing && (conn->inflight >= API_CONN_INFLIGHT_MAX ||
+                           conn->write_bytes >= API_CONN_WRITE_BYTES_MAX)) {
         conn->paused = true; /* Backpressure: resumed when replies drain. */
         uv_read_stop(stream);
     }
@@ -661,6 +716,7 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     server->node = node;
     memcpy(server->admin_secret, config->admin_secret, config->admin_secret_len);
     server->admin_secret_len = config->admin_secret_len;
+    server->app_rate = config->app_rate;
     rt_clock_init_system(&server->clock);
     rt_buf_init(&server->out, API_FRAME_BYTES_MAX + 1024);
     rt_buf_init(&server->scratch, API_FRAME_BYTES_MAX);

@@ -6,14 +6,16 @@
  * Requests on one connection are pipelined and answered as they complete (out of order).
  * A frame that cannot be read at all is answered with id 0 and the connection is closed.
  *
- * Limits: API_SERVER_CONNS_MAX connections; API_CONN_INFLIGHT_MAX requests in flight per
- * connection (reading pauses above it: backpressure, nothing is dropped); a connection idle
- * for API_CONN_IDLE_MS is closed.
+ * Limits: API_SERVER_CONNS_MAX connections; API_CONN_INFLIGHT_MAX requests in flight and
+ * API_CONN_WRITE_BYTES_MAX response bytes queued per connection (above either, reading pauses:
+ * backpressure, nothing is dropped); a connection idle for API_CONN_IDLE_MS is closed; each
+ * app may send config->app_rate requests per second to one node (token bucket, one second of
+ * burst), beyond which it gets RATE_LIMITED. Admin requests are not rate limited.
  *
- * What works today (the API issue completes it): admin-signed requests (app "admin", HMAC
- * with the admin secret) for cluster.status and, acting for the app named by the body's
- * app_id, order.create, order.get and order.close. App-signed requests need app.create, which
- * comes with the API issue: until then they are UNAUTHENTICATED.
+ * Operations: cluster.status (admin), app.create (admin), app.get (admin or the app itself),
+ * order.create / order.get / order.close (an app on its own orders; admin for the app named by
+ * body.app_id). docs/protocol.md documents them; other CONTRACT operations answer
+ * INVALID_ARGUMENT until their issues land.
  */
 #ifndef API_SERVER_H
 #define API_SERVER_H
@@ -27,11 +29,19 @@
 #define API_SERVER_CONNS_MAX  4096u
 #define API_CONN_INFLIGHT_MAX 4096u
 #define API_CONN_IDLE_MS      (10u * 60u * 1000u)
+/* Response bytes queued for one connection before reading from it pauses: a client that
+ * pipelines without reading answers cannot make the node buffer without bound. */
+#define API_CONN_WRITE_BYTES_MAX (8u * 1024u * 1024u)
+/* Apps tracked by the per-app rate limiter on one node. */
+#define API_RATE_APPS_MAX 4096u
+/* Default per-app request rate on one node (requests/s; a burst of one second is allowed). */
+#define API_RATE_DEFAULT 100000u
 
 struct api_server_config {
     const char *addr;            /* "host:port" to listen on. */
     const uint8_t *admin_secret; /* Copied. */
     size_t admin_secret_len;
+    uint32_t app_rate; /* Requests per second per app on this node; 0 = no limit. */
 };
 
 struct api_server;

@@ -2,7 +2,7 @@
  *
  *   payd --node-id N --data-dir DIR --api H:P --peer H:P --http H:P --cluster-id HEX
  *        --cluster-secret-file F --admin-secret-file F [--shards S]
- *        --member ID,PEER,API,HTTP [--member ...]
+ *        --member ID,PEER,API,HTTP [--member ...] [--app-rate N]
  *
  * Every member of the bootstrap membership is given with --member (this node included); the
  * same list on every node. The first start of a data dir bootstraps it; later starts find the
@@ -42,8 +42,10 @@ static void usage(void)
             "            --http HOST:PORT --cluster-id HEX --cluster-secret-file FILE\n"
             "            --admin-secret-file FILE [--shards S (1..%u, default %u)]\n"
             "            --member ID,PEER,API,HTTP [--member ...]\n"
+            "            [--app-rate N (requests/s per app on this node, 0 = no limit, "
+            "default %u)]\n"
             "Every member of the cluster is listed with --member, this node included.\n",
-            RT_SHARDS_MAX, RT_SHARDS_DEFAULT);
+            RT_SHARDS_MAX, RT_SHARDS_DEFAULT, API_RATE_DEFAULT);
 }
 
 /* Read a secret file: one line, surrounding white space ignored (CONTRACT.md). */
@@ -174,7 +176,7 @@ int main(int argc, char **argv)
     rt_log_init();
     struct cl_member members[CL_MEMBERS_MAX];
     unsigned member_count = 0;
-    uint64_t node_id = 0, cluster_id = 0, shards = RT_SHARDS_DEFAULT;
+    uint64_t node_id = 0, cluster_id = 0, shards = RT_SHARDS_DEFAULT, app_rate = API_RATE_DEFAULT;
     const char *data_dir = NULL, *api = NULL, *peer = NULL, *http = NULL;
     const char *cluster_secret_file = NULL, *admin_secret_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -191,6 +193,8 @@ int main(int argc, char **argv)
             bad = parse_u64(value, 16, 1, UINT64_MAX, &cluster_id);
         } else if (strcmp(flag, "--shards") == 0) {
             bad = parse_u64(value, 10, 1, RT_SHARDS_MAX, &shards);
+        } else if (strcmp(flag, "--app-rate") == 0) {
+            bad = parse_u64(value, 10, 0, 10000000, &app_rate);
         } else if (strcmp(flag, "--data-dir") == 0) {
             data_dir = value;
         } else if (strcmp(flag, "--api") == 0) {
@@ -269,7 +273,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "payd: node %" PRIu64 " could not start (see the log above)\n", node_id);
         return 1;
     }
-    struct api_server_config ac = {api, admin_secret, admin_secret_len};
+    struct api_server_config ac = {api, admin_secret, admin_secret_len, (uint32_t)app_rate};
     if (api_server_start(payd.loop, payd.node, &ac, &payd.api) != 0) {
         fprintf(stderr, "payd: cannot serve the API on %s (see the log above)\n", api);
         return 1;

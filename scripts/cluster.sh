@@ -81,7 +81,7 @@ start_node() {
     --api "127.0.0.1:$(api_port "$i")" --peer "127.0.0.1:$(peer_port "$i")"
     --http "127.0.0.1:$(http_port "$i")" --cluster-id "$(cat "$dir/cluster.id")"
     --cluster-secret-file "$dir/cluster.secret" --admin-secret-file "$dir/admin.secret"
-    --shards "$(cat "$dir/shards")")
+    --shards "$(cat "$dir/shards")" --app-rate "${PAYRAFT_APP_RATE:-100000}")
   while IFS= read -r m; do args+=(--member "$m"); done < "$dir/members"
   nohup "$payd" "${args[@]}" >> "$dir/node$i/payd.log" 2>&1 &
   echo $! > "$dir/node$i/payd.pid"

@@ -23,6 +23,8 @@
 #error "ITEST_SOURCE_DIR must name the source tree"
 #endif
 
+bool itest_map_ready;
+
 uint64_t itest_now_ms(void)
 {
     struct timespec ts;
@@ -414,4 +416,87 @@ size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mon
         rt_mp_write_cstr(&w, consistency);
     }
     return rt_mp_writer_error(&w) == 0 ? out->len : 0;
+}
+
+bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
+                       struct itest_shard views[ITEST_SHARDS])
+{
+    struct itest_client c;
+    if (!itest_connect(&c, cluster_, id, 2000)) {
+        return false;
+    }
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    const uint8_t empty[] = {0x80};
+    bool ok =
+        itest_call(&c, "cluster.status", empty, 1, &reply, 10000) && strcmp(reply.code, "OK") == 0;
+    itest_close(&c);
+    memset(views, 0, sizeof(struct itest_shard) * ITEST_SHARDS);
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, reply.body.data, reply.body.len);
+    uint32_t n;
+    ok = ok && rt_mp_read_map(&r, &n) == 0;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        ok = rt_mp_read_str(&r, &k, &kl) == 0;
+        if (ok && rt_mp_key_is(k, kl, "meta")) {
+            uint32_t mf;
+            itest_map_ready = false;
+            ok = rt_mp_read_map(&r, &mf) == 0;
+            for (uint32_t f = 0; ok && f < mf; f++) {
+                ok = rt_mp_read_str(&r, &k, &kl) == 0;
+                if (ok && rt_mp_key_is(k, kl, "map_ready")) {
+                    ok = rt_mp_read_bool(&r, &itest_map_ready) == 0;
+                } else if (ok) {
+                    ok = rt_mp_skip(&r) == 0;
+                }
+            }
+            continue;
+        }
+        if (!ok || !rt_mp_key_is(k, kl, "shards")) {
+            ok = ok && rt_mp_skip(&r) == 0;
+            continue;
+        }
+        uint32_t shards;
+        ok = rt_mp_read_array(&r, &shards) == 0 && shards == ITEST_SHARDS;
+        for (uint32_t s = 0; ok && s < shards; s++) {
+            uint32_t fields;
+            ok = rt_mp_read_map(&r, &fields) == 0;
+            for (uint32_t f = 0; ok && f < fields; f++) {
+                ok = rt_mp_read_str(&r, &k, &kl) == 0;
+                uint64_t v = 0;
+                if (ok && rt_mp_peek(&r) == RT_MP_UINT) {
+                    ok = rt_mp_read_uint(&r, &v) == 0;
+                    if (rt_mp_key_is(k, kl, "leader")) {
+                        views[s].leader = v;
+                    } else if (rt_mp_key_is(k, kl, "applied_index")) {
+                        views[s].applied = v;
+                    } else if (rt_mp_key_is(k, kl, "commit_index")) {
+                        views[s].commit = v;
+                    } else if (rt_mp_key_is(k, kl, "history_hash")) {
+                        views[s].history = v;
+                    }
+                } else if (ok) {
+                    ok = rt_mp_skip(&r) == 0;
+                }
+            }
+        }
+    }
+    itest_reply_free(&reply);
+    return ok;
+}
+
+bool itest_all_leaders(const struct itest_cluster *cluster_, unsigned id)
+{
+    struct itest_shard v[ITEST_SHARDS];
+    if (!itest_shard_views(cluster_, id, v)) {
+        return false;
+    }
+    for (unsigned s = 0; s < ITEST_SHARDS; s++) {
+        if (v[s].leader == 0) {
+            return false;
+        }
+    }
+    return itest_map_ready; /* The meta group holds the cluster map too. */
 }

@@ -87,4 +87,23 @@ size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mon
 
 uint64_t itest_now_ms(void);
 
+/* Shards of a cluster started by scripts/cluster.sh (PAYRAFT_SHARDS default). */
+#define ITEST_SHARDS 16
+
+struct itest_shard {
+    uint64_t leader;
+    uint64_t applied;
+    uint64_t commit;
+    uint64_t history;
+};
+
+/* cluster.status of node @id into @views; false if the node does not answer. */
+
+/* cluster.status of node @id into @views (and itest_map_ready); false if it does not answer. */
+bool itest_shard_views(const struct itest_cluster *cluster, unsigned id,
+                       struct itest_shard views[ITEST_SHARDS]);
+/* Every shard has a leader and the node has the cluster map. */
+bool itest_all_leaders(const struct itest_cluster *cluster, unsigned id);
+extern bool itest_map_ready;
+
 #endif /* ITEST_H */

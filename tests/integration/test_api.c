@@ -112,11 +112,27 @@ static void create_app(struct itest_client *c, struct app *app, const char *id)
     rt_buf_free(&body);
 }
 
+/* Low enough to reach in a test, high enough for the pipelining test's 1000 requests. */
+#define APP_RATE 2000
+
 static int setup(void **state)
 {
     (void)state;
+    char rate[16];
+    snprintf(rate, sizeof(rate), "%d", APP_RATE);
+    setenv("PAYRAFT_APP_RATE", rate, 1); /* Read by scripts/cluster.sh start. */
     if (!itest_cluster_start(&cluster, NODES, PORT_OFFSET)) {
         return -1;
+    }
+    uint64_t t0 = itest_now_ms();
+    for (unsigned n = 1; n <= NODES; n++) {
+        while (!itest_all_leaders(&cluster, n)) {
+            if (itest_now_ms() - t0 > 30000) {
+                fprintf(stderr, "itest: the cluster did not elect every leader in 30 s\n");
+                return -1;
+            }
+            usleep(100 * 1000);
+        }
     }
     struct itest_client c;
     if (!itest_connect(&c, &cluster, 1, 10000)) {
@@ -294,6 +310,9 @@ static void pipelined_requests_all_answered(void **state)
         assert_false(answered[id - first]);
         answered[id - first] = true;
         ok += strcmp(reply.code, "OK") == 0;
+        if (strcmp(reply.code, "OK") != 0) {
+            printf("itest: pipelined reply %s: %s\n", reply.code, reply.msg);
+        }
         out_of_order += id < last;
         last = id;
     }
@@ -307,6 +326,57 @@ static void pipelined_requests_all_answered(void **state)
     itest_close(&c);
 }
 
+/* An app beyond its rate on a node gets RATE_LIMITED; every request is still answered. */
+static void rate_limit(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 2, 5000));
+    struct rt_buf body, out;
+    rt_buf_init(&body, 4096);
+    rt_buf_init(&out, 16u << 20);
+    one_str_body(&body, "merchant_order_no", "pipe-1");
+    unsigned n = APP_RATE * 2;
+    for (unsigned i = 0; i < n; i++) {
+        assert_true(itest_encode(&c, &app_b.sign, "order.get", body.data, body.len, &out) != 0);
+    }
+    assert_true(itest_send_raw(&c, out.data, out.len));
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    unsigned limited = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t id;
+        assert_true(itest_read_reply(&c, &reply, &id, CALL_MS));
+        limited += strcmp(reply.code, "RATE_LIMITED") == 0;
+    }
+    printf("itest: %u requests at once from one app: %u RATE_LIMITED (rate %d/s)\n", n, limited,
+           APP_RATE);
+    assert_true(limited > 0 && limited < n);
+    itest_reply_free(&reply);
+    rt_buf_free(&out);
+    rt_buf_free(&body);
+    itest_close(&c);
+}
+
+/* A frame longer than 1 MiB: TOO_LARGE with id 0, and the connection is closed. */
+static void oversized_frame(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 3, 5000));
+    const uint8_t head[] = {0x00, 0x10, 0x00, 0x01}; /* 1 MiB + 1 */
+    assert_true(itest_send_raw(&c, head, sizeof(head)));
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    uint64_t id = 7;
+    assert_true(itest_read_reply(&c, &reply, &id, CALL_MS));
+    assert_int_equal(id, 0);
+    assert_string_equal(reply.code, "TOO_LARGE");
+    assert_false(itest_read_reply(&c, &reply, &id, 2000));
+    itest_reply_free(&reply);
+    itest_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +384,8 @@ int main(void)
         cmocka_unit_test(orders_through_every_node),
         cmocka_unit_test(authentication_errors),
         cmocka_unit_test(pipelined_requests_all_answered),
+        cmocka_unit_test(rate_limit),
+        cmocka_unit_test(oversized_frame),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

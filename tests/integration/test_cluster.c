@@ -29,107 +29,16 @@
 #define ORDERS_MAX  4096
 
 static struct itest_cluster cluster;
-static bool map_ready_seen;        /* meta.map_ready of the last shard_views() call. */
 static char acked[ORDERS_MAX][40]; /* Acknowledged merchant order numbers. */
 static unsigned acked_count;
-
-struct shard_view {
-    uint64_t leader;
-    uint64_t applied;
-    uint64_t commit;
-    uint64_t history;
-};
-
-/* cluster.status of node @id into @views; false if the node does not answer. */
-static bool shard_views(unsigned id, struct shard_view views[SHARDS])
-{
-    struct itest_client c;
-    if (!itest_connect(&c, &cluster, id, 2000)) {
-        return false;
-    }
-    struct itest_reply reply;
-    itest_reply_init(&reply);
-    const uint8_t empty[] = {0x80};
-    bool ok = itest_call(&c, "cluster.status", empty, 1, &reply, CALL_MS) &&
-              strcmp(reply.code, "OK") == 0;
-    itest_close(&c);
-    memset(views, 0, sizeof(struct shard_view) * SHARDS);
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, reply.body.data, reply.body.len);
-    uint32_t n;
-    ok = ok && rt_mp_read_map(&r, &n) == 0;
-    for (uint32_t i = 0; ok && i < n; i++) {
-        const char *k;
-        uint32_t kl;
-        ok = rt_mp_read_str(&r, &k, &kl) == 0;
-        if (ok && rt_mp_key_is(k, kl, "meta")) {
-            uint32_t mf;
-            map_ready_seen = false;
-            ok = rt_mp_read_map(&r, &mf) == 0;
-            for (uint32_t f = 0; ok && f < mf; f++) {
-                ok = rt_mp_read_str(&r, &k, &kl) == 0;
-                if (ok && rt_mp_key_is(k, kl, "map_ready")) {
-                    ok = rt_mp_read_bool(&r, &map_ready_seen) == 0;
-                } else if (ok) {
-                    ok = rt_mp_skip(&r) == 0;
-                }
-            }
-            continue;
-        }
-        if (!ok || !rt_mp_key_is(k, kl, "shards")) {
-            ok = ok && rt_mp_skip(&r) == 0;
-            continue;
-        }
-        uint32_t shards;
-        ok = rt_mp_read_array(&r, &shards) == 0 && shards == SHARDS;
-        for (uint32_t s = 0; ok && s < shards; s++) {
-            uint32_t fields;
-            ok = rt_mp_read_map(&r, &fields) == 0;
-            for (uint32_t f = 0; ok && f < fields; f++) {
-                ok = rt_mp_read_str(&r, &k, &kl) == 0;
-                uint64_t v = 0;
-                if (ok && rt_mp_peek(&r) == RT_MP_UINT) {
-                    ok = rt_mp_read_uint(&r, &v) == 0;
-                    if (rt_mp_key_is(k, kl, "leader")) {
-                        views[s].leader = v;
-                    } else if (rt_mp_key_is(k, kl, "applied_index")) {
-                        views[s].applied = v;
-                    } else if (rt_mp_key_is(k, kl, "commit_index")) {
-                        views[s].commit = v;
-                    } else if (rt_mp_key_is(k, kl, "history_hash")) {
-                        views[s].history = v;
-                    }
-                } else if (ok) {
-                    ok = rt_mp_skip(&r) == 0;
-                }
-            }
-        }
-    }
-    itest_reply_free(&reply);
-    return ok;
-}
-
-static bool all_leaders(unsigned id)
-{
-    struct shard_view v[SHARDS];
-    if (!shard_views(id, v)) {
-        return false;
-    }
-    for (unsigned s = 0; s < SHARDS; s++) {
-        if (v[s].leader == 0) {
-            return false;
-        }
-    }
-    return map_ready_seen; /* The meta group holds the cluster map too. */
-}
 
 /* Replicas at the same applied index must have the same history hash: they applied the same
  * entries. Returns how many shards were compared on every node at the same index. */
 static unsigned histories_agree(void)
 {
-    struct shard_view v[NODES][SHARDS];
+    struct itest_shard v[NODES][SHARDS];
     for (unsigned n = 0; n < NODES; n++) {
-        assert_true(shard_views(n + 1, v[n]));
+        assert_true(itest_shard_views(&cluster, n + 1, v[n]));
     }
     unsigned compared = 0;
     for (unsigned s = 0; s < SHARDS; s++) {
@@ -218,7 +127,7 @@ static int setup(void **state)
         return -1;
     }
     uint64_t t0 = itest_now_ms();
-    while (!all_leaders(1)) {
+    while (!itest_all_leaders(&cluster, 1)) {
         if (itest_now_ms() - t0 > 30000) {
             fprintf(stderr, "itest: not every shard elected a leader within 30 s\n");
             return -1;
@@ -226,7 +135,7 @@ static int setup(void **state)
         usleep(100 * 1000);
     }
     for (unsigned n = 2; n <= NODES; n++) {
-        while (!all_leaders(n)) {
+        while (!itest_all_leaders(&cluster, n)) {
             if (itest_now_ms() - t0 > 30000) {
                 fprintf(stderr, "itest: node %u never saw every leader and the map\n", n);
                 return -1;
@@ -304,8 +213,8 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
     rounds = rounds < 1 ? 1 : rounds > 9 ? 9 : rounds;
     uint64_t failover_ms[9], catchup_ms[9];
     for (unsigned round = 0; round < rounds; round++) {
-        struct shard_view before[SHARDS];
-        assert_true(shard_views(1, before));
+        struct itest_shard before[SHARDS];
+        assert_true(itest_shard_views(&cluster, 1, before));
         unsigned victim = (unsigned)before[round % SHARDS].leader;
         uint16_t watched = (uint16_t)(round % SHARDS);
         unsigned writer = victim % NODES + 1;
@@ -340,13 +249,13 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
             assert_true(read_order(writer, acked[i], NULL, id));
         }
         /* Bring the victim back; it catches up with the leaders. */
-        struct shard_view leader_view[SHARDS];
-        assert_true(shard_views(writer, leader_view));
+        struct itest_shard leader_view[SHARDS];
+        assert_true(itest_shard_views(&cluster, writer, leader_view));
         uint64_t restart_at = itest_now_ms();
         assert_true(itest_cluster_restart(&cluster, victim));
         for (;;) {
-            struct shard_view mine[SHARDS];
-            bool caught_up = shard_views(victim, mine);
+            struct itest_shard mine[SHARDS];
+            bool caught_up = itest_shard_views(&cluster, victim, mine);
             for (unsigned s = 0; caught_up && s < SHARDS; s++) {
                 caught_up = mine[s].applied >= leader_view[s].applied;
             }
@@ -368,7 +277,7 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
                histories_agree());
         /* Let every shard settle on a leader again before the next round. */
         uint64_t t0 = itest_now_ms();
-        while (!all_leaders(victim)) {
+        while (!itest_all_leaders(&cluster, victim)) {
             assert_true(itest_now_ms() - t0 < 30000);
             usleep(100 * 1000);
         }
