@@ -1,0 +1,550 @@
+/* paybench: a load generator that speaks the real wire protocol with signed requests.
+ *
+ *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
+ *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json]
+ *
+ * N connections (spread over the servers) each keep D requests in flight. Latency is measured
+ * per request from send to reply and kept in a log-linear histogram (no averages), throughput
+ * counts replies after the warm-up. Every order number is unique to the run, so runs never
+ * collide. Client CPU time is printed so that a saturated client is visible. Prints figures;
+ * asserts nothing; exits 0 unless it could not run at all.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "api_envelope.h"
+#include "api_frame.h"
+#include "rt_buf.h"
+#include "rt_clock.h"
+#include "rt_error.h"
+#include "rt_mp.h"
+
+#define PB_CONNECTIONS_MAX 1024u
+#define PB_DEPTH_MAX       1024u
+#define PB_SERVERS_MAX     16u
+#define PB_SECONDS_MAX     3600u
+/* Histogram: 64 octaves of microseconds x 32 linear sub-buckets (~3% resolution). */
+#define PB_SUB       32u
+#define PB_BUCKETS   (64u * PB_SUB)
+#define PB_CODES_MAX 16u
+
+enum pb_op { PB_CREATE, PB_CREATE_GET, PB_PAY };
+
+struct pb_conn;
+
+struct pb {
+    uv_loop_t *loop;
+    struct sockaddr_in servers[PB_SERVERS_MAX];
+    unsigned server_count;
+    const char *app;
+    uint8_t secret[256];
+    size_t secret_len;
+    unsigned connections, depth, seconds, warmup;
+    enum pb_op op;
+    bool json;
+    char run_id[17];
+    uint64_t start_ms, measure_ms, end_ms;
+    bool stopping;
+    uint64_t hist[PB_BUCKETS];
+    uint64_t ops; /* Replies counted (after warm-up). */
+    uint64_t ok;
+    char codes[PB_CODES_MAX][32];
+    uint64_t code_counts[PB_CODES_MAX];
+    unsigned connected, closed;
+    struct pb_conn *conns;
+    uv_timer_t timer;
+};
+
+struct pb_conn {
+    struct pb *pb;
+    unsigned index;
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    struct api_frame_decoder dec;
+    uint64_t next_id;
+    uint64_t seq;                   /* Orders created by this connection. */
+    uint64_t sent_us[PB_DEPTH_MAX]; /* Send time by id % depth. */
+    uint8_t read_buf[65536];
+    bool dead;
+};
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000u;
+}
+
+static unsigned hist_bucket(uint64_t us)
+{
+    if (us < PB_SUB) {
+        return (unsigned)us;
+    }
+    unsigned octave = 63u - (unsigned)__builtin_clzll(us); /* >= 5 */
+    unsigned sub = (unsigned)((us >> (octave - 5)) & (PB_SUB - 1));
+    unsigned b = (octave - 4) * PB_SUB + sub;
+    return b < PB_BUCKETS ? b : PB_BUCKETS - 1;
+}
+
+/* Lower bound of bucket @b in microseconds. */
+static double hist_value(unsigned b)
+{
+    if (b < PB_SUB) {
+        return b;
+    }
+    unsigned octave = b / PB_SUB + 4, sub = b % PB_SUB;
+    return (double)((uint64_t)(PB_SUB + sub) << (octave - 5));
+}
+
+static double hist_percentile(const struct pb *pb, double p)
+{
+    uint64_t total = 0;
+    for (unsigned b = 0; b < PB_BUCKETS; b++) {
+        total += pb->hist[b];
+    }
+    if (total == 0) {
+        return 0;
+    }
+    uint64_t rank = (uint64_t)(p * (double)total);
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < PB_BUCKETS; b++) {
+        seen += pb->hist[b];
+        if (seen > rank) {
+            return hist_value(b) / 1000.0;
+        }
+    }
+    return hist_value(PB_BUCKETS - 1) / 1000.0;
+}
+
+static void pb_count_code(struct pb *pb, const char *code, uint32_t len)
+{
+    for (unsigned i = 0; i < PB_CODES_MAX; i++) {
+        if (pb->codes[i][0] == '\0') {
+            snprintf(pb->codes[i], sizeof(pb->codes[i]), "%.*s", (int)len, code);
+        }
+        if (strlen(pb->codes[i]) == len && memcmp(pb->codes[i], code, len) == 0) {
+            pb->code_counts[i]++;
+            return;
+        }
+    }
+}
+
+struct pb_write {
+    uv_write_t req;
+    size_t len;
+    uint8_t bytes[];
+};
+
+static void pb_write_cb(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+}
+
+/* Encode and send request @id of @c. */
+static void pb_send(struct pb_conn *c)
+{
+    struct pb *pb = c->pb;
+    if (pb->stopping || c->dead) {
+        return;
+    }
+    uint64_t id = ++c->next_id;
+    char mono[64], nonce[48];
+    const char *op = "order.create";
+    uint64_t seq = c->seq;
+    if (pb->op == PB_CREATE_GET && id % 2 == 0 && c->seq > 0) {
+        op = "order.get";
+        seq = c->seq - 1;
+    } else {
+        c->seq++;
+    }
+    snprintf(mono, sizeof(mono), "pb%s-%u-%" PRIu64, pb->run_id, c->index, seq);
+    snprintf(nonce, sizeof(nonce), "pb%s-%u-%" PRIu64, pb->run_id, c->index, id);
+    uint8_t body_bytes[256];
+    struct rt_buf body = {
+        .data = body_bytes, .len = 0, .cap = sizeof(body_bytes), .max = sizeof(body_bytes)};
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &body);
+    if (strcmp(op, "order.get") == 0) {
+        rt_mp_write_map(&w, 1);
+        rt_mp_write_cstr(&w, "merchant_order_no");
+        rt_mp_write_cstr(&w, mono);
+    } else {
+        rt_mp_write_map(&w, 4);
+        rt_mp_write_cstr(&w, "merchant_order_no");
+        rt_mp_write_cstr(&w, mono);
+        rt_mp_write_cstr(&w, "amount");
+        rt_mp_write_uint(&w, 1000 + seq % 1000);
+        rt_mp_write_cstr(&w, "subject");
+        rt_mp_write_cstr(&w, "paybench");
+        rt_mp_write_cstr(&w, "channel");
+        rt_mp_write_cstr(&w, seq % 2 ? "wechat" : "alipay");
+    }
+    struct rt_clock clock;
+    rt_clock_init_system(&clock);
+    uint64_t ts = rt_clock_now_ms(&clock);
+    struct api_request req = {.id = id,
+                              .ts_ms = ts,
+                              .op = op,
+                              .op_len = (uint32_t)strlen(op),
+                              .app = pb->app,
+                              .app_len = (uint32_t)strlen(pb->app),
+                              .nonce = nonce,
+                              .nonce_len = (uint32_t)strlen(nonce),
+                              .body = body.data,
+                              .body_len = (uint32_t)body.len};
+    uint8_t mac[API_SIG_HMAC_BYTES];
+    char sig[16 + 2 * API_SIG_HMAC_BYTES + 1];
+    api_request_hmac(&req, pb->secret, pb->secret_len, mac);
+    int n = snprintf(sig, sizeof(sig), "hmac-sha256=");
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
+        sig[n++] = hex[mac[i] >> 4];
+        sig[n++] = hex[mac[i] & 15];
+    }
+    sig[n] = '\0';
+    struct pb_write *pw = malloc(sizeof(*pw) + 1024);
+    struct rt_buf out = {.data = pw->bytes, .len = 0, .cap = 1024, .max = 1024};
+    size_t start;
+    api_frame_begin(&out, &start);
+    rt_mp_writer_init(&w, &out);
+    rt_mp_write_map(&w, 8);
+    rt_mp_write_cstr(&w, "v");
+    rt_mp_write_uint(&w, 1);
+    rt_mp_write_cstr(&w, "id");
+    rt_mp_write_uint(&w, id);
+    rt_mp_write_cstr(&w, "op");
+    rt_mp_write_cstr(&w, op);
+    rt_mp_write_cstr(&w, "app");
+    rt_mp_write_cstr(&w, pb->app);
+    rt_mp_write_cstr(&w, "ts");
+    rt_mp_write_uint(&w, ts);
+    rt_mp_write_cstr(&w, "nonce");
+    rt_mp_write_cstr(&w, nonce);
+    rt_mp_write_cstr(&w, "body");
+    rt_mp_write_bin(&w, body.data, body.len);
+    rt_mp_write_cstr(&w, "sig");
+    rt_mp_write_cstr(&w, sig);
+    if (rt_mp_writer_error(&w) != 0 || api_frame_finish(&out, start) != 0) {
+        free(pw);
+        return;
+    }
+    pw->req.data = pw;
+    c->sent_us[id % pb->depth] = now_us();
+    uv_buf_t buf = uv_buf_init((char *)out.data, (unsigned)out.len);
+    if (uv_write(&pw->req, (uv_stream_t *)&c->tcp, &buf, 1, pb_write_cb) != 0) {
+        free(pw);
+    }
+}
+
+static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
+{
+    struct pb *pb = c->pb;
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, payload, len);
+    uint32_t fields, code_len = 0;
+    uint64_t id = 0;
+    const char *code = NULL;
+    if (rt_mp_read_map(&r, &fields) != 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < fields; i++) {
+        const char *k;
+        uint32_t kl;
+        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+            return;
+        }
+        if (rt_mp_key_is(k, kl, "id")) {
+            rt_mp_read_uint(&r, &id);
+        } else if (rt_mp_key_is(k, kl, "code")) {
+            rt_mp_read_str(&r, &code, &code_len);
+        } else {
+            rt_mp_skip(&r);
+        }
+    }
+    uint64_t t = now_us();
+    if (rt_monotonic_ms() >= pb->measure_ms && !pb->stopping && id > 0) {
+        pb->ops++;
+        pb->hist[hist_bucket(t - c->sent_us[id % pb->depth])]++;
+        if (code != NULL) {
+            if (code_len == 2 && memcmp(code, "OK", 2) == 0) {
+                pb->ok++;
+            } else {
+                pb_count_code(pb, code, code_len);
+            }
+        }
+    }
+    pb_send(c);
+}
+
+static void pb_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct pb_conn *c = h->data;
+    (void)suggested;
+    buf->base = (char *)c->read_buf;
+    buf->len = sizeof(c->read_buf);
+}
+
+static void pb_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pb_conn *c = s->data;
+    if (nread < 0) {
+        if (!c->pb->stopping) {
+            fprintf(stderr, "paybench: connection %u: %s\n", c->index, uv_strerror((int)nread));
+        }
+        c->dead = true;
+        uv_read_stop(s);
+        return;
+    }
+    const uint8_t *p = (const uint8_t *)buf->base;
+    size_t left = (size_t)nread;
+    for (;;) {
+        size_t used;
+        struct api_frame frame;
+        int rv = api_frame_feed(&c->dec, p, left, &used, &frame);
+        if (rv < 0) {
+            c->dead = true;
+            uv_read_stop(s);
+            return;
+        }
+        p += used;
+        left -= used;
+        if (rv == API_FRAME_NEED_MORE) {
+            return;
+        }
+        pb_on_reply(c, frame.data, frame.len);
+    }
+}
+
+static void pb_connected(uv_connect_t *req, int status)
+{
+    struct pb_conn *c = req->data;
+    if (status != 0) {
+        fprintf(stderr, "paybench: connect: %s\n", uv_strerror(status));
+        c->dead = true;
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, pb_alloc, pb_read);
+    c->pb->connected++;
+    for (unsigned i = 0; i < c->pb->depth; i++) {
+        pb_send(c);
+    }
+}
+
+static void pb_close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+static void pb_timer(uv_timer_t *t)
+{
+    struct pb *pb = t->data;
+    if (rt_monotonic_ms() >= pb->end_ms) {
+        pb->stopping = true;
+        uv_walk(pb->loop, pb_close_walk, NULL);
+    }
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_servers(struct pb *pb, const char *list)
+{
+    char copy[1024];
+    if (strlen(list) >= sizeof(copy)) {
+        return -1;
+    }
+    strcpy(copy, list);
+    for (char *save, *tok = strtok_r(copy, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(tok, ':');
+        unsigned port;
+        if (colon == NULL || pb->server_count == PB_SERVERS_MAX) {
+            return -1;
+        }
+        *colon = '\0';
+        if (parse_uint(colon + 1, 1, 65535, &port) != 0 ||
+            uv_ip4_addr(tok, (int)port, &pb->servers[pb->server_count]) != 0) {
+            return -1;
+        }
+        pb->server_count++;
+    }
+    return pb->server_count > 0 ? 0 : -1;
+}
+
+static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[512];
+    bool ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    if (!ok) {
+        return -1;
+    }
+    size_t n = strcspn(line, " \t\r\n");
+    if (n == 0 || n > cap) {
+        return -1;
+    }
+    memcpy(out, line, n);
+    *len = n;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: paybench --servers H:P[,H:P..] --app ID --secret-file F\n"
+            "                [--connections N (1..%u, default 16)] [--depth D (1..%u, "
+            "default 16)]\n"
+            "                [--seconds S (default 10)] [--warmup S (default 2)]\n"
+            "                [--op create|create-get|pay] [--json]\n",
+            PB_CONNECTIONS_MAX, PB_DEPTH_MAX);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    static struct pb pb;
+    pb.connections = 16;
+    pb.depth = 16;
+    pb.seconds = 10;
+    pb.warmup = 2;
+    const char *secret_file = NULL, *servers = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (strcmp(argv[i], "--json") == 0) {
+            pb.json = true;
+            continue;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage();
+            return 0;
+        } else if (v == NULL) {
+            bad = 1;
+        } else if (strcmp(argv[i], "--servers") == 0) {
+            servers = v;
+        } else if (strcmp(argv[i], "--app") == 0) {
+            pb.app = v;
+            bad = strlen(v) == 0 || strlen(v) > 32;
+        } else if (strcmp(argv[i], "--secret-file") == 0) {
+            secret_file = v;
+        } else if (strcmp(argv[i], "--connections") == 0) {
+            bad = parse_uint(v, 1, PB_CONNECTIONS_MAX, &pb.connections);
+        } else if (strcmp(argv[i], "--depth") == 0) {
+            bad = parse_uint(v, 1, PB_DEPTH_MAX, &pb.depth);
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            bad = parse_uint(v, 1, PB_SECONDS_MAX, &pb.seconds);
+        } else if (strcmp(argv[i], "--warmup") == 0) {
+            bad = parse_uint(v, 0, PB_SECONDS_MAX, &pb.warmup);
+        } else if (strcmp(argv[i], "--op") == 0) {
+            if (strcmp(v, "create") == 0) {
+                pb.op = PB_CREATE;
+            } else if (strcmp(v, "create-get") == 0) {
+                pb.op = PB_CREATE_GET;
+            } else if (strcmp(v, "pay") == 0) {
+                fprintf(stderr, "paybench: --op pay needs the payments issue (paysim): not yet\n");
+                return 2;
+            } else {
+                bad = 1;
+            }
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "paybench: bad or missing value for %s\n", argv[i]);
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (servers == NULL || pb.app == NULL || secret_file == NULL ||
+        parse_servers(&pb, servers) != 0 ||
+        read_secret(secret_file, pb.secret, sizeof(pb.secret), &pb.secret_len) != 0) {
+        fprintf(stderr, "paybench: need --servers, --app and a readable --secret-file\n");
+        usage();
+        return 2;
+    }
+    uint8_t rnd[8];
+    RAND_bytes(rnd, sizeof(rnd));
+    for (int i = 0; i < 8; i++) {
+        snprintf(pb.run_id + 2 * i, 3, "%02x", rnd[i]);
+    }
+    pb.loop = uv_default_loop();
+    pb.conns = calloc(pb.connections, sizeof(*pb.conns));
+    pb.start_ms = rt_monotonic_ms();
+    pb.measure_ms = pb.start_ms + pb.warmup * 1000u;
+    pb.end_ms = pb.measure_ms + pb.seconds * 1000u;
+    for (unsigned i = 0; i < pb.connections; i++) {
+        struct pb_conn *c = &pb.conns[i];
+        c->pb = &pb;
+        c->index = i;
+        api_frame_decoder_init(&c->dec, API_FRAME_BYTES_MAX);
+        uv_tcp_init(pb.loop, &c->tcp);
+        c->tcp.data = c;
+        c->connect.data = c;
+        uv_tcp_connect(&c->connect, &c->tcp,
+                       (const struct sockaddr *)&pb.servers[i % pb.server_count], pb_connected);
+    }
+    uv_timer_init(pb.loop, &pb.timer);
+    pb.timer.data = &pb;
+    uv_timer_start(&pb.timer, pb_timer, 100, 100);
+    double cpu0 = cpu_seconds();
+    uv_run(pb.loop, UV_RUN_DEFAULT);
+    double cpu = cpu_seconds() - cpu0;
+    double secs = (double)pb.seconds;
+    uint64_t errors = pb.ops - pb.ok;
+    if (pb.json) {
+        printf("{\"ops\": %" PRIu64 ", \"seconds\": %.3f, \"throughput_ops_s\": %.1f, "
+               "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, "
+               "\"connections\": %u, \"depth\": %u, \"ok\": %" PRIu64 ", \"errors\": {",
+               pb.ops, secs, (double)pb.ops / secs, hist_percentile(&pb, 0.50),
+               hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99), hist_percentile(&pb, 0.999),
+               pb.connections, pb.depth, pb.ok);
+        for (unsigned i = 0, first = 1; i < PB_CODES_MAX && pb.codes[i][0] != '\0'; i++) {
+            printf("%s\"%s\": %" PRIu64, first ? "" : ", ", pb.codes[i], pb.code_counts[i]);
+            first = 0;
+        }
+        printf("}, \"client_cpu_s\": %.3f}\n", cpu);
+    } else {
+        printf("paybench: %u connections x depth %u, %u s (+%u s warm-up), op %s\n", pb.connections,
+               pb.depth, pb.seconds, pb.warmup, pb.op == PB_CREATE ? "create" : "create-get");
+        printf("  %" PRIu64 " replies, %.0f ops/s, %" PRIu64 " errors\n", pb.ops,
+               (double)pb.ops / secs, errors);
+        printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n",
+               hist_percentile(&pb, 0.50), hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99),
+               hist_percentile(&pb, 0.999));
+        for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i][0] != '\0'; i++) {
+            printf("  %s: %" PRIu64 "\n", pb.codes[i], pb.code_counts[i]);
+        }
+        printf("  client cpu %.2f s (%.0f%% of one core)\n", cpu, 100.0 * cpu / secs);
+    }
+    return pb.connected == 0 ? 1 : 0;
+}
