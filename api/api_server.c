@@ -19,8 +19,10 @@
 #include "rt_log.h"
 #include "rt_mp.h"
 
-#define API_READ_BYTES    (64u * 1024u)
-#define API_NONCE_ENTRIES (1u << 18)
+#define API_READ_BYTES (64u * 1024u)
+/* The full 300 s window at about 3,500 requests/s per node (api_envelope.h); beyond that the
+ * oldest entries are evicted early and counted. */
+#define API_NONCE_ENTRIES API_NONCE_CACHE_ENTRIES_DEFAULT
 
 struct api_conn {
     struct api_server *server;
@@ -416,10 +418,25 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
     const char *app, *mono = NULL, *order_id = NULL, *consistency = NULL;
     uint32_t app_len, mono_len = 0, order_id_len = 0, consistency_len = 0;
     int has_app = body_str(req->body, req->body_len, "app_id", &app, &app_len);
+    if (has_app == RT_EINVAL) {
+        *reason = "app_id: must be a string";
+        return RT_EINVAL;
+    }
     if (auth->admin) {
         if (has_app != 0 || !act_app_id_valid(app, app_len)) {
             *reason = "app_id: required when admin acts for an app";
             return RT_EINVAL;
+        }
+        /* Admin acts only for apps that exist (this replica of the meta group). */
+        struct rt_command probe = {.origin = RT_ORIGIN_CLIENT,
+                                   .actor_type = ACT_TYPE_APP,
+                                   .op = ACT_APP_GET,
+                                   .key = (const uint8_t *)app,
+                                   .key_len = app_len};
+        struct rt_reply exists;
+        if (cl_node_meta_read(server->node, &probe, &exists) != 0) {
+            *reason = "app_id: no such app";
+            return RT_ENOTFOUND;
         }
     } else if (has_app == 0 &&
                (app_len != strlen(auth->app) || memcmp(app, auth->app, app_len) != 0)) {
@@ -481,7 +498,8 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
         return server_dispatch(conn, req->id, &target, &cmd, true, CL_READ_LINEARIZABLE);
     }
     int crv = body_str(req->body, req->body_len, "consistency", &consistency, &consistency_len);
-    if (crv == 0 && !(is_get && consistency_len == 5 && memcmp(consistency, "stale", 5) == 0)) {
+    if (crv == RT_EINVAL ||
+        (crv == 0 && !(is_get && consistency_len == 5 && memcmp(consistency, "stale", 5) == 0))) {
         *reason = "consistency: only \"stale\", and only for order.get";
         return RT_EINVAL;
     }
