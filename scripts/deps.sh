@@ -8,7 +8,7 @@ packages=(
   clang libclang-rt-14-dev                        # libFuzzer targets, sanitizers
   libuv1-dev libraft-dev                          # event loop, consensus
   libmsgpack-dev librocksdb-dev libzstd-dev       # wire format, state, snapshot compression
-  libssl-dev libcmocka-dev                        # crypto, tests
+  libssl-dev libcmocka-dev libjansson-dev         # crypto, tests, payctl's JSON
 )
 
 missing=()

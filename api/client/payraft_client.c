@@ -55,7 +55,8 @@ _Static_assert(PR_INFLIGHT_MAX <= UINT32_MAX, "slot numbers must fit the id's lo
 /* Output buffered beyond this is not added to until the socket takes some: bounds memory when
  * the server reads slowly. One more frame may always be added, hence the buffer's max. */
 #define CLIENT_OUT_HIGH_WATER_BYTES (256u * 1024u)
-#define CLIENT_OUT_BYTES_MAX (CLIENT_OUT_HIGH_WATER_BYTES + API_FRAME_HEADER_BYTES + API_FRAME_BYTES_MAX)
+#define CLIENT_OUT_BYTES_MAX                                                                       \
+    (CLIENT_OUT_HIGH_WATER_BYTES + API_FRAME_HEADER_BYTES + API_FRAME_BYTES_MAX)
 /* One recv; also the most read per call before the decoder runs. */
 #define CLIENT_READ_BYTES 65536u
 /* Reads per readable event: 4 MiB, then the loop runs timers and writes before reading more. */
@@ -658,9 +659,8 @@ static void connect_start(struct pr_client *c, uint64_t now)
 {
     assert(c->conn == CONN_DOWN && c->fd < 0);
     const struct pr_server *srv = &c->servers[c->server_cur];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     if (getaddrinfo(srv->host, srv->port, &hints, &ai) != 0 || ai == NULL) {
         connect_failed(c, now);
@@ -1092,9 +1092,8 @@ static uint64_t next_timer_ms(const struct pr_client *c, uint64_t now)
     }
     /* Queued requests wake the loop only when they could be written (or connected for) then:
      * behind a full output buffer or a draining connection they wait for the socket instead. */
-    bool writable = c->conn == CONN_DOWN ||
-                    (c->conn == CONN_UP && !c->rotate &&
-                     c->out.len - c->out_off < CLIENT_OUT_HIGH_WATER_BYTES);
+    bool writable = c->conn == CONN_DOWN || (c->conn == CONN_UP && !c->rotate &&
+                                             c->out.len - c->out_off < CLIENT_OUT_HIGH_WATER_BYTES);
     if (writable) {
         for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
             uint64_t due = r->due_ms;

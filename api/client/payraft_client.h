@@ -83,7 +83,7 @@ extern "C" {
     X(PR_EFULL, -4, "too many requests in flight")                                                 \
     X(PR_ECONNECT, -5, "could not connect to any server")                                          \
     X(PR_ECLOSED, -6, "connection lost")                                                           \
-    X(PR_EPROTO, -7, "the server sent something that is not a response")                         \
+    X(PR_EPROTO, -7, "the server sent something that is not a response")                           \
     X(PR_ETIMEOUT, -8, "no response within the request timeout")                                   \
     X(PR_EBUSY, -9, "not allowed inside a callback")                                               \
     X(PR_ECANCELED, -10, "canceled: the client was freed")                                         \

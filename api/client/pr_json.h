@@ -41,8 +41,7 @@
  * for text that is not valid JSON, a float, a too big integer, or nesting too deep;
  * RT_ETOOLARGE for text above PR_JSON_BYTES_MAX or output above out->max; RT_ENOMEM. On
  * failure @out is as it was. */
-int pr_json_to_msgpack(const char *text, size_t len, struct rt_buf *out, char *err,
-                       size_t err_cap);
+int pr_json_to_msgpack(const char *text, size_t len, struct rt_buf *out, char *err, size_t err_cap);
 
 /* Convert the msgpack value @mp (@len bytes: exactly one well-formed value, nesting bounded as
  * rt_mp_validate) to JSON text appended to @out, followed by a NUL that out->len does not count
