@@ -1,7 +1,9 @@
 /* payraft_client: the C client library of Payraft's API port (CONTRACT.md "Wire protocol").
  *
  * Installed header: it includes only the C library and names only pr_ symbols. Link with
- * `pkg-config --libs payraft-client`.
+ * `pkg-config --libs payraft-client` (static archives: the client's, and the wire codec's and
+ * runtime's it is built on, which also define Payraft's internal api_ and rt_ symbols: a program
+ * linking the library must not define functions of those names; then libcrypto).
  *
  * A client holds one TCP connection at a time to one of the servers it was given, and pipelines
  * any number of requests on it (up to max_inflight); responses may come back in any order and
