@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Payraft vs PostgreSQL, side by side, on this machine (the Performance issue).
+#   scripts/bench.sh [--seconds S] [--connections "1 16 64 256"] [--keep]
+# Builds Release into build-release/, starts a fresh 3-node cluster (fsync on, defaults) and
+# a 1-node one, creates an app, runs paybench (order.create) at each concurrency; then starts
+# a fresh PostgreSQL 15 (installed with apt if missing) in a temp dir on 127.0.0.1 with
+# fsync=on, synchronous_commit=on and an orders table with the same columns, unique
+# (app_id, merchant_order_no) and an (app_id, created_at) index, and runs pgbench inserting
+# one order per transaction at the same concurrencies. Prints one table. Cleans up after
+# itself unless --keep. Ports: PAYRAFT_PORT_BASE (default 7000) + 800..899.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+seconds=10
+conns="1 16 64 256"
+keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --connections) conns="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) echo "usage: scripts/bench.sh [--seconds S] [--connections \"1 16 64 256\"] [--keep]" >&2; exit 2 ;;
+  esac
+done
+case "$seconds" in ''|*[!0-9]*) echo "bench.sh: --seconds wants a number" >&2; exit 2 ;; esac
+
+base=$(( ${PAYRAFT_PORT_BASE:-7000} + 800 ))
+work=$(mktemp -d /tmp/payraft-bench-XXXXXX)
+pg_port=$((base + 90))
+cleanup() {
+  set +e
+  PAYRAFT_PORT_BASE=$base PAYRAFT_PAYD="$root/build-release/bin/payd" scripts/cluster.sh stop --dir "$work/c3" >/dev/null 2>&1
+  PAYRAFT_PORT_BASE=$((base + 50)) PAYRAFT_PAYD="$root/build-release/bin/payd" scripts/cluster.sh stop --dir "$work/c1" >/dev/null 2>&1
+  [ -d "$work/pg" ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$work/pg" stop -m fast >/dev/null 2>&1
+  [ "$keep" -eq 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+scripts/deps.sh
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  echo "bench: installing postgresql-15"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+fi
+echo "bench: building Release into build-release/"
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/null
+payctl="$root/build-release/bin/payctl"
+paybench="$root/build-release/bin/paybench"
+
+# One Payraft cluster: start, create the app, run paybench at every concurrency.
+# run_payraft NAME NODES PORT_BASE
+declare -A tput p99
+run_payraft() {
+  local name=$1 nodes=$2 pbase=$3 dir="$work/$1"
+  PAYRAFT_PORT_BASE=$pbase PAYRAFT_APP_RATE=0 PAYRAFT_PAYD="$root/build-release/bin/payd" \
+    scripts/cluster.sh start --nodes "$nodes" --no-sandbox --dir "$dir" >/dev/null
+  local servers="" i
+  for i in $(seq 1 "$nodes"); do servers="$servers,127.0.0.1:$((pbase + 100 + i))"; done
+  servers=${servers#,}
+  local secret="$dir/bench.secret" out=""
+  for _ in $(seq 1 100); do
+    out=$("$payctl" --server "127.0.0.1:$((pbase + 101))" --admin-secret-file "$dir/admin.secret" \
+      --json app.create --app-id benchapp --name bench --notify-url https://bench.example/n \
+      --channels wechat 2>/dev/null) && break
+    sleep 0.2
+  done
+  echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$secret"
+  [ -s "$secret" ] || { echo "bench: could not create the app on $name: $out" >&2; exit 1; }
+  for c in $conns; do
+    local depth=1
+    [ "$c" -gt 1 ] && depth=8
+    local json
+    json=$("$paybench" --servers "$servers" --app benchapp --secret-file "$secret" \
+      --connections "$c" --depth "$depth" --seconds "$seconds" --warmup 2 --json)
+    echo "  $name c=$c depth=$depth: $json"
+    tput[$name,$c]=$(echo "$json" | sed -n 's/.*"throughput_ops_s": \([0-9.]*\).*/\1/p')
+    p99[$name,$c]=$(echo "$json" | sed -n 's/.*"p99_ms": \([0-9.]*\).*/\1/p')
+  done
+  PAYRAFT_PORT_BASE=$pbase PAYRAFT_PAYD="$root/build-release/bin/payd" scripts/cluster.sh stop --dir "$dir" >/dev/null
+}
+
+echo "bench: Payraft, 3 nodes"
+run_payraft c3 3 "$base"
+echo "bench: Payraft, 1 node (no replication)"
+run_payraft c1 1 $((base + 50))
+
+echo "bench: PostgreSQL 15 (fsync=on, synchronous_commit=on) on port $pg_port"
+pgbin=/usr/lib/postgresql/15/bin
+mkdir -p "$work/pg" && chown postgres "$work" "$work/pg"
+runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust >/dev/null
+cat >> "$work/pg/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+fsync = on
+synchronous_commit = on
+max_connections = 300
+unix_socket_directories = '$work'
+CONF
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+psql=(runuser -u postgres -- /usr/bin/psql -q -h 127.0.0.1 -p "$pg_port")
+"${psql[@]}" -c "CREATE DATABASE bench" postgres
+"${psql[@]}" bench <<'SQL'
+CREATE SEQUENCE mono;
+CREATE TABLE orders (
+  order_id text PRIMARY KEY, app_id text NOT NULL, merchant_order_no text NOT NULL,
+  amount bigint NOT NULL, currency text NOT NULL, subject text NOT NULL, channel text NOT NULL,
+  status text NOT NULL, pay_url text, channel_trade_no text, refunded_amount bigint NOT NULL,
+  created_at bigint NOT NULL, paid_at bigint, expire_at bigint NOT NULL,
+  UNIQUE (app_id, merchant_order_no));
+CREATE INDEX orders_app_created ON orders (app_id, created_at);
+SQL
+cat > "$work/insert.sql" <<'SQL'
+\set a random(1000, 1999)
+INSERT INTO orders VALUES ('P' || nextval('mono'), 'benchapp', 'pg-' || currval('mono'), :a, 'CNY',
+  'paybench', 'wechat', 'WAITING', NULL, NULL, 0,
+  (extract(epoch from now()) * 1000)::bigint, NULL, (extract(epoch from now()) * 1000)::bigint + 1800000);
+SQL
+chown postgres "$work/insert.sql"
+for c in $conns; do
+  jobs=$(( c < 2 ? 1 : 2 ))
+  rm -f "$work"/pglog*
+  (cd "$work" && runuser -u postgres -- /usr/bin/pgbench -n -h 127.0.0.1 -p "$pg_port" -U postgres \
+    -c "$c" -j "$jobs" -T "$seconds" -f insert.sql --log --log-prefix=pglog bench > "$work/pgbench.out" 2>&1)
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.out" | head -1)
+  p=$(cat "$work"/pglog* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]/1000}')
+  echo "  postgres c=$c: tps $tps p99 ${p} ms"
+  tput[pg,$c]=$tps
+  p99[pg,$c]=$p
+done
+
+printf '\n%-12s | %-26s | %-26s | %-22s | %s\n' "connections" "Payraft 3 nodes ops/s (p99)" \
+  "Payraft 1 node ops/s (p99)" "PostgreSQL tps (p99)" "3-node / PostgreSQL"
+printf -- '-------------|----------------------------|----------------------------|------------------------|--------------------\n'
+for c in $conns; do
+  ratio=$(awk -v a="${tput[c3,$c]:-0}" -v b="${tput[pg,$c]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }')
+  printf '%-12s | %10.0f (%8s ms) | %10.0f (%8s ms) | %8.0f (%8s ms) | %s\n' "$c" \
+    "${tput[c3,$c]:-0}" "${p99[c3,$c]:-?}" "${tput[c1,$c]:-0}" "${p99[c1,$c]:-?}" \
+    "${tput[pg,$c]:-0}" "${p99[pg,$c]:-?}" "$ratio"
+done
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
