@@ -1475,7 +1475,9 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
 fail:
     /* Start-up failures end the process (payd exits with the logged reason); free what is
      * simple to free and let the OS reclaim the rest of a half-started raft. */
-    RT_ERROR("node %llu failed to start: %s", (unsigned long long)config->node_id, rt_strerror(rv));
+    if (rv == RT_ENOMEM) {
+        RT_ERROR("node %llu failed to start: out of memory", (unsigned long long)config->node_id);
+    } /* Every other failure was logged where it happened, with its reason. */
     return rv;
 }
 
