@@ -250,8 +250,13 @@ static bool op_is(const struct api_request *req, const char *op)
 /* Verify the signature: admin with the admin secret; an app with its secret (HMAC) or its
  * registered public key (Ed25519, RSA-SHA256), read from this node's replica of the meta
  * group (no hop). */
+/* @keys: the app's ACT_APP_KEYS reply when already fetched from the meta leader, or NULL to
+ * read this node's replica. Returns RT_ENOTFOUND (and nothing else) when the app is unknown
+ * here and the caller should ask the meta leader: an app created a moment ago through another
+ * node may not have reached this replica yet. */
 static int server_authenticate(struct api_server *server, const struct api_request *req,
-                               struct api_auth *auth, const char **reason)
+                               struct api_auth *auth, const char **reason, const uint8_t *keys,
+                               size_t keys_len)
 {
     memset(auth, 0, sizeof(*auth));
     *reason = "signature does not match";
@@ -267,10 +272,9 @@ static int server_authenticate(struct api_server *server, const struct api_reque
                              .op = ACT_APP_KEYS,
                              .key = (const uint8_t *)req->app,
                              .key_len = req->app_len};
-    struct rt_reply reply;
-    if (cl_node_meta_read(server->node, &cmd, &reply) != 0) {
-        *reason = "unknown app";
-        return RT_EUNAUTH;
+    struct rt_reply reply = {.body = keys, .body_len = (uint32_t)keys_len};
+    if (keys == NULL && cl_node_meta_read(server->node, &cmd, &reply) != 0) {
+        return RT_ENOTFOUND;
     }
     char secret[ACT_APP_SECRET_HEX_BYTES + 1] = {0};
     char pem[ACT_APP_PUBLIC_KEY_BYTES_MAX + 1] = {0};
@@ -551,7 +555,72 @@ static int server_rate(struct api_server *server, const char *app, uint64_t now)
     return 0;
 }
 
+static void server_request_keys(struct api_conn *conn, const uint8_t *payload, size_t len,
+                                const uint8_t *keys, size_t keys_len);
+
+/* A request whose app is unknown on this replica, waiting for the meta leader's answer. */
+struct api_pending_auth {
+    struct api_conn *conn;
+    size_t len;
+    uint8_t payload[]; /* A copy: the frame pointed into the shared read buffer. */
+};
+
+static void pending_auth_done(void *arg, int code, const uint8_t *body, size_t body_len,
+                              const char *msg)
+{
+    struct api_pending_auth *p = arg;
+    struct api_conn *conn = p->conn;
+    (void)msg;
+    if (!conn->closing) {
+        if (code == 0) {
+            server_request_keys(conn, p->payload, p->len, body, body_len);
+        } else {
+            struct api_request req;
+            struct api_envelope_error err;
+            api_envelope_decode(p->payload, p->len, &req, &err);
+            conn_respond(conn, err.id, code == RT_ENOTFOUND ? RT_EUNAUTH : code,
+                         code == RT_ENOTFOUND ? "unknown app" : NULL, NULL, 0);
+        }
+    }
+    free(p);
+    conn->inflight--;
+    conn_release(conn);
+}
+
+/* Ask the meta leader for the app's keys, then process the request again. */
+static int server_auth_via_leader(struct api_conn *conn, const struct api_request *req,
+                                  const uint8_t *payload, size_t len)
+{
+    struct api_pending_auth *p = malloc(sizeof(*p) + len);
+    if (p == NULL) {
+        return RT_ENOMEM;
+    }
+    p->conn = conn;
+    p->len = len;
+    memcpy(p->payload, payload, len);
+    struct cl_target meta = {CL_TARGET_META, 0, NULL, 0};
+    struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
+                             .actor_type = ACT_TYPE_APP,
+                             .op = ACT_APP_KEYS,
+                             .key = (const uint8_t *)req->app,
+                             .key_len = req->app_len};
+    int rv = cl_node_query_to(conn->server->node, &meta, &cmd, CL_READ_LINEARIZABLE,
+                              pending_auth_done, p);
+    if (rv != 0) {
+        free(p);
+        return rv;
+    }
+    conn->inflight++;
+    return 0;
+}
+
 static void server_request(struct api_conn *conn, const uint8_t *payload, size_t len)
+{
+    server_request_keys(conn, payload, len, NULL, 0);
+}
+
+static void server_request_keys(struct api_conn *conn, const uint8_t *payload, size_t len,
+                                const uint8_t *keys, size_t keys_len)
 {
     struct api_server *server = conn->server;
     struct api_request req;
@@ -567,7 +636,13 @@ static void server_request(struct api_conn *conn, const uint8_t *payload, size_t
     uint64_t now = rt_clock_now_ms(&server->clock);
     const char *reason = NULL;
     struct api_auth auth;
-    if ((rv = server_authenticate(server, &req, &auth, &reason)) != 0) {
+    if ((rv = server_authenticate(server, &req, &auth, &reason, keys, keys_len)) == RT_ENOTFOUND) {
+        rv = server_auth_via_leader(conn, &req, payload, len);
+        if (rv == 0) {
+            return; /* Continues in pending_auth_done. */
+        }
+        reason = rv == RT_EUNAVAIL ? "the meta group has no leader yet: retry" : NULL;
+    } else if (rv != 0) {
         /* Signature first: an unsigned request learns nothing, not even about its clock. */
     } else if ((rv = api_envelope_check_time(&req, now)) != 0) {
         reason = "ts: more than 300 s from the server's clock";
