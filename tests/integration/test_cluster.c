@@ -174,7 +174,33 @@ static int setup(void **state)
         fprintf(stderr, "itest: could not create the app\n");
         return -1;
     }
-    usleep(300 * 1000); /* Every node applies the meta entry: admin requests check the app. */
+    /* Admin requests check the app on the receiving node's replica: wait until every node
+     * has applied it (an order lookup there says "no such order", not "no such app"). */
+    for (unsigned n = 1; n <= NODES; n++) {
+        uint64_t t1 = itest_now_ms();
+        for (;;) {
+            struct itest_client q;
+            struct rt_buf kb;
+            rt_buf_init(&kb, 1024);
+            struct itest_reply kr;
+            itest_reply_init(&kr);
+            bool ready = itest_connect(&q, &cluster, n, 2000);
+            size_t klen = itest_order_key_body(&kb, "itest", "probe", "stale");
+            ready = ready && itest_call(&q, "order.get", kb.data, klen, &kr, CALL_MS) &&
+                    strstr(kr.msg, "no such app") == NULL;
+            itest_close(&q);
+            itest_reply_free(&kr);
+            rt_buf_free(&kb);
+            if (ready) {
+                break;
+            }
+            if (itest_now_ms() - t1 > 10000) {
+                fprintf(stderr, "itest: node %u never learned the app\n", n);
+                return -1;
+            }
+            usleep(50 * 1000);
+        }
+    }
     printf("itest: all %u shards have leaders and every node has the cluster map %llu ms "
            "after start\n",
            SHARDS, (unsigned long long)(itest_now_ms() - t0));
