@@ -1007,3 +1007,52 @@ struct api_nonce_stats api_nonce_cache_stats(const struct api_nonce_cache *cache
     assert(cache->count <= cache->capacity);
     return cache->stats;
 }
+
+int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req, const uint8_t *key,
+                            size_t key_len)
+{
+    assert(out != NULL && req != NULL);
+    assert(req->op != NULL && req->app != NULL && req->nonce != NULL);
+    uint8_t mac[API_SIG_HMAC_BYTES];
+    int rv = api_request_hmac(req, key, key_len, mac);
+    if (rv != 0) {
+        return rv;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char sig[12 + 2 * API_SIG_HMAC_BYTES];
+    memcpy(sig, "hmac-sha256=", 12);
+    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
+        sig[12 + 2 * i] = hex[mac[i] >> 4];
+        sig[12 + 2 * i + 1] = hex[mac[i] & 15];
+    }
+    size_t start;
+    rv = api_frame_begin(out, &start);
+    if (rv != 0) {
+        return rv;
+    }
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, 8);
+    rt_mp_write_str(&w, "v", 1);
+    rt_mp_write_uint(&w, 1);
+    rt_mp_write_str(&w, "id", 2);
+    rt_mp_write_uint(&w, req->id);
+    rt_mp_write_str(&w, "op", 2);
+    rt_mp_write_str(&w, req->op, req->op_len);
+    rt_mp_write_str(&w, "app", 3);
+    rt_mp_write_str(&w, req->app, req->app_len);
+    rt_mp_write_str(&w, "ts", 2);
+    rt_mp_write_uint(&w, req->ts_ms);
+    rt_mp_write_str(&w, "nonce", 5);
+    rt_mp_write_str(&w, req->nonce, req->nonce_len);
+    rt_mp_write_str(&w, "body", 4);
+    rt_mp_write_bin(&w, req->body, req->body_len);
+    rt_mp_write_str(&w, "sig", 3);
+    rt_mp_write_str(&w, sig, sizeof(sig));
+    rv = rt_mp_writer_error(&w);
+    if (rv != 0) {
+        rt_buf_truncate(out, start);
+        return rv;
+    }
+    return api_frame_finish(out, start); /* Truncates back to start on failure. */
+}

@@ -149,6 +149,14 @@ int api_signing_string(const struct api_request *req, struct rt_buf *out);
 int api_request_hmac(const struct api_request *req, const uint8_t *key, size_t key_len,
                      uint8_t mac[API_SIG_HMAC_BYTES]);
 
+/* Append to @out one complete request frame for @req (its id, ts_ms, op, app, nonce and body
+ * as given; req->sig is ignored) signed "hmac-sha256=" with @key: what every client sends. The
+ * keys are written in the order v, id, op, app, ts, nonce, body, sig. RT_EINVAL for an empty
+ * key, RT_ETOOLARGE past out->max or API_FRAME_BYTES_MAX, RT_ENOMEM; @out is unchanged on
+ * failure. */
+int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req, const uint8_t *key,
+                            size_t key_len);
+
 /* Check @req's signature against the app secret @key. 0 if it is an hmac-sha256 signature and
  * it matches (compared in constant time); RT_EUNAUTH if it does not match or the request is
  * signed with another scheme; RT_EINVAL for an empty key; RT_EINTERNAL if OpenSSL fails. */

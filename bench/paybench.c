@@ -198,39 +198,12 @@ static void pb_send(struct pb_conn *c)
                               .nonce_len = (uint32_t)strlen(nonce),
                               .body = body.data,
                               .body_len = (uint32_t)body.len};
-    uint8_t mac[API_SIG_HMAC_BYTES];
-    char sig[16 + 2 * API_SIG_HMAC_BYTES + 1];
-    api_request_hmac(&req, pb->secret, pb->secret_len, mac);
-    int n = snprintf(sig, sizeof(sig), "hmac-sha256=");
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
-        sig[n++] = hex[mac[i] >> 4];
-        sig[n++] = hex[mac[i] & 15];
-    }
-    sig[n] = '\0';
     struct pb_write *pw = malloc(sizeof(*pw) + 1024);
+    if (pw == NULL) {
+        return;
+    }
     struct rt_buf out = {.data = pw->bytes, .len = 0, .cap = 1024, .max = 1024};
-    size_t start;
-    api_frame_begin(&out, &start);
-    rt_mp_writer_init(&w, &out);
-    rt_mp_write_map(&w, 8);
-    rt_mp_write_cstr(&w, "v");
-    rt_mp_write_uint(&w, 1);
-    rt_mp_write_cstr(&w, "id");
-    rt_mp_write_uint(&w, id);
-    rt_mp_write_cstr(&w, "op");
-    rt_mp_write_cstr(&w, op);
-    rt_mp_write_cstr(&w, "app");
-    rt_mp_write_cstr(&w, pb->app);
-    rt_mp_write_cstr(&w, "ts");
-    rt_mp_write_uint(&w, ts);
-    rt_mp_write_cstr(&w, "nonce");
-    rt_mp_write_cstr(&w, nonce);
-    rt_mp_write_cstr(&w, "body");
-    rt_mp_write_bin(&w, body.data, body.len);
-    rt_mp_write_cstr(&w, "sig");
-    rt_mp_write_cstr(&w, sig);
-    if (rt_mp_writer_error(&w) != 0 || api_frame_finish(&out, start) != 0) {
+    if (api_request_encode_hmac(&out, &req, pb->secret, pb->secret_len) != 0) {
         free(pw);
         return;
     }

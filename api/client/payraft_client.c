@@ -723,48 +723,7 @@ static int encode_request(struct pr_client *c, struct pr_req *r)
                               .nonce_len = CLIENT_NONCE_BYTES,
                               .body = r->body,
                               .body_len = r->body_len};
-    uint8_t mac[API_SIG_HMAC_BYTES];
-    int rv = api_request_hmac(&req, c->secret, c->secret_len, mac);
-    if (rv != 0) {
-        return pr_from_rt(rv);
-    }
-    static const char hex[] = "0123456789abcdef";
-    char sig[CLIENT_SIG_TEXT_BYTES];
-    memcpy(sig, "hmac-sha256=", 12);
-    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
-        sig[12 + 2 * i] = hex[mac[i] >> 4];
-        sig[12 + 2 * i + 1] = hex[mac[i] & 15];
-    }
-    size_t start;
-    rv = api_frame_begin(&c->out, &start);
-    if (rv != 0) {
-        return pr_from_rt(rv);
-    }
-    struct rt_mp_writer w;
-    rt_mp_writer_init(&w, &c->out);
-    rt_mp_write_map(&w, 8);
-    rt_mp_write_str(&w, "v", 1);
-    rt_mp_write_uint(&w, API_PROTOCOL_VERSION);
-    rt_mp_write_str(&w, "id", 2);
-    rt_mp_write_uint(&w, id);
-    rt_mp_write_str(&w, "op", 2);
-    rt_mp_write_str(&w, r->op, r->op_len);
-    rt_mp_write_str(&w, "app", 3);
-    rt_mp_write_str(&w, c->app, c->app_len);
-    rt_mp_write_str(&w, "ts", 2);
-    rt_mp_write_uint(&w, req.ts_ms);
-    rt_mp_write_str(&w, "nonce", 5);
-    rt_mp_write_str(&w, nonce, CLIENT_NONCE_BYTES);
-    rt_mp_write_str(&w, "body", 4);
-    rt_mp_write_bin(&w, r->body, r->body_len);
-    rt_mp_write_str(&w, "sig", 3);
-    rt_mp_write_str(&w, sig, CLIENT_SIG_TEXT_BYTES - 1);
-    rv = rt_mp_writer_error(&w);
-    if (rv != 0) {
-        rt_buf_truncate(&c->out, start);
-        return pr_from_rt(rv);
-    }
-    rv = api_frame_finish(&c->out, start); /* Truncates back to start on failure. */
+    int rv = api_request_encode_hmac(&c->out, &req, c->secret, c->secret_len);
     if (rv != 0) {
         return pr_from_rt(rv);
     }
