@@ -235,6 +235,40 @@ static void server_status(struct api_conn *conn, uint64_t id)
                  server->scratch.len);
 }
 
+/* cluster.shards (any authenticated caller): where each shard's leader takes requests, so
+ * that a client can send a command straight to the leader of its key's shard
+ * (shard = FNV-1a-64(actor key) mod shard_count, docs/storage.md) and save the forwarding. */
+static void server_shards(struct api_conn *conn, uint64_t id)
+{
+    struct api_server *server = conn->server;
+    uint16_t count = cl_node_shard_count(server->node);
+    rt_buf_reset(&server->scratch);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &server->scratch);
+    rt_mp_write_map(&w, 2);
+    rt_mp_write_cstr(&w, "shard_count");
+    rt_mp_write_uint(&w, count);
+    rt_mp_write_cstr(&w, "shards");
+    rt_mp_write_array(&w, count);
+    for (uint16_t s = 0; s < count; s++) {
+        const char *api_addr;
+        uint64_t leader = cl_node_shard_leader(server->node, s, &api_addr);
+        rt_mp_write_map(&w, 3);
+        rt_mp_write_cstr(&w, "shard_id");
+        rt_mp_write_uint(&w, s);
+        rt_mp_write_cstr(&w, "leader");
+        if (leader != 0) {
+            rt_mp_write_uint(&w, leader);
+        } else {
+            rt_mp_write_nil(&w);
+        }
+        rt_mp_write_cstr(&w, "leader_api");
+        rt_mp_write_cstr(&w, api_addr); /* nil when unknown */
+    }
+    int rv = rt_mp_writer_error(&w);
+    conn_respond(conn, id, rv, NULL, server->scratch.data, server->scratch.len);
+}
+
 /* Who signed a request. */
 struct api_auth {
     bool admin;
@@ -663,6 +697,10 @@ static void server_request_keys(struct api_conn *conn, const uint8_t *payload, s
         } else {
             server_status(conn, req.id);
         }
+        return;
+    }
+    if (op_is(&req, "cluster.shards")) {
+        server_shards(conn, req.id);
         return;
     }
     if (op_is(&req, "app.create") || op_is(&req, "app.get")) {

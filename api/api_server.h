@@ -12,7 +12,8 @@
  * app may send config->app_rate requests per second to one node (token bucket, one second of
  * burst), beyond which it gets RATE_LIMITED. Admin requests are not rate limited.
  *
- * Operations: cluster.status (admin), app.create (admin), app.get (admin or the app itself),
+ * Operations: cluster.status (admin), cluster.shards (any signed caller: where each shard's
+ * leader takes requests), app.create (admin), app.get (admin or the app itself),
  * order.create / order.get / order.close (an app on its own orders; admin for the app named by
  * body.app_id). docs/protocol.md documents them; other CONTRACT operations answer
  * INVALID_ARGUMENT until their issues land.

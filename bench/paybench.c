@@ -1,7 +1,12 @@
 /* paybench: a load generator that speaks the real wire protocol with signed requests.
  *
  *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
- *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json]
+ *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json] [--route]
+ *
+ * --route: ask the cluster where each shard's leader is (cluster.shards) and have each
+ * connection create only orders whose shard its node leads, so that no request is forwarded
+ * (what a client that routes by key achieves). The order numbers stay unique and spread over
+ * every shard whose leader takes connections.
  *
  * N connections (spread over the servers) each keep D requests in flight. Latency is measured
  * per request from send to reply and kept in a log-linear histogram (no averages), throughput
@@ -9,7 +14,11 @@
  * collide. Client CPU time is printed so that a saturated client is visible. Prints figures;
  * asserts nothing; exits 0 unless it could not run at all.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
@@ -24,6 +33,7 @@
 #include "rt_buf.h"
 #include "rt_clock.h"
 #include "rt_error.h"
+#include "rt_key.h"
 #include "rt_mp.h"
 
 #define PB_CONNECTIONS_MAX 1024u
@@ -39,10 +49,17 @@ enum pb_op { PB_CREATE, PB_CREATE_GET, PB_PAY };
 
 struct pb_conn;
 
+#define PB_ROUTE_TRIES 4096u
+
 struct pb {
     uv_loop_t *loop;
     struct sockaddr_in servers[PB_SERVERS_MAX];
+    char server_names[PB_SERVERS_MAX][64];
     unsigned server_count;
+    bool route;
+    unsigned shard_count;
+    int shard_server[RT_SHARDS_MAX];       /* Index into servers of each shard's leader, or -1. */
+    unsigned server_leads[PB_SERVERS_MAX]; /* Shards each server leads. */
     const char *app;
     uint8_t secret[256];
     size_t secret_len;
@@ -161,7 +178,23 @@ static void pb_send(struct pb_conn *c)
         op = "order.get";
         seq = c->seq - 1;
     } else {
-        c->seq++;
+        /* With --route, skip numbers whose shard another node leads (bounded: a node that
+         * leads no shard sends whatever comes next, and the cluster forwards it). */
+        for (unsigned tries = 0;; tries++) {
+            seq = c->seq++;
+            if (!pb->route || tries == PB_ROUTE_TRIES ||
+                pb->server_leads[c->index % pb->server_count] == 0) {
+                break;
+            }
+            char key[160];
+            int n = snprintf(key, sizeof(key), "%s/pb%s-%u-%" PRIu64, pb->app, pb->run_id, c->index,
+                             seq);
+            uint16_t shard =
+                rt_shard_of((const uint8_t *)key, (size_t)n, (uint16_t)pb->shard_count);
+            if (pb->shard_server[shard] == (int)(c->index % pb->server_count)) {
+                break;
+            }
+        }
     }
     snprintf(mono, sizeof(mono), "pb%s-%u-%" PRIu64, pb->run_id, c->index, seq);
     snprintf(nonce, sizeof(nonce), "pb%s-%u-%" PRIu64, pb->run_id, c->index, id);
@@ -354,6 +387,8 @@ static int parse_servers(struct pb *pb, const char *list)
             return -1;
         }
         *colon = '\0';
+        snprintf(pb->server_names[pb->server_count], sizeof(pb->server_names[0]), "%s:%s", tok,
+                 colon + 1);
         if (parse_uint(colon + 1, 1, 65535, &port) != 0 ||
             uv_ip4_addr(tok, (int)port, &pb->servers[pb->server_count]) != 0) {
             return -1;
@@ -382,6 +417,105 @@ static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
     memcpy(out, line, n);
     *len = n;
     return 0;
+}
+
+/* --route: fetch cluster.shards from the first server with one blocking request. */
+static int pb_fetch_routes(struct pb *pb)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 ||
+        connect(fd, (const struct sockaddr *)&pb->servers[0], sizeof(pb->servers[0])) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    char nonce[48];
+    snprintf(nonce, sizeof(nonce), "pb%s-route", pb->run_id);
+    struct rt_clock clock;
+    rt_clock_init_system(&clock);
+    const uint8_t empty[] = {0x80};
+    struct api_request req = {.id = 1,
+                              .ts_ms = rt_clock_now_ms(&clock),
+                              .op = "cluster.shards",
+                              .op_len = 14,
+                              .app = pb->app,
+                              .app_len = (uint32_t)strlen(pb->app),
+                              .nonce = nonce,
+                              .nonce_len = (uint32_t)strlen(nonce),
+                              .body = empty,
+                              .body_len = 1};
+    struct rt_buf out;
+    rt_buf_init(&out, 4096);
+    uint8_t head[4];
+    uint8_t *payload = NULL;
+    int rv = api_request_encode_hmac(&out, &req, pb->secret, pb->secret_len);
+    if (rv == 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len &&
+        recv(fd, head, 4, MSG_WAITALL) == 4) {
+        uint32_t len = rt_get_be32(head);
+        payload = len > 0 && len <= API_FRAME_BYTES_MAX ? malloc(len) : NULL;
+        rv = payload != NULL && recv(fd, payload, len, MSG_WAITALL) == (ssize_t)len ? (int)len : -1;
+    } else {
+        rv = -1;
+    }
+    close(fd);
+    rt_buf_free(&out);
+    for (unsigned s = 0; s < RT_SHARDS_MAX; s++) {
+        pb->shard_server[s] = -1;
+    }
+    /* {id, ok, code, msg, body: {shard_count, shards: [{shard_id, leader, leader_api}]}} */
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, payload, rv > 0 ? (size_t)rv : 0);
+    uint32_t n;
+    int found = -1;
+    if (rv > 0 && rt_mp_read_map(&r, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            const char *k;
+            uint32_t kl, m, count;
+            if (rt_mp_read_str(&r, &k, &kl) != 0) {
+                break;
+            }
+            if (!rt_mp_key_is(k, kl, "body")) {
+                rt_mp_skip(&r);
+                continue;
+            }
+            uint64_t shards = 0;
+            if (rt_mp_read_map(&r, &m) != 0 || m != 2 || rt_mp_read_str(&r, &k, &kl) != 0 ||
+                rt_mp_read_uint(&r, &shards) != 0 || shards == 0 || shards > RT_SHARDS_MAX ||
+                rt_mp_read_str(&r, &k, &kl) != 0 || rt_mp_read_array(&r, &count) != 0 ||
+                count != shards) {
+                break;
+            }
+            pb->shard_count = (unsigned)shards;
+            for (uint32_t sh = 0; sh < count; sh++) {
+                uint32_t fields;
+                if (rt_mp_read_map(&r, &fields) != 0) {
+                    break;
+                }
+                for (uint32_t f = 0; f < fields; f++) {
+                    const char *v;
+                    uint32_t vl;
+                    if (rt_mp_read_str(&r, &k, &kl) != 0) {
+                        break;
+                    }
+                    if (rt_mp_key_is(k, kl, "leader_api") && rt_mp_read_str(&r, &v, &vl) == 0) {
+                        for (unsigned sv = 0; sv < pb->server_count; sv++) {
+                            if (strlen(pb->server_names[sv]) == vl &&
+                                memcmp(pb->server_names[sv], v, vl) == 0) {
+                                pb->shard_server[sh] = (int)sv;
+                                pb->server_leads[sv]++;
+                            }
+                        }
+                    } else {
+                        rt_mp_skip(&r);
+                    }
+                }
+            }
+            found = 0;
+        }
+    }
+    free(payload);
+    return found;
 }
 
 static void usage(void)
@@ -416,6 +550,9 @@ int main(int argc, char **argv)
         int bad = 0;
         if (strcmp(argv[i], "--json") == 0) {
             pb.json = true;
+            continue;
+        } else if (strcmp(argv[i], "--route") == 0) {
+            pb.route = true;
             continue;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage();
@@ -469,6 +606,10 @@ int main(int argc, char **argv)
     RAND_bytes(rnd, sizeof(rnd));
     for (int i = 0; i < 8; i++) {
         snprintf(pb.run_id + 2 * i, 3, "%02x", rnd[i]);
+    }
+    if (pb.route && pb_fetch_routes(&pb) != 0) {
+        fprintf(stderr, "paybench: --route: cannot read cluster.shards from the first server\n");
+        return 2;
     }
     pb.loop = uv_default_loop();
     pb.conns = calloc(pb.connections, sizeof(*pb.conns));

@@ -1575,6 +1575,22 @@ uint16_t cl_node_shard_count(const struct cl_node *node)
     return node->config.shard_count;
 }
 
+uint64_t cl_node_shard_leader(struct cl_node *node, uint16_t shard, const char **api_addr)
+{
+    assert(node != NULL && api_addr != NULL);
+    *api_addr = NULL;
+    if (shard >= node->config.shard_count || node->groups[shard].closed) {
+        return 0;
+    }
+    uint64_t leader = group_leader(&node->groups[shard]);
+    unsigned m = node_member_index(node, leader);
+    if (leader == 0 || m == CL_MEMBERS_MAX) {
+        return 0;
+    }
+    *api_addr = node->members[m].api_addr;
+    return leader;
+}
+
 uint64_t cl_node_id(const struct cl_node *node)
 {
     assert(node != NULL);

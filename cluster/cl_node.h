@@ -122,6 +122,9 @@ int cl_node_meta_read(struct cl_node *node, const struct rt_command *cmd, struct
 void cl_node_status(struct cl_node *node, struct rt_mp_writer *w);
 uint16_t cl_node_shard_count(const struct cl_node *node);
 uint64_t cl_node_id(const struct cl_node *node);
+/* The leader of shard @shard as this node knows it: its id (0 if none) and API address (NULL
+ * if none). The address belongs to the node and stays valid while it runs. */
+uint64_t cl_node_shard_leader(struct cl_node *node, uint16_t shard, const char **api_addr);
 /* Graceful stop: hand every leadership to another voter (bounded wait), close every group,
  * the links and the peer port, flush and close the store, then call @cb. Commands still
  * waiting are answered UNAVAILABLE. */

@@ -171,6 +171,10 @@ static void apps_see_themselves_only(void **state)
     const uint8_t empty[] = {0x80};
     assert_true(itest_call_as(&c, &app_a.sign, "cluster.status", empty, 1, &reply, CALL_MS));
     assert_string_equal(reply.code, "FORBIDDEN");
+    /* The shard map is for every signed caller: smart clients route with it. */
+    assert_true(itest_call_as(&c, &app_a.sign, "cluster.shards", empty, 1, &reply, CALL_MS));
+    assert_string_equal(reply.code, "OK");
+    assert_true(memmem(reply.body.data, reply.body.len, "leader_api", 10) != NULL);
     itest_reply_free(&reply);
     rt_buf_free(&body);
     itest_close(&c);
