@@ -107,6 +107,11 @@ static void write_cb(uv_write_t *req, int status)
     conn_release(conn);
 }
 
+static void conn_close(struct api_conn *conn);
+
+/* Queue @bytes for the client. A response that cannot be queued closes the connection: the
+ * client sees a broken connection and retries, rather than waiting for an answer that never
+ * comes. */
 static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
 {
     if (conn->closing) {
@@ -114,6 +119,8 @@ static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
     }
     struct api_write *w = malloc(sizeof(*w) + len);
     if (w == NULL) {
+        RT_WARN("api: out of memory for a response: closing the connection");
+        conn_close(conn);
         return;
     }
     memcpy(w->bytes, bytes, len);
@@ -123,6 +130,7 @@ static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
     uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)len);
     if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) != 0) {
         free(w);
+        conn_close(conn);
         return;
     }
     conn->inflight++;
@@ -138,6 +146,7 @@ static void conn_respond(struct api_conn *conn, uint64_t id, int code, const cha
         rt_buf_reset(&server->out);
         if (api_response_encode(&server->out, id, RT_EINTERNAL, "response too large", NULL, 0) !=
             0) {
+            conn_close(conn); /* Not even an error fits (out of memory): do not go silent. */
             return;
         }
     }

@@ -153,7 +153,6 @@ static void pb_count_code(struct pb *pb, const char *code, uint32_t len)
 
 struct pb_write {
     uv_write_t req;
-    size_t len;
     uint8_t bytes[];
 };
 

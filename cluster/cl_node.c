@@ -38,6 +38,7 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 #define NODE_STOP_TRANSFER_MS 2000u
 #define NODE_FORWARDS_SLOTS   131072u /* Power of two, > 2 x CL_INFLIGHT_MAX. */
 #define NODE_TIMERS_PER_ENTRY 256u
+#define NODE_EXPIRY_SCAN_MS   250u
 
 struct waiter {
     cl_reply_cb cb;
@@ -168,6 +169,8 @@ struct cl_node {
     struct out_link out[CL_MEMBERS_MAX];
     struct cl_link *in[CL_MEMBERS_MAX * 4];
     struct forward *forwards;
+    uint32_t forwards_count; /* Occupied slots of forwards. */
+    uint64_t last_expiry_ms; /* When forwards were last scanned for timeouts. */
     uint64_t next_req_id;
     unsigned inflight;
     struct deferred *deferred_head, *deferred_tail;
@@ -388,6 +391,8 @@ static void forward_remove(struct cl_node *node, struct forward *f)
     /* Backward-shift deletion keeps the probe chains intact. */
     uint32_t mask = NODE_FORWARDS_SLOTS - 1;
     uint32_t i = (uint32_t)(f - node->forwards);
+    assert(node->forwards_count > 0);
+    node->forwards_count--;
     node->forwards[i].req_id = 0;
     for (uint32_t j = (i + 1) & mask; node->forwards[j].req_id != 0; j = (j + 1) & mask) {
         struct forward moved = node->forwards[j];
@@ -427,16 +432,24 @@ static int node_forward(struct cl_node *node, unsigned leader, int kind,
     }
     struct forward *f = forward_slot(node, req_id, true);
     f->req_id = req_id;
+    node->forwards_count++;
     f->waiter = w;
     f->deadline_ms = node_now(node) + CL_FORWARD_TIMEOUT_MS;
     node->inflight++;
     return 0;
 }
 
+/* Answer forwards past their deadline (or all of them, when stopping). The table is large, so
+ * it is scanned only when it holds something, and at most every NODE_EXPIRY_SCAN_MS: a timeout
+ * reported up to that much late is fine, a full scan every tick is not. */
 static void node_expire_forwards(struct cl_node *node, bool all)
 {
     uint64_t now = node_now(node);
-    for (uint32_t i = 0; i < NODE_FORWARDS_SLOTS; i++) {
+    if (node->forwards_count == 0 || (!all && now - node->last_expiry_ms < NODE_EXPIRY_SCAN_MS)) {
+        return;
+    }
+    node->last_expiry_ms = now;
+    for (uint32_t i = 0; i < NODE_FORWARDS_SLOTS && node->forwards_count > 0; i++) {
         struct forward *f = &node->forwards[i];
         if (f->req_id != 0 && (all || now >= f->deadline_ms)) {
             struct waiter w = f->waiter;
@@ -916,9 +929,8 @@ static void node_on_request(struct cl_node *node, unsigned member, struct rt_mp_
         rv = node_route(node, (int)kind, &target, &cmd, (struct waiter){remote_reply, rr});
     }
     if (rv != 0) {
-        node->inflight++; /* remote_reply via waiter_done expects it counted. */
-        waiter_done(node, (struct waiter){remote_reply, rr}, rv, NULL, 0,
-                    rv == RT_EUNAVAIL ? "no leader for the shard on this node" : rt_strerror(rv));
+        remote_reply(rr, rv, NULL, 0,
+                     rv == RT_EUNAVAIL ? "no leader for the shard on this node" : rt_strerror(rv));
     }
 }
 

@@ -17,12 +17,13 @@ verb="${1:-}"
 [ -n "$verb" ] || usage
 shift
 nodes=3
+nodes_given=0
 dir="run/cluster"
 sandbox=1
 target=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --nodes) [ $# -ge 2 ] || usage; nodes="$2"; shift 2 ;;
+    --nodes) [ $# -ge 2 ] || usage; nodes="$2"; nodes_given=1; shift 2 ;;
     --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
     --no-sandbox) sandbox=0; shift ;;
     -h|--help) usage ;;
@@ -119,7 +120,9 @@ case "$verb" in
   start)
     bootstrap
     n=$(members)
-    [ "$n" -eq "$nodes" ] || [ "$nodes" -eq 3 ] || die "$dir holds a $n-node cluster; --nodes $nodes does not match"
+    if [ "$nodes_given" -eq 1 ] && [ "$n" -ne "$nodes" ]; then
+      die "$dir holds a $n-node cluster; --nodes $nodes does not match"
+    fi
     if [ "$sandbox" -eq 1 ]; then
       echo "sandbox: paysim is not built yet (the Payments issue); starting without it"
     fi

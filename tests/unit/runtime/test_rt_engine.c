@@ -288,7 +288,6 @@ static void failed_command_leaves_no_trace(void **state)
     const uint8_t one = 1, zero = 0, bad = 0xc1;
     struct rt_command c[4] = {cmd(k, OP_ADD, &one, 1), cmd(k2, OP_ADD, &zero, 1),
                               cmd(k, OP_ADD, &bad, 1), cmd(k, OP_ADD, &one, 1)};
-    c[2].op = OP_ADD;
     assert_int_equal(apply(f, 0, 1, T0, c, 4), 0);
     assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, 0);
     assert_int_equal(rt_engine_reply(&f->engine[0], 1)->code, RT_EINVAL);
