@@ -14,6 +14,7 @@
 #include "act_registry.h"
 #include "api_envelope.h"
 #include "api_frame.h"
+#include "cl_sendq.h"
 #include "rt_clock.h"
 #include "rt_error.h"
 #include "rt_log.h"
@@ -26,7 +27,7 @@
 
 struct api_conn {
     struct api_server *server;
-    size_t write_bytes; /* Queued for the socket. */
+    struct cl_sendq out; /* Responses, written once per loop turn. */
     uv_tcp_t tcp;
     struct api_frame_decoder dec;
     struct api_conn *prev, *next;
@@ -56,6 +57,8 @@ struct api_server {
     struct cl_node *node;
     uv_tcp_t listener;
     uv_timer_t idle_timer;
+    struct cl_flusher flusher;
+    bool flusher_open, flusher_closing;
     uint8_t admin_secret[256];
     size_t admin_secret_len;
     struct api_nonce_cache nonces;
@@ -72,9 +75,23 @@ struct api_server {
     struct rt_buf signing; /* Signing strings for Ed25519 verification. */
 };
 
+static void flusher_closed(uv_handle_t *handle);
+
+/* The flusher outlives every connection (their last responses go through it); the server
+ * outlives the flusher. */
 static void server_maybe_free(struct api_server *server)
 {
-    if (server->stopping && server->handles_open == 0 && server->conn_count == 0) {
+    if (!server->stopping || server->conn_count > 0) {
+        return;
+    }
+    if (server->flusher_open) {
+        if (!server->flusher_closing) {
+            server->flusher_closing = true;
+            cl_flusher_close(&server->flusher, flusher_closed);
+        }
+        return;
+    }
+    if (server->handles_open == 0) {
         api_nonce_cache_free(&server->nonces);
         rt_buf_free(&server->out);
         rt_buf_free(&server->scratch);
@@ -83,58 +100,42 @@ static void server_maybe_free(struct api_server *server)
     }
 }
 
-/* ---- Writing ---- */
+static void flusher_closed(uv_handle_t *handle)
+{
+    struct api_server *server = handle->data;
+    server->flusher_open = false;
+    server_maybe_free(server);
+}
 
-struct api_write {
-    uv_write_t req;
-    struct api_conn *conn;
-    size_t len;
-    uint8_t bytes[];
-};
+/* ---- Writing ---- */
 
 static void conn_release(struct api_conn *conn);
 static void conn_resume(struct api_conn *conn);
-
-static void write_cb(uv_write_t *req, int status)
-{
-    struct api_write *w = req->data;
-    struct api_conn *conn = w->conn;
-    (void)status;
-    assert(conn->write_bytes >= w->len);
-    conn->write_bytes -= w->len;
-    free(w);
-    conn->inflight--; /* The write held the connection too. */
-    conn_release(conn);
-}
-
 static void conn_close(struct api_conn *conn);
 
-/* Queue @bytes for the client. A response that cannot be queued closes the connection: the
- * client sees a broken connection and retries, rather than waiting for an answer that never
- * comes. */
+static void conn_drained(struct cl_sendq *q, int status)
+{
+    struct api_conn *conn = q->data;
+    if (status != 0) {
+        conn_close(conn);
+    } else {
+        conn_release(conn);
+    }
+}
+
+/* Queue @bytes for the client. A response that cannot be queued (a client that has not read
+ * API_CONN_WRITE_BYTES_HARD bytes of answers) closes the connection: the client sees a broken
+ * connection and retries, rather than waiting for an answer that never comes. */
 static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
 {
     if (conn->closing) {
         return;
     }
-    struct api_write *w = malloc(sizeof(*w) + len);
-    if (w == NULL) {
-        RT_WARN("api: out of memory for a response: closing the connection");
+    if (cl_sendq_push(&conn->out, bytes, len) != 0) {
+        RT_WARN("api: a client is %zu response bytes behind: closing its connection",
+                cl_sendq_bytes(&conn->out));
         conn_close(conn);
-        return;
     }
-    memcpy(w->bytes, bytes, len);
-    w->conn = conn;
-    w->len = len;
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) != 0) {
-        free(w);
-        conn_close(conn);
-        return;
-    }
-    conn->inflight++;
-    conn->write_bytes += len;
 }
 
 static void conn_respond(struct api_conn *conn, uint64_t id, int code, const char *msg,
@@ -160,6 +161,7 @@ static void conn_closed_cb(uv_handle_t *handle)
     struct api_conn *conn = handle->data;
     struct api_server *server = conn->server;
     api_frame_decoder_free(&conn->dec);
+    cl_sendq_free(&conn->out);
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
     } else {
@@ -175,10 +177,12 @@ static void conn_closed_cb(uv_handle_t *handle)
 
 static void conn_release(struct api_conn *conn)
 {
-    if (conn->closing && conn->inflight == 0) {
-        uv_close((uv_handle_t *)&conn->tcp, conn_closed_cb);
+    if (conn->closing && conn->inflight == 0 && !cl_sendq_busy(&conn->out)) {
+        if (!uv_is_closing((uv_handle_t *)&conn->tcp)) {
+            uv_close((uv_handle_t *)&conn->tcp, conn_closed_cb);
+        }
     } else if (conn->paused && !conn->closing && conn->inflight < API_CONN_INFLIGHT_MAX / 2 &&
-               conn->write_bytes < API_CONN_WRITE_BYTES_MAX / 2) {
+               cl_sendq_bytes(&conn->out) < API_CONN_WRITE_BYTES_MAX / 2) {
         conn->paused = false;
         conn_resume(conn);
     }
@@ -772,7 +776,7 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         server_request(conn, frame.data, frame.len);
     }
     if (!conn->closing && (conn->inflight >= API_CONN_INFLIGHT_MAX ||
-                           conn->write_bytes >= API_CONN_WRITE_BYTES_MAX)) {
+                           cl_sendq_bytes(&conn->out) >= API_CONN_WRITE_BYTES_MAX)) {
         conn->paused = true; /* Backpressure: resumed when replies drain. */
         uv_read_stop(stream);
     }
@@ -796,6 +800,8 @@ static void on_connection(uv_stream_t *listener, int status)
     conn->server = server;
     uv_tcp_init(server->loop, &conn->tcp);
     conn->tcp.data = conn;
+    cl_sendq_init(&conn->out, &server->flusher, (uv_stream_t *)&conn->tcp,
+                  API_CONN_WRITE_BYTES_HARD, conn_drained, conn);
     api_frame_decoder_init(&conn->dec, API_FRAME_BYTES_MAX);
     conn->next = server->conns;
     if (server->conns != NULL) {
@@ -882,6 +888,9 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     server->idle_timer.data = server;
     uv_timer_start(&server->idle_timer, idle_timer_cb, 10000, 10000);
     server->handles_open = 2;
+    cl_flusher_init(&server->flusher, loop);
+    server->flusher.prepare.data = server;
+    server->flusher_open = true;
     RT_INFO("api: listening on %s", config->addr);
     *out = server;
     return 0;
@@ -909,4 +918,5 @@ void api_server_stop(struct api_server *server, void (*cb)(void *arg), void *arg
     }
     uv_close((uv_handle_t *)&server->listener, server_handle_closed);
     uv_close((uv_handle_t *)&server->idle_timer, server_handle_closed);
+    server_maybe_free(server); /* With no connection left, the flusher closes now. */
 }

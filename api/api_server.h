@@ -8,9 +8,11 @@
  *
  * Limits: API_SERVER_CONNS_MAX connections; API_CONN_INFLIGHT_MAX requests in flight and
  * API_CONN_WRITE_BYTES_MAX response bytes queued per connection (above either, reading pauses:
- * backpressure, nothing is dropped); a connection idle for API_CONN_IDLE_MS is closed; each
- * app may send config->app_rate requests per second to one node (token bucket, one second of
- * burst), beyond which it gets RATE_LIMITED. Admin requests are not rate limited.
+ * backpressure, nothing is dropped; a client still API_CONN_WRITE_BYTES_HARD behind is
+ * disconnected); responses leave once per loop turn, coalesced (cl_sendq); a connection idle for
+ * API_CONN_IDLE_MS is closed; each app may send config->app_rate requests per second to one node
+ * (token bucket, one second of burst), beyond which it gets RATE_LIMITED. Admin requests are not
+ * rate limited.
  *
  * Operations: cluster.status (admin), cluster.shards (any signed caller: where each shard's
  * leader takes requests), app.create (admin), app.get (admin or the app itself),
@@ -33,6 +35,9 @@
 /* Response bytes queued for one connection before reading from it pauses: a client that
  * pipelines without reading answers cannot make the node buffer without bound. */
 #define API_CONN_WRITE_BYTES_MAX (8u * 1024u * 1024u)
+/* Response bytes one connection may owe at all (answers to requests already in flight when
+ * reading paused): past this the connection is closed. */
+#define API_CONN_WRITE_BYTES_HARD (4u * API_CONN_WRITE_BYTES_MAX)
 /* Apps tracked by the per-app rate limiter on one node. */
 #define API_RATE_APPS_MAX 4096u
 /* Default per-app request rate on one node (requests/s; a burst of one second is allowed). */

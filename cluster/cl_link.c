@@ -17,16 +17,9 @@ struct cl_link {
     cl_link_message_cb on_message;
     cl_link_closed_cb on_closed;
     void *data;
-    struct rt_buf in;    /* Bytes read and not yet delivered. */
-    size_t queued_bytes; /* Written but not yet confirmed by libuv. */
+    struct rt_buf in; /* Bytes read and not yet delivered. */
+    struct cl_sendq out;
     bool closing;
-};
-
-struct link_write {
-    uv_write_t req;
-    struct cl_link *link;
-    size_t len;
-    uint8_t bytes[]; /* header + message */
 };
 
 static void link_free_handle(uv_handle_t *handle)
@@ -42,6 +35,7 @@ static void link_tcp_closed(uv_handle_t *handle)
     free(link->tcp);
     link->tcp = NULL;
     rt_buf_free(&link->in);
+    cl_sendq_free(&link->out);
     if (link->on_closed != NULL) {
         link->on_closed(link);
     }
@@ -55,6 +49,7 @@ void cl_link_close(struct cl_link *link)
         return;
     }
     link->closing = true;
+    cl_sendq_cancel(&link->out);
     uv_close((uv_handle_t *)link->tcp, link_tcp_closed);
 }
 
@@ -125,10 +120,18 @@ static void link_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-int cl_link_open(uv_stream_t *stream, uint64_t remote_node, cl_link_message_cb on_message,
-                 cl_link_closed_cb on_closed, void *data, struct cl_link **out)
+static void link_drained(struct cl_sendq *q, int status)
 {
-    assert(stream != NULL && on_message != NULL && out != NULL);
+    if (status != 0) {
+        cl_link_close(q->data);
+    }
+}
+
+int cl_link_open(uv_stream_t *stream, struct cl_flusher *flusher, uint64_t remote_node,
+                 cl_link_message_cb on_message, cl_link_closed_cb on_closed, void *data,
+                 struct cl_link **out)
+{
+    assert(stream != NULL && flusher != NULL && on_message != NULL && out != NULL);
     struct cl_link *link = calloc(1, sizeof(*link));
     if (link == NULL) {
         stream->data = NULL;
@@ -141,6 +144,7 @@ int cl_link_open(uv_stream_t *stream, uint64_t remote_node, cl_link_message_cb o
     link->on_closed = on_closed;
     link->data = data;
     rt_buf_init(&link->in, CL_LINK_MESSAGE_BYTES_MAX + LINK_HEADER_BYTES);
+    cl_sendq_init(&link->out, flusher, stream, CL_LINK_QUEUE_BYTES_MAX, link_drained, link);
     stream->data = link;
     int rv = uv_read_start(stream, link_alloc, link_read);
     if (rv != 0) {
@@ -152,18 +156,6 @@ int cl_link_open(uv_stream_t *stream, uint64_t remote_node, cl_link_message_cb o
     return 0;
 }
 
-static void link_write_cb(uv_write_t *req, int status)
-{
-    struct link_write *w = req->data;
-    struct cl_link *link = w->link;
-    assert(link->queued_bytes >= w->len);
-    link->queued_bytes -= w->len;
-    free(w);
-    if (status != 0 && status != UV_ECANCELED) {
-        cl_link_close(link);
-    }
-}
-
 int cl_link_send(struct cl_link *link, const uint8_t *msg, size_t len)
 {
     assert(link != NULL);
@@ -171,27 +163,12 @@ int cl_link_send(struct cl_link *link, const uint8_t *msg, size_t len)
     if (len > CL_LINK_MESSAGE_BYTES_MAX) {
         return RT_ETOOLARGE;
     }
-    if (link->closing || link->queued_bytes + len > CL_LINK_QUEUE_BYTES_MAX) {
+    if (link->closing) {
         return RT_EUNAVAIL;
     }
-    struct link_write *w = malloc(sizeof(*w) + LINK_HEADER_BYTES + len);
-    if (w == NULL) {
-        return RT_ENOMEM;
-    }
-    w->link = link;
-    w->len = LINK_HEADER_BYTES + len;
-    rt_put_be32(w->bytes, (uint32_t)len);
-    memcpy(w->bytes + LINK_HEADER_BYTES, msg, len);
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)w->len);
-    int rv = uv_write(&w->req, (uv_stream_t *)link->tcp, &buf, 1, link_write_cb);
-    if (rv != 0) {
-        free(w);
-        cl_link_close(link);
-        return RT_EUNAVAIL;
-    }
-    link->queued_bytes += w->len;
-    return 0;
+    uint8_t header[LINK_HEADER_BYTES];
+    rt_put_be32(header, (uint32_t)len);
+    return cl_sendq_push2(&link->out, header, sizeof(header), msg, len);
 }
 
 void *cl_link_data(const struct cl_link *link)

@@ -99,6 +99,8 @@ struct group {
     struct waiter *batch_waiters; /* RT_BATCH_COMMANDS_MAX */
     uint32_t batch_count;
     bool batch_open;
+    uint32_t entries_in_flight; /* Proposed and not yet applied here (CL_ENTRIES_IN_FLIGHT_MAX). */
+    uint64_t commit_carried;    /* Commit index sent with the newest entry or barrier. */
     /* Acknowledgement. */
     struct pending_ack *acks_head, *acks_tail;
     bool barrier_in_flight;
@@ -174,6 +176,7 @@ struct cl_node {
     uint64_t next_req_id;
     unsigned inflight;
     struct deferred *deferred_head, *deferred_tail;
+    struct cl_flusher flusher; /* Writes of every link leave once per loop turn. */
     uv_check_t check;
     uv_idle_t idle;
     uv_timer_t tick;
@@ -279,13 +282,14 @@ static void node_on_forward_stream(void *arg, uint64_t node_id, uv_stream_t *str
         node_member_index(node, node_id) == CL_MEMBERS_MAX) {
         RT_WARN("refusing a link from node %llu", (unsigned long long)node_id);
         struct cl_link *link;
-        if (cl_link_open(stream, node_id, node_on_message, NULL, node, &link) == 0) {
+        if (cl_link_open(stream, &node->flusher, node_id, node_on_message, NULL, node, &link) ==
+            0) {
             cl_link_close(link);
         }
         return;
     }
-    if (cl_link_open(stream, node_id, node_on_message, in_link_closed, node, &node->in[slot]) !=
-        0) {
+    if (cl_link_open(stream, &node->flusher, node_id, node_on_message, in_link_closed, node,
+                     &node->in[slot]) != 0) {
         node->in[slot] = NULL;
     }
 }
@@ -315,16 +319,16 @@ static void out_connect_cb(struct cl_peer_connect *req, uv_stream_t *stream, int
     if (status != 0 || node->stopping) {
         if (stream != NULL) {
             struct cl_link *link;
-            if (cl_link_open(stream, node->members[m].id, node_on_message, NULL, node, &link) ==
-                0) {
+            if (cl_link_open(stream, &node->flusher, node->members[m].id, node_on_message, NULL,
+                             node, &link) == 0) {
                 cl_link_close(link);
             }
         }
         out->next_try_ms = node_now(node) + NODE_RECONNECT_MS;
         return;
     }
-    if (cl_link_open(stream, node->members[m].id, node_on_message, out_link_closed, node,
-                     &out->link) != 0) {
+    if (cl_link_open(stream, &node->flusher, node->members[m].id, node_on_message, out_link_closed,
+                     node, &out->link) != 0) {
         out->link = NULL;
         out->next_try_ms = node_now(node) + NODE_RECONNECT_MS;
     } else {
@@ -550,13 +554,16 @@ static void barrier_cb(struct raft_barrier *req, int status)
 /* Make followers learn the commit index now rather than at the next heartbeat. */
 static void group_nudge(struct group *g)
 {
+    /* Under load the next entry carries the commit index; only the last one needs a barrier. */
     if (g->acks_head == NULL || g->barrier_in_flight || g->batch_open ||
-        raft_state(&g->raft) != RAFT_LEADER) {
+        g->acks_tail->index <= g->commit_carried || raft_state(&g->raft) != RAFT_LEADER) {
         return;
     }
     g->barrier.data = g;
+    uint64_t commit = g->raft.commit_index;
     if (raft_barrier(&g->raft, &g->barrier, barrier_cb) == 0) {
         g->barrier_in_flight = true;
+        g->commit_carried = commit;
     }
 }
 
@@ -569,6 +576,8 @@ static void group_apply_cb(struct raft_apply *req, int status, void *result)
         free(p);
         return;
     }
+    assert(g->entries_in_flight > 0);
+    g->entries_in_flight--;
     struct cl_fsm *fsm = result;
     if (status != 0 || fsm == NULL) {
         const char *msg = status != 0 ? "leadership lost; outcome unknown, retry with the same key"
@@ -670,8 +679,12 @@ static void group_flush(struct group *g)
     p->timers = false;
     p->count = count;
     memcpy(p->waiters, g->batch_waiters, count * sizeof(struct waiter));
+    uint64_t commit = g->raft.commit_index;
     int rv = group_propose(g, &g->builder, p);
-    if (rv != 0) {
+    if (rv == 0) {
+        g->entries_in_flight++;
+        g->commit_carried = commit;
+    } else {
         for (uint32_t i = 0; i < count; i++) {
             waiter_done(g->node, p->waiters[i], rv, NULL, 0, "not the leader any more; retry");
         }
@@ -1192,7 +1205,11 @@ static void node_check_cb(uv_check_t *check)
         if (g->closed) {
             continue;
         }
-        group_flush(g);
+        /* Adaptive group commit: while entries are in flight, commands gather into the next
+         * one, so load makes entries larger rather than more numerous. */
+        if (g->entries_in_flight < CL_ENTRIES_IN_FLIGHT_MAX) {
+            group_flush(g);
+        }
         group_nudge(g);
         group_report(g, now);
     }
@@ -1466,6 +1483,8 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
             goto fail;
         }
     }
+    cl_flusher_init(&node->flusher, loop);
+    node->flusher.prepare.data = node;
     uv_check_init(loop, &node->check);
     node->check.data = node;
     uv_check_start(&node->check, node_check_cb);
@@ -1476,7 +1495,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     uv_timer_start(&node->tick, node_tick_cb, NODE_TICK_MS, NODE_TICK_MS);
     uv_timer_init(loop, &node->stop_timer);
     node->stop_timer.data = node;
-    node->handles_open = 4;
+    node->handles_open = 5;
     node_maintain_links(node);
     RT_INFO("node %llu started: %u shards, %u members, data in %s",
             (unsigned long long)config->node_id, (unsigned)config->shard_count,
@@ -1629,6 +1648,7 @@ static void node_peer_destroyed(void *arg)
     uv_close((uv_handle_t *)&node->idle, node_handle_closed);
     uv_close((uv_handle_t *)&node->tick, node_handle_closed);
     uv_close((uv_handle_t *)&node->stop_timer, node_handle_closed);
+    cl_flusher_close(&node->flusher, node_handle_closed);
 }
 
 static void node_close_links_and_peer(struct cl_node *node)

@@ -51,6 +51,10 @@
 #define CL_REPORT_MS 500u
 /* Commands waiting on this node (local or forwarded) at once; more answer UNAVAILABLE. */
 #define CL_INFLIGHT_MAX 65536u
+/* Entries one group leader keeps proposed and not yet applied. More commands wait for the next
+ * loop turn that has room, and go into one entry together: fewer, larger entries under load
+ * (fewer disk writes and messages per command), no added wait when idle. */
+#define CL_ENTRIES_IN_FLIGHT_MAX 1u
 /* raft settings, justified in docs/operations.md. */
 #define CL_ELECTION_TIMEOUT_MS  1000u
 #define CL_HEARTBEAT_TIMEOUT_MS 100u
