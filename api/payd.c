@@ -2,7 +2,7 @@
  *
  *   payd --node-id N --data-dir DIR --api H:P --peer H:P --http H:P --cluster-id HEX
  *        --cluster-secret-file F --admin-secret-file F [--shards S]
- *        --member ID,PEER,API,HTTP [--member ...] [--app-rate N]
+ *        --member ID,PEER,API,HTTP [--member ...] [--app-rate N] [--snapshot-bytes N]
  *
  * Every member of the bootstrap membership is given with --member (this node included); the
  * same list on every node. The first start of a data dir bootstraps it; later starts find the
@@ -19,11 +19,16 @@
 
 #include "act_registry.h"
 #include "api_server.h"
+#include "cl_fsm.h"
 #include "cl_node.h"
 #include "rt_error.h"
 #include "rt_log.h"
 
 #define PAYD_SECRET_FILE_BYTES_MAX 1024u
+/* --snapshot-bytes: raft log bytes per group before a snapshot (cl_fsm.h, Snapshots). Below
+ * 64 KiB snapshots would run almost every entry; above 1 GiB the log alone could fill memory. */
+#define PAYD_SNAPSHOT_BYTES_MIN (64u * 1024u)
+#define PAYD_SNAPSHOT_BYTES_MAX (1024u * 1024u * 1024u)
 
 struct payd {
     uv_loop_t *loop;
@@ -44,8 +49,11 @@ static void usage(void)
             "            --member ID,PEER,API,HTTP [--member ...]\n"
             "            [--app-rate N (requests/s per app on this node, 0 = no limit, "
             "default %u)]\n"
+            "            [--snapshot-bytes N (raft log bytes per shard before a snapshot, "
+            "%u..%u, default %u)]\n"
             "Every member of the cluster is listed with --member, this node included.\n",
-            RT_SHARDS_MAX, RT_SHARDS_DEFAULT, API_RATE_DEFAULT);
+            RT_SHARDS_MAX, RT_SHARDS_DEFAULT, API_RATE_DEFAULT, PAYD_SNAPSHOT_BYTES_MIN,
+            PAYD_SNAPSHOT_BYTES_MAX, CL_FSM_LOG_BYTES_MAX);
 }
 
 /* Read a secret file: one line, surrounding white space ignored (CONTRACT.md). */
@@ -177,6 +185,7 @@ int main(int argc, char **argv)
     struct cl_member members[CL_MEMBERS_MAX];
     unsigned member_count = 0;
     uint64_t node_id = 0, cluster_id = 0, shards = RT_SHARDS_DEFAULT, app_rate = API_RATE_DEFAULT;
+    uint64_t snapshot_bytes = CL_FSM_LOG_BYTES_MAX;
     const char *data_dir = NULL, *api = NULL, *peer = NULL, *http = NULL;
     const char *cluster_secret_file = NULL, *admin_secret_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -195,6 +204,9 @@ int main(int argc, char **argv)
             bad = parse_u64(value, 10, 1, RT_SHARDS_MAX, &shards);
         } else if (strcmp(flag, "--app-rate") == 0) {
             bad = parse_u64(value, 10, 0, 10000000, &app_rate);
+        } else if (strcmp(flag, "--snapshot-bytes") == 0) {
+            bad = parse_u64(value, 10, PAYD_SNAPSHOT_BYTES_MIN, PAYD_SNAPSHOT_BYTES_MAX,
+                            &snapshot_bytes);
         } else if (strcmp(flag, "--data-dir") == 0) {
             data_dir = value;
         } else if (strcmp(flag, "--api") == 0) {
@@ -268,6 +280,7 @@ int main(int argc, char **argv)
         .shard_count = (uint16_t)shards,
         .members = members,
         .member_count = member_count,
+        .snapshot_log_bytes = (size_t)snapshot_bytes,
     };
     if (cl_node_start(payd.loop, &config, &registry, &payd.node) != 0) {
         fprintf(stderr, "payd: node %" PRIu64 " could not start (see the log above)\n", node_id);

@@ -30,6 +30,7 @@
 
 #include "api_envelope.h"
 #include "api_frame.h"
+#include "cl_sendq.h"
 #include "rt_buf.h"
 #include "rt_clock.h"
 #include "rt_error.h"
@@ -50,9 +51,12 @@ enum pb_op { PB_CREATE, PB_CREATE_GET, PB_PAY };
 struct pb_conn;
 
 #define PB_ROUTE_TRIES 4096u
+/* Request bytes one connection may have queued (depth x a request is far less). */
+#define PB_SENDQ_BYTES (4u * 1024u * 1024u)
 
 struct pb {
     uv_loop_t *loop;
+    struct cl_flusher flusher;
     struct sockaddr_in servers[PB_SERVERS_MAX];
     char server_names[PB_SERVERS_MAX][64];
     unsigned server_count;
@@ -84,6 +88,7 @@ struct pb_conn {
     unsigned index;
     uv_tcp_t tcp;
     uv_connect_t connect;
+    struct cl_sendq out; /* Requests of one loop turn leave in one write, as in payd. */
     struct api_frame_decoder dec;
     uint64_t next_id;
     uint64_t seq;                   /* Orders created by this connection. */
@@ -151,15 +156,12 @@ static void pb_count_code(struct pb *pb, const char *code, uint32_t len)
     }
 }
 
-struct pb_write {
-    uv_write_t req;
-    uint8_t bytes[];
-};
-
-static void pb_write_cb(uv_write_t *req, int status)
+static void pb_drained(struct cl_sendq *q, int status)
 {
-    (void)status;
-    free(req->data);
+    struct pb_conn *c = q->data;
+    if (status != 0) {
+        c->dead = true;
+    }
 }
 
 /* Encode and send request @id of @c. */
@@ -230,20 +232,14 @@ static void pb_send(struct pb_conn *c)
                               .nonce_len = (uint32_t)strlen(nonce),
                               .body = body.data,
                               .body_len = (uint32_t)body.len};
-    struct pb_write *pw = malloc(sizeof(*pw) + 1024);
-    if (pw == NULL) {
-        return;
-    }
-    struct rt_buf out = {.data = pw->bytes, .len = 0, .cap = 1024, .max = 1024};
+    uint8_t frame[1024];
+    struct rt_buf out = {.data = frame, .len = 0, .cap = sizeof(frame), .max = sizeof(frame)};
     if (api_request_encode_hmac(&out, &req, pb->secret, pb->secret_len) != 0) {
-        free(pw);
         return;
     }
-    pw->req.data = pw;
     c->sent_us[id % pb->depth] = now_us();
-    uv_buf_t buf = uv_buf_init((char *)out.data, (unsigned)out.len);
-    if (uv_write(&pw->req, (uv_stream_t *)&c->tcp, &buf, 1, pb_write_cb) != 0) {
-        free(pw);
+    if (cl_sendq_push(&c->out, out.data, out.len) != 0) {
+        c->dead = true;
     }
 }
 
@@ -612,6 +608,7 @@ int main(int argc, char **argv)
     }
     pb.loop = uv_default_loop();
     pb.conns = calloc(pb.connections, sizeof(*pb.conns));
+    cl_flusher_init(&pb.flusher, pb.loop);
     pb.start_ms = rt_monotonic_ms();
     pb.measure_ms = pb.start_ms + pb.warmup * 1000u;
     pb.end_ms = pb.measure_ms + pb.seconds * 1000u;
@@ -622,6 +619,7 @@ int main(int argc, char **argv)
         api_frame_decoder_init(&c->dec, API_FRAME_BYTES_MAX);
         uv_tcp_init(pb.loop, &c->tcp);
         c->tcp.data = c;
+        cl_sendq_init(&c->out, &pb.flusher, (uv_stream_t *)&c->tcp, PB_SENDQ_BYTES, pb_drained, c);
         c->connect.data = c;
         uv_tcp_connect(&c->connect, &c->tcp,
                        (const struct sockaddr *)&pb.servers[i % pb.server_count], pb_connected);
@@ -632,6 +630,9 @@ int main(int argc, char **argv)
     double cpu0 = cpu_seconds();
     uv_run(pb.loop, UV_RUN_DEFAULT);
     double cpu = cpu_seconds() - cpu0;
+    for (unsigned i = 0; i < pb.connections; i++) {
+        cl_sendq_free(&pb.conns[i].out);
+    }
     double secs = (double)pb.seconds;
     uint64_t errors = pb.ops - pb.ok;
     if (pb.json) {

@@ -66,11 +66,41 @@ static size_t fsm_unpadded_len(const uint8_t *data, size_t len)
     return value_len;
 }
 
+/* The byte trigger (cl_fsm.h, Snapshots): raft 0.15 counts entries only, so once the log
+ * since the last snapshot holds CL_FSM_LOG_BYTES_MAX, lower raft's entry threshold to what it
+ * already holds (raft checks right after this apply), and size the trailing entries kept after
+ * the snapshot by bytes too (never above the configured count). fsm_snapshot_finalize puts the
+ * threshold back. */
+static void fsm_count_log_bytes(struct cl_fsm *fsm, uint64_t index, size_t len)
+{
+    struct raft *r = fsm->raft;
+    fsm->log_bytes += len;
+    fsm->log_entries++;
+    if (fsm->log_bytes < fsm->log_bytes_max || fsm->threshold_saved != 0 ||
+        index <= r->log.snapshot.last_index) {
+        return;
+    }
+    uint64_t per_entry = fsm->log_bytes / fsm->log_entries + 1;
+    uint64_t trailing_bytes = fsm->log_bytes_max / 2;
+    trailing_bytes =
+        trailing_bytes > CL_FSM_TRAILING_BYTES_MAX ? CL_FSM_TRAILING_BYTES_MAX : trailing_bytes;
+    uint64_t trailing = trailing_bytes / per_entry;
+    trailing = trailing < CL_FSM_TRAILING_MIN ? CL_FSM_TRAILING_MIN : trailing;
+    if (fsm->trailing_max == 0) {
+        fsm->trailing_max = r->snapshot.trailing; /* As the node configured it. */
+    }
+    trailing = trailing > fsm->trailing_max ? fsm->trailing_max : trailing;
+    fsm->threshold_saved = r->snapshot.threshold;
+    raft_set_snapshot_trailing(r, (unsigned)trailing);
+    raft_set_snapshot_threshold(r, (unsigned)(index - r->log.snapshot.last_index));
+}
+
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     assert(fsm->raft != NULL); /* cl_fsm_bind was called. */
     uint64_t index = raft_last_applied(fsm->raft) + 1;
+    fsm_count_log_bytes(fsm, index, buf->len);
     size_t len = fsm_unpadded_len(buf->base, buf->len);
     int rv = rt_engine_apply(&fsm->engine, index, buf->base, len);
     *result = NULL;
@@ -124,6 +154,8 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     struct fsm_chunks chunks = {0};
+    fsm->log_bytes = 0;
+    fsm->log_entries = 0;
     int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_chunk_sink, &chunks);
     if (rv != 0) {
         RT_ERROR("snapshot failed: %s", rt_strerror(rv));
@@ -144,7 +176,13 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
-    (void)fsm_of(raft_fsm);
+    struct cl_fsm *fsm = fsm_of(raft_fsm);
+    /* Back to the entry-count threshold until the next byte trigger. The trailing count stays:
+     * raft shifts its log after this call, with it. */
+    if (fsm->threshold_saved != 0) {
+        raft_set_snapshot_threshold(fsm->raft, fsm->threshold_saved);
+        fsm->threshold_saved = 0;
+    }
     assert(bufs != NULL && n_bufs != NULL);
     fsm_chunks_free(*bufs, *n_bufs);
     *bufs = NULL;
@@ -204,6 +242,20 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     assert(buf != NULL);
+    /* At startup raft restores its last snapshot and replays the entries after it. The store
+     * survived the restart and is usually ahead of that snapshot (it is written on every
+     * apply): then the restore would only drop newer data for raft to re-apply, so the store
+     * is kept, and the engine skips the replayed entries it already holds. */
+    uint16_t shard;
+    uint64_t snapshot_index, held = rt_engine_applied_index(&fsm->engine);
+    if (store_snapshot_peek(buf->base, buf->len, &shard, &snapshot_index) == 0 &&
+        shard == cl_fsm_shard(fsm) && snapshot_index <= held && snapshot_index > 0) {
+        RT_INFO("snapshot at index %llu not restored: the store already holds index %llu",
+                (unsigned long long)snapshot_index, (unsigned long long)held);
+        fsm->stats.snapshots_kept++;
+        raft_free(buf->base);
+        return 0;
+    }
     const uint8_t **chunks = NULL;
     size_t *lens = NULL;
     size_t count = 0;
@@ -240,6 +292,7 @@ int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engi
     assert(config->store == store_rocks_store(db));
     memset(fsm, 0, sizeof(*fsm));
     fsm->db = db;
+    fsm->log_bytes_max = CL_FSM_LOG_BYTES_MAX;
     int rv = rt_engine_init(&fsm->engine, config);
     if (rv != 0) {
         return rv;

@@ -9,7 +9,9 @@
  *             (version 2 FSM: snapshot_finalize frees them, raft never owns them).
  * restore  -> store_snapshot_restore of the single buffer raft hands over (the chunks
  *             concatenated; each chunk's header gives its length), then the engine re-reads
- *             its applied index and the node's cache is cleared.
+ *             its applied index and the node's cache is cleared. Skipped when the store
+ *             already holds the snapshot's index (a restart: raft restores its last snapshot,
+ *             but the store kept everything applied since, and committed history is unique).
  *
  * Padding: raft_uv 0.15 writes a batch of several entries with each entry's data padded to 8
  * bytes, but reads them back after a restart at unpadded offsets, so every entry after one
@@ -17,6 +19,15 @@
  * found it: a restarted replica saw garbage and diverged). Leaders therefore propose buffers
  * whose length is a multiple of 8 (CL_FSM_PAD), zero-filled after the batch, and apply strips
  * those zeros, so raft never has to pad.
+ *
+ * Snapshots: canonical/raft 0.15 keeps every entry since the last snapshot (plus a trailing
+ * count) in memory and triggers snapshots by entry count only. Group commit makes entries
+ * anything from one command to a full batch, so a count alone bounds nothing: the FSM also
+ * counts bytes, and once CL_FSM_LOG_BYTES_MAX have been applied since the last snapshot it
+ * lowers raft's threshold so that the next check takes one, with the trailing entries sized so
+ * that they hold about CL_FSM_TRAILING_BYTES_MAX (at least CL_FSM_TRAILING_MIN entries, so a
+ * briefly lagging follower still catches up from the log). Memory per group is then about the
+ * sum of the two, whatever the load.
  *
  * Entries that are not valid batches are skipped by the engine (every replica skips the same
  * ones). A storage failure during apply is fatal for the process: continuing would let this
@@ -36,6 +47,7 @@
 struct cl_fsm_stats {
     uint64_t snapshots_taken;
     uint64_t snapshots_restored;
+    uint64_t snapshots_kept; /* Not restored: the store already held that index (restart). */
     uint64_t snapshot_bytes; /* Of the last snapshot taken or restored. */
 };
 
@@ -46,6 +58,11 @@ struct cl_fsm_stats {
  * replica's report older than this window cannot confirm anything (it is far behind). */
 #define CL_FSM_HISTORY_RING 8192u
 
+/* Snapshot byte trigger (see Snapshots above). */
+#define CL_FSM_LOG_BYTES_MAX      (4u * 1024u * 1024u) /* The default of log_bytes_max. */
+#define CL_FSM_TRAILING_BYTES_MAX (2u * 1024u * 1024u)
+#define CL_FSM_TRAILING_MIN       64u
+
 struct cl_fsm {
     struct raft_fsm raft_fsm; /* Handed to raft_init; raft_fsm.data points back here. */
     uint64_t ring_index[CL_FSM_HISTORY_RING]; /* 0 = empty slot. */
@@ -54,6 +71,12 @@ struct cl_fsm {
     struct store_rocks *db; /* Not owned. */
     struct rt_engine engine;
     struct cl_fsm_stats stats;
+    /* Since the last snapshot, for the byte trigger. */
+    uint64_t log_bytes;
+    uint64_t log_entries;
+    uint64_t log_bytes_max;   /* CL_FSM_LOG_BYTES_MAX unless the node configures another. */
+    unsigned threshold_saved; /* Raft's threshold while a byte-triggered snapshot runs, or 0. */
+    unsigned trailing_max;    /* The configured trailing count (read at the first trigger). */
 };
 
 /* @config->store must be store_rocks_store(@db). RT_ENOMEM, RT_EIO. */

@@ -1333,6 +1333,9 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t index)
     if (rv != 0) {
         return rv;
     }
+    if (node->config.snapshot_log_bytes != 0) {
+        g->fsm.log_bytes_max = node->config.snapshot_log_bytes;
+    }
     rv = cl_peer_transport_init(node->peer, g->group_id, &g->transport);
     if (rv != 0) {
         return rv;

@@ -78,6 +78,9 @@ struct cl_node_config {
     const struct cl_member *members; /* Bootstrap membership, including this node. */
     unsigned member_count;
     size_t cache_bytes; /* Actor-state cache; 0 = RT_CACHE_BYTES_DEFAULT. */
+    /* Raft log bytes per group that trigger a snapshot (cl_fsm.h, Snapshots); 0 =
+     * CL_FSM_LOG_BYTES_MAX. Smaller: less memory, more snapshots. */
+    size_t snapshot_log_bytes;
 };
 
 /* The outcome of a command or query; the views are valid during the call only. */

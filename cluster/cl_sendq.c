@@ -161,7 +161,7 @@ void cl_sendq_init(struct cl_sendq *q, struct cl_flusher *flusher, uv_stream_t *
                    size_t max_bytes, cl_sendq_drained_cb drained_cb, void *data)
 {
     assert(q != NULL && flusher != NULL && stream != NULL && drained_cb != NULL);
-    assert(max_bytes > 0);
+    assert(max_bytes > 0 && max_bytes <= UINT32_MAX); /* uv_buf_t lengths are unsigned. */
     memset(q, 0, sizeof(*q));
     q->stream = stream;
     q->flusher = flusher;
@@ -174,14 +174,20 @@ void cl_sendq_init(struct cl_sendq *q, struct cl_flusher *flusher, uv_stream_t *
 int cl_sendq_push2(struct cl_sendq *q, const void *a, size_t a_len, const void *b, size_t b_len)
 {
     assert(q != NULL);
-    if (q->failed || a_len + b_len > q->max_bytes - cl_sendq_bytes(q)) {
+    size_t room = q->max_bytes - cl_sendq_bytes(q);
+    if (q->failed || a_len > room || b_len > room - a_len) {
         return RT_EUNAVAIL;
+    }
+    if (a_len + b_len == 0) {
+        return 0;
     }
     if (rt_buf_reserve(&q->queued, a_len + b_len) != 0) {
         return RT_EUNAVAIL;
     }
-    rt_buf_append(&q->queued, a, a_len);
-    rt_buf_append(&q->queued, b, b_len);
+    int rv = rt_buf_append(&q->queued, a, a_len);
+    rv = rv == 0 ? rt_buf_append(&q->queued, b, b_len) : rv;
+    assert(rv == 0); /* Reserved above. */
+    (void)rv;
     if (q->writing == 0) {
         sendq_schedule(q);
     }

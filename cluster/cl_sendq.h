@@ -16,8 +16,9 @@
  * Lifetime: the owner must not free a queue while cl_sendq_busy(). @drained_cb tells it that
  * everything queued was written (status 0), or that the stream failed (status < 0: what was
  * queued is dropped, later pushes are refused, the owner closes the stream). The callback never
- * runs inside cl_sendq_push. cl_sendq_cancel drops what is queued and detaches the queue from
- * its flusher, for a stream about to be closed.
+ * runs inside cl_sendq_push; it may push, but an owner that always pushes from it would keep
+ * the flusher in one loop turn (none does). cl_sendq_cancel drops what is queued and detaches the
+ * queue from its flusher, for a stream about to be closed.
  */
 #ifndef CL_SENDQ_H
 #define CL_SENDQ_H

@@ -83,6 +83,7 @@ start_node() {
     --http "127.0.0.1:$(http_port "$i")" --cluster-id "$(cat "$dir/cluster.id")"
     --cluster-secret-file "$dir/cluster.secret" --admin-secret-file "$dir/admin.secret"
     --shards "$(cat "$dir/shards")" --app-rate "${PAYRAFT_APP_RATE:-100000}")
+  [ -z "${PAYRAFT_SNAPSHOT_BYTES:-}" ] || args+=(--snapshot-bytes "$PAYRAFT_SNAPSHOT_BYTES")
   while IFS= read -r m; do args+=(--member "$m"); done < "$dir/members"
   nohup "$payd" "${args[@]}" >> "$dir/node$i/payd.log" 2>&1 &
   echo $! > "$dir/node$i/payd.pid"

@@ -530,10 +530,11 @@ static rocksdb_options_t *store_options_create(const struct store_rocks_options 
      * without walking the skip list. */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(options, STORE_MEMTABLE_BLOOM_RATIO);
     rocksdb_options_set_memtable_whole_key_filtering(options, 1);
-    /* LZ4 is cheap enough for the upper levels; the bottommost level holds most data and
-     * is rewritten rarely, so zstd's better ratio pays there. */
+    /* LZ4 on every level: compaction shares the node's cores with apply, and zstd on the
+     * bottommost level cost ~5% of a loaded node's CPU for a smaller disk footprint we do not
+     * need (docs/benchmarks.md, optimisation log). */
     rocksdb_options_set_compression(options, rocksdb_lz4_compression);
-    rocksdb_options_set_bottommost_compression(options, rocksdb_zstd_compression);
+    rocksdb_options_set_bottommost_compression(options, rocksdb_lz4_compression);
     rocksdb_options_set_keep_log_file_num(options, STORE_LOG_FILES_KEPT);
     rocksdb_options_set_max_log_file_size(options, STORE_LOG_FILE_BYTES_MAX);
 

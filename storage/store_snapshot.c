@@ -75,6 +75,20 @@ static void snap_header_decode(const uint8_t *in, struct snap_header *h)
     h->comp_len = rt_get_be32(in + 28);
 }
 
+int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index)
+{
+    assert(shard != NULL && applied_index != NULL);
+    if (chunk == NULL || len < STORE_SNAPSHOT_HEADER_BYTES ||
+        memcmp(chunk, SNAP_MAGIC, SNAP_MAGIC_BYTES) != 0) {
+        return RT_ECORRUPT;
+    }
+    struct snap_header h;
+    snap_header_decode(chunk, &h);
+    *shard = h.shard;
+    *applied_index = h.applied_index;
+    return 0;
+}
+
 /* ---- Writing ---- */
 
 struct snap_writer {

@@ -38,6 +38,10 @@ typedef int (*store_snapshot_sink)(void *arg, uint8_t *chunk, size_t len);
 int store_snapshot_write(struct store_rocks *db, uint16_t shard, store_snapshot_sink sink,
                          void *arg);
 
+/* The shard and applied index a snapshot stream was taken at, from its first chunk's header.
+ * RT_ECORRUPT when the bytes do not start with a header. Restore still checks everything. */
+int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index);
+
 /* Replace shard @shard's data with the snapshot held in @chunks[0..count). RT_ECORRUPT (the
  * shard is untouched), RT_EIO (the shard may be left empty at applied index 0). */
 int store_snapshot_restore(struct store_rocks *db, uint16_t shard, const uint8_t *const *chunks,
