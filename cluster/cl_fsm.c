@@ -167,8 +167,9 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     *n_bufs = chunks.count;
     fsm->stats.snapshots_taken++;
     fsm->stats.snapshot_bytes = chunks.bytes;
-    RT_INFO("snapshot at applied index %llu: %u chunks, %zu bytes",
-            (unsigned long long)rt_engine_applied_index(&fsm->engine), chunks.count, chunks.bytes);
+    RT_INFO("shard %u: snapshot at applied index %llu: %u chunks, %zu bytes",
+            (unsigned)cl_fsm_shard(fsm), (unsigned long long)rt_engine_applied_index(&fsm->engine),
+            chunks.count, chunks.bytes);
     return 0;
 }
 
@@ -250,8 +251,9 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     uint64_t snapshot_index, held = rt_engine_applied_index(&fsm->engine);
     if (store_snapshot_peek(buf->base, buf->len, &shard, &snapshot_index) == 0 &&
         shard == cl_fsm_shard(fsm) && snapshot_index <= held && snapshot_index > 0) {
-        RT_INFO("snapshot at index %llu not restored: the store already holds index %llu",
-                (unsigned long long)snapshot_index, (unsigned long long)held);
+        RT_INFO("shard %u: snapshot at index %llu not restored: the store already holds index "
+                "%llu",
+                (unsigned)shard, (unsigned long long)snapshot_index, (unsigned long long)held);
         fsm->stats.snapshots_kept++;
         raft_free(buf->base);
         return 0;
@@ -280,8 +282,9 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     fsm_remember(fsm);
     fsm->stats.snapshots_restored++;
     fsm->stats.snapshot_bytes = buf->len;
-    RT_INFO("snapshot restored: applied index %llu, %zu bytes",
-            (unsigned long long)rt_engine_applied_index(&fsm->engine), (size_t)buf->len);
+    RT_INFO("shard %u: snapshot restored: applied index %llu, %zu bytes",
+            (unsigned)cl_fsm_shard(fsm), (unsigned long long)rt_engine_applied_index(&fsm->engine),
+            (size_t)buf->len);
     raft_free(buf->base); /* On success the FSM owns the restored buffer. */
     return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "act_cluster.h"
 #include "act_registry.h"
+#include "cl_durable.h"
 #include "cl_fsm.h"
 #include "cl_link.h"
 #include "rt_clock.h"
@@ -29,7 +30,8 @@ enum {
     MSG_REQUEST = 1, /* [1, req_id, kind, actor_type, op, key, args, target_kind, shard,
                         index_key | nil] */
     MSG_REPLY = 2,   /* [2, req_id, code, body, msg] */
-    MSG_REPORT = 3,  /* [3, shard, applied_index, history_hash] */
+    MSG_REPORT = 3,  /* [3, shard, applied_index, history_hash, durable_index, durable_term,
+                        raft_applied] */
 };
 enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 
@@ -100,20 +102,24 @@ struct group {
     uint32_t batch_count;
     bool batch_open;
     uint32_t entries_in_flight; /* Proposed and not yet applied here (CL_ENTRIES_IN_FLIGHT_MAX). */
-    uint64_t commit_carried;    /* Commit index sent with the newest entry or barrier. */
     /* Acknowledgement. */
     struct pending_ack *acks_head, *acks_tail;
-    bool barrier_in_flight;
-    struct raft_barrier barrier;
+    struct cl_durable durable; /* Wraps io: what this replica holds on disk (cl_durable.h). */
     /* What each member reported (indexed like node->config.members). */
     uint64_t report_applied[CL_MEMBERS_MAX];
     uint64_t report_hash[CL_MEMBERS_MAX];
     uint64_t report_ms[CL_MEMBERS_MAX];
+    uint64_t report_raft_applied[CL_MEMBERS_MAX]; /* Raft's count: with config entries. */
+    uint64_t report_durable_index[CL_MEMBERS_MAX];
+    uint64_t report_durable_term[CL_MEMBERS_MAX];
+    uint64_t history_mismatches; /* Reports whose history hash differed from ours. */
     uint64_t stuck_since_ms[CL_MEMBERS_MAX];
     struct raft_transfer transfer;
     bool transferring;
     /* Follower side: what this node last reported, to whom. */
     uint64_t reported_applied;
+    uint64_t reported_durable;
+    uint64_t reported_raft_applied;
     uint64_t reported_leader;
     uint64_t reported_ms;
     /* Leader side. */
@@ -486,15 +492,16 @@ static unsigned group_voters(const struct group *g)
     return n < CL_VOTERS_MAX ? n : CL_VOTERS_MAX;
 }
 
-/* Does member @m hold this leader's exact history up to @index? */
-static bool group_member_confirms(struct group *g, unsigned m, uint64_t index)
+/* Does member @m hold entry @index of this leader's term @term on disk (cl_durable.h)? */
+static bool group_member_confirms(struct group *g, unsigned m, uint64_t index, raft_term term)
 {
     if (m == g->node->self) {
-        return true;
+        raft_index durable;
+        raft_term durable_term;
+        cl_durable_get(&g->durable, &durable, &durable_term);
+        return cl_durable_confirms(durable, durable_term, index, term);
     }
-    uint64_t applied = g->report_applied[m], mine;
-    return applied >= index && cl_fsm_history_at(&g->fsm, applied, &mine) &&
-           mine == g->report_hash[m];
+    return cl_durable_confirms(g->report_durable_index[m], g->report_durable_term[m], index, term);
 }
 
 static void group_release(struct group *g, struct pending_ack *a)
@@ -521,7 +528,7 @@ static void group_confirm(struct group *g)
         }
         unsigned votes = 0;
         for (unsigned m = 0; m < group_voters(g); m++) {
-            votes += group_member_confirms(g, m, a->index);
+            votes += group_member_confirms(g, m, a->index, a->term);
         }
         if (votes <= group_voters(g) / 2) {
             if (now < a->deadline_ms) {
@@ -540,30 +547,6 @@ static void group_confirm(struct group *g)
         if (g->acks_head == NULL) {
             g->acks_tail = NULL;
         }
-    }
-}
-
-static void barrier_cb(struct raft_barrier *req, int status)
-{
-    struct group *g = req->data;
-    (void)status;
-    g->barrier_in_flight = false;
-    group_confirm(g);
-}
-
-/* Make followers learn the commit index now rather than at the next heartbeat. */
-static void group_nudge(struct group *g)
-{
-    /* Under load the next entry carries the commit index; only the last one needs a barrier. */
-    if (g->acks_head == NULL || g->barrier_in_flight || g->batch_open ||
-        g->acks_tail->index <= g->commit_carried || raft_state(&g->raft) != RAFT_LEADER) {
-        return;
-    }
-    g->barrier.data = g;
-    uint64_t commit = g->raft.commit_index;
-    if (raft_barrier(&g->raft, &g->barrier, barrier_cb) == 0) {
-        g->barrier_in_flight = true;
-        g->commit_carried = commit;
     }
 }
 
@@ -636,7 +619,6 @@ static void group_apply_cb(struct raft_apply *req, int status, void *result)
     }
     g->acks_tail = a;
     group_confirm(g);
-    group_nudge(g);
 }
 
 static int group_propose(struct group *g, struct rt_batch_builder *b, struct proposal *p)
@@ -679,11 +661,9 @@ static void group_flush(struct group *g)
     p->timers = false;
     p->count = count;
     memcpy(p->waiters, g->batch_waiters, count * sizeof(struct waiter));
-    uint64_t commit = g->raft.commit_index;
     int rv = group_propose(g, &g->builder, p);
     if (rv == 0) {
         g->entries_in_flight++;
-        g->commit_carried = commit;
     } else {
         for (uint32_t i = 0; i < count; i++) {
             waiter_done(g->node, p->waiters[i], rv, NULL, 0, "not the leader any more; retry");
@@ -972,15 +952,28 @@ static void node_on_reply(struct cl_node *node, struct rt_mp_reader *r)
 
 static void node_on_report(struct cl_node *node, unsigned member, struct rt_mp_reader *r)
 {
-    uint64_t shard, applied, hash;
+    uint64_t shard, applied, hash, durable, durable_term, raft_applied, mine;
     if (rt_mp_read_uint(r, &shard) != 0 || rt_mp_read_uint(r, &applied) != 0 ||
-        rt_mp_read_uint(r, &hash) != 0 || shard > node->config.shard_count) {
+        rt_mp_read_uint(r, &hash) != 0 || rt_mp_read_uint(r, &durable) != 0 ||
+        rt_mp_read_uint(r, &durable_term) != 0 || rt_mp_read_uint(r, &raft_applied) != 0 ||
+        shard > node->config.shard_count) {
         return;
     }
     struct group *g = &node->groups[shard];
     g->report_applied[member] = applied;
     g->report_hash[member] = hash;
     g->report_ms[member] = node_now(node);
+    g->report_durable_index[member] = durable;
+    g->report_durable_term[member] = durable_term;
+    g->report_raft_applied[member] = raft_applied;
+    /* Same entries applied must give the same history: a difference means a replica diverged
+     * (a bug or a corrupted log), which operators must see. */
+    if (cl_fsm_history_at(&g->fsm, applied, &mine) && mine != hash) {
+        if (g->history_mismatches++ == 0) {
+            RT_ERROR("node %llu applied a different history at index %llu than this node",
+                     (unsigned long long)node->members[member].id, (unsigned long long)applied);
+        }
+    }
     if (g->acks_head != NULL) {
         group_confirm(g);
     }
@@ -1027,19 +1020,29 @@ static void group_report(struct group *g, uint64_t now)
     uint64_t leader = group_leader(g);
     unsigned m = node_member_index(node, leader);
     uint64_t applied = rt_engine_applied_index(&g->fsm.engine);
+    raft_index durable;
+    raft_term durable_term;
+    cl_durable_get(&g->durable, &durable, &durable_term);
+    uint64_t raft_applied = raft_last_applied(&g->raft);
     if (m == CL_MEMBERS_MAX || m == node->self ||
-        (applied == g->reported_applied && leader == g->reported_leader &&
+        (applied == g->reported_applied && durable == g->reported_durable &&
+         raft_applied == g->reported_raft_applied && leader == g->reported_leader &&
          now - g->reported_ms < CL_REPORT_MS)) {
         return;
     }
     struct rt_mp_writer w = node_msg_begin(node);
-    rt_mp_write_array(&w, 4);
+    rt_mp_write_array(&w, 7);
     rt_mp_write_uint(&w, MSG_REPORT);
     rt_mp_write_uint(&w, g->shard);
     rt_mp_write_uint(&w, applied);
     rt_mp_write_uint(&w, rt_engine_history_hash(&g->fsm.engine));
+    rt_mp_write_uint(&w, durable);
+    rt_mp_write_uint(&w, durable_term);
+    rt_mp_write_uint(&w, raft_applied);
     if (rt_mp_writer_error(&w) == 0 && node_send(node, m) == 0) {
         g->reported_applied = applied;
+        g->reported_durable = durable;
+        g->reported_raft_applied = raft_applied;
         g->reported_leader = leader;
         g->reported_ms = now;
     }
@@ -1065,8 +1068,10 @@ static void group_watchdog(struct group *g, uint64_t now)
             continue;
         }
         bool reporting = now - g->report_ms[m] < 2 * CL_REPORT_MS;
+        /* Raft's applied index, not the engine's: the engine does not count configuration
+         * and barrier entries, so it can sit below the commit index for good. */
         bool stuck = reporting && r->leader_state.progress[k].match_index >= r->commit_index &&
-                     g->report_applied[m] < r->commit_index;
+                     g->report_raft_applied[m] < r->commit_index;
         if (!stuck) {
             g->stuck_since_ms[m] = 0;
             continue;
@@ -1082,16 +1087,20 @@ static void group_watchdog(struct group *g, uint64_t now)
         for (unsigned j = 0; j < r->configuration.n; j++) {
             unsigned t = node_member_index(node, r->configuration.servers[j].id);
             if (t < CL_MEMBERS_MAX && t != node->self && t != m &&
-                g->report_applied[t] >= r->commit_index &&
+                g->report_raft_applied[t] >= r->commit_index &&
                 r->leader_state.progress[j].match_index == raft_last_index(r)) {
                 target = r->configuration.servers[j].id;
             }
         }
+        char to[32] = "a voter raft picks"; /* No follower is verified healthy. */
+        if (target != 0) {
+            snprintf(to, sizeof(to), "node %llu", (unsigned long long)target);
+        }
         RT_WARN("shard %u: node %llu is stuck at applied %llu below commit %llu; handing "
-                "leadership to node %llu (docs/raft.md)",
+                "leadership to %s (docs/raft.md)",
                 g->shard, (unsigned long long)node->members[m].id,
-                (unsigned long long)g->report_applied[m], (unsigned long long)r->commit_index,
-                (unsigned long long)target);
+                (unsigned long long)g->report_raft_applied[m], (unsigned long long)r->commit_index,
+                to);
         g->transfer.data = g;
         if (raft_transfer(r, &g->transfer, target, transfer_cb) == 0) {
             g->transferring = true;
@@ -1210,7 +1219,9 @@ static void node_check_cb(uv_check_t *check)
         if (g->entries_in_flight < CL_ENTRIES_IN_FLIGHT_MAX) {
             group_flush(g);
         }
-        group_nudge(g);
+        if (g->acks_head != NULL) {
+            group_confirm(g); /* This leader's own append may have completed. */
+        }
         group_report(g, now);
     }
     node_run_deferred(node);
@@ -1346,17 +1357,21 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t index)
         return RT_EIO;
     }
     raft_uv_set_snapshot_compression(&g->io, false); /* Our chunks are zstd already. */
-    if (raft_init(&g->raft, &g->io, &g->fsm.raft_fsm, node->config.node_id, self->peer_addr) != 0) {
+    cl_durable_init(&g->durable, &g->io);
+    if (raft_init(&g->raft, &g->durable.io, &g->fsm.raft_fsm, node->config.node_id,
+                  self->peer_addr) != 0) {
         RT_ERROR("group %s: raft_init: %s", g->dir, raft_errmsg(&g->raft));
         return RT_EIO;
     }
     g->raft.data = g;
+    g->durable.io.data = &g->raft; /* raft's io callbacks find it there. */
     cl_fsm_bind(&g->fsm, &g->raft);
     raft_set_election_timeout(&g->raft, CL_ELECTION_TIMEOUT_MS);
     raft_set_heartbeat_timeout(&g->raft, CL_HEARTBEAT_TIMEOUT_MS);
     raft_set_pre_vote(&g->raft, true);
     raft_set_snapshot_threshold(&g->raft, CL_SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&g->raft, CL_SNAPSHOT_TRAILING);
+    raft_set_install_snapshot_timeout(&g->raft, CL_INSTALL_SNAPSHOT_TIMEOUT_MS);
     struct raft_configuration conf;
     raft_configuration_init(&conf);
     for (unsigned m = 0; m < node->config.member_count; m++) {
@@ -1576,7 +1591,7 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     for (uint16_t s = 0; s < shards; s++) {
         struct group *g = &node->groups[s];
         uint64_t leader = g->closed ? 0 : group_leader(g);
-        rt_mp_write_map(w, 8);
+        rt_mp_write_map(w, 10);
         rt_mp_write_cstr(w, "shard_id");
         rt_mp_write_uint(w, s);
         rt_mp_write_cstr(w, "leader");
@@ -1600,6 +1615,13 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
         rt_mp_write_uint(w, rt_engine_history_hash(&g->fsm.engine));
         rt_mp_write_cstr(w, "acked_commands");
         rt_mp_write_uint(w, g->acked_commands);
+        raft_index durable;
+        raft_term durable_term;
+        cl_durable_get(&g->durable, &durable, &durable_term);
+        rt_mp_write_cstr(w, "durable_index");
+        rt_mp_write_uint(w, durable);
+        rt_mp_write_cstr(w, "history_mismatches");
+        rt_mp_write_uint(w, g->history_mismatches);
     }
 }
 

@@ -60,6 +60,10 @@
 #define CL_HEARTBEAT_TIMEOUT_MS 100u
 #define CL_SNAPSHOT_THRESHOLD   8192u
 #define CL_SNAPSHOT_TRAILING    4096u
+/* A follower busy with its own snapshot refuses an InstallSnapshot (RAFT_BUSY) and raft 0.15
+ * sends it again only after this long (its default is 30 s: a restarted replica would lag that
+ * long). Loopback or LAN moves far more than RT_SNAPSHOT_BYTES_MAX in this time. */
+#define CL_INSTALL_SNAPSHOT_TIMEOUT_MS 5000u
 
 struct cl_member {
     uint64_t id;                           /* raft id, 1.. */

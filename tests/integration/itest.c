@@ -34,10 +34,16 @@ uint64_t itest_now_ms(void)
 
 static bool run(const struct itest_cluster *c, const char *verb)
 {
-    char cmd[2048];
+    char cmd[2048], snapshot[64] = "";
+    if (c->snapshot_bytes != 0) {
+        snprintf(snapshot, sizeof(snapshot), "PAYRAFT_SNAPSHOT_BYTES=%u ", c->snapshot_bytes);
+    }
+    /* The shard count is read at the first start only (cluster.sh keeps it in the cluster's
+     * dir); the snapshot size at every start, so a restarted node keeps it too. */
     snprintf(cmd, sizeof(cmd),
-             "cd '%s' && PAYRAFT_PAYD='%s' PAYRAFT_PORT_BASE=%u scripts/cluster.sh %s --dir '%s'",
-             c->root, ITEST_PAYD, c->base, verb, c->dir);
+             "cd '%s' && PAYRAFT_PAYD='%s' PAYRAFT_PORT_BASE=%u PAYRAFT_SHARDS=%u %s"
+             "scripts/cluster.sh %s --dir '%s'",
+             c->root, ITEST_PAYD, c->base, c->shards, snapshot, verb, c->dir);
     int rv = system(cmd);
     if (rv != 0) {
         fprintf(stderr, "itest: '%s' failed (%d)\n", cmd, rv);
@@ -48,10 +54,22 @@ static bool run(const struct itest_cluster *c, const char *verb)
 
 bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset)
 {
+    return itest_cluster_start_with(c, nodes, offset, 0, 0);
+}
+
+bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned offset,
+                              unsigned shards, unsigned snapshot_bytes)
+{
     memset(c, 0, sizeof(*c));
+    if (shards > ITEST_SHARDS) {
+        fprintf(stderr, "itest: at most %u shards (struct itest_shard views)\n", ITEST_SHARDS);
+        return false;
+    }
     const char *base = getenv("PAYRAFT_PORT_BASE");
     c->base = (base != NULL ? (unsigned)atoi(base) : 7000u) + offset;
     c->nodes = nodes;
+    c->shards = shards != 0 ? shards : ITEST_SHARDS;
+    c->snapshot_bytes = snapshot_bytes;
     snprintf(c->root, sizeof(c->root), "%s", ITEST_SOURCE_DIR);
     const char *tmp = getenv("TMPDIR");
     snprintf(c->dir, sizeof(c->dir), "%s/payraft-itest-XXXXXX", tmp != NULL ? tmp : "/tmp");
@@ -431,7 +449,7 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
             continue;
         }
         uint32_t shards;
-        ok = rt_mp_read_array(&r, &shards) == 0 && shards == ITEST_SHARDS;
+        ok = rt_mp_read_array(&r, &shards) == 0 && shards == cluster_->shards;
         for (uint32_t s = 0; ok && s < shards; s++) {
             uint32_t fields;
             ok = rt_mp_read_map(&r, &fields) == 0;
@@ -465,7 +483,7 @@ bool itest_all_leaders(const struct itest_cluster *cluster_, unsigned id)
     if (!itest_shard_views(cluster_, id, v)) {
         return false;
     }
-    for (unsigned s = 0; s < ITEST_SHARDS; s++) {
+    for (unsigned s = 0; s < cluster_->shards; s++) {
         if (v[s].leader == 0) {
             return false;
         }

@@ -17,6 +17,8 @@ struct itest_cluster {
     char root[512]; /* The source tree (for scripts/cluster.sh). */
     unsigned base;  /* PAYRAFT_PORT_BASE for this cluster. */
     unsigned nodes;
+    unsigned shards;         /* PAYRAFT_SHARDS: ITEST_SHARDS unless started with options. */
+    unsigned snapshot_bytes; /* PAYRAFT_SNAPSHOT_BYTES (payd --snapshot-bytes); 0: default. */
     uint8_t admin_secret[128];
     size_t admin_secret_len;
 };
@@ -36,6 +38,10 @@ struct itest_reply {
 /* Start an @nodes-node cluster in a fresh temp dir with ports from PAYRAFT_PORT_BASE + @offset.
  * Aborts the test (returns false) with a message on failure. */
 bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset);
+/* The same with @shards shards (1..ITEST_SHARDS; 0: ITEST_SHARDS) and payd --snapshot-bytes
+ * @snapshot_bytes (0: payd's default), kept for every later restart of the cluster's nodes. */
+bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned offset,
+                              unsigned shards, unsigned snapshot_bytes);
 bool itest_cluster_stop(struct itest_cluster *c);
 /* scripts/cluster.sh kill/restart ID. */
 bool itest_cluster_kill(struct itest_cluster *c, unsigned id);
@@ -87,7 +93,8 @@ size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mon
 
 uint64_t itest_now_ms(void);
 
-/* Shards of a cluster started by scripts/cluster.sh (PAYRAFT_SHARDS default). */
+/* Shards of a cluster started by itest_cluster_start (scripts/cluster.sh's default), and the
+ * most that itest_cluster_start_with takes. */
 #define ITEST_SHARDS 16
 
 struct itest_shard {
@@ -97,9 +104,8 @@ struct itest_shard {
     uint64_t history;
 };
 
-/* cluster.status of node @id into @views; false if the node does not answer. */
-
-/* cluster.status of node @id into @views (and itest_map_ready); false if it does not answer. */
+/* cluster.status of node @id into @views[0..cluster->shards) (and itest_map_ready); false if
+ * it does not answer. */
 bool itest_shard_views(const struct itest_cluster *cluster, unsigned id,
                        struct itest_shard views[ITEST_SHARDS]);
 /* Every shard has a leader and the node has the cluster map. */

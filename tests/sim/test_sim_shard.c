@@ -4,11 +4,15 @@
  * kills and revives, while clients propose order batches. Low snapshot thresholds make
  * snapshots and snapshot installs part of every run.
  *
+ * Acknowledgements follow the node's rule (cl_durable.h, docs/raft.md): an entry applied on
+ * the leader is acknowledged once a majority of voters report it durable in the leader's term,
+ * each server's raft_io being wrapped by cl_durable exactly as in a node.
+ *
  * After healing every fault the test checks:
  *   - every replica applied the same entries: the shard's digest (every column family) is
  *     byte-identical on all servers;
- *   - every order whose create was acknowledged (apply callback with code OK) is readable on
- *     every replica.
+ *   - every order whose create was acknowledged (apply callback with code OK, then confirmed
+ *     durable on a majority) is readable on every replica.
  *
  * PAYRAFT_SIM_SEEDS=N runs seeds 1..N (default 100); PAYRAFT_SIM_SEED=S runs only seed S.
  * A failure prints its seed. */
@@ -28,6 +32,7 @@
 
 #include "act_order.h"
 #include "act_registry.h"
+#include "cl_durable.h"
 #include "cl_fsm.h"
 #include "rt_clock.h"
 #include "rt_error.h"
@@ -39,7 +44,6 @@
 #define SIM_SERVERS_MAX 5
 #define SIM_STEPS       3000
 #define SIM_ORDERS_MAX  4096
-#define SIM_INDEX_MAX   16384 /* Raft indexes one run can reach (entries, barriers, configs). */
 #define SIM_PENDING_MAX 1024
 #define SIM_BATCH_MAX   4
 #define SIM_T0_MS       1700000000000ull
@@ -66,13 +70,11 @@ struct sim_server {
     struct store_rocks *db;
     struct rt_cache cache;
     struct cl_fsm fsm;
-    struct raft_fsm wrapper; /* Records the history hash of every index this server applies. */
-    struct sim *sim;
-    uint64_t *history; /* history[index] = hash after applying index; 0 = not seen. */
+    struct cl_durable durable; /* Wraps the fixture's raft_io, as cl_node wraps raft_uv. */
 };
 
 /* An entry applied on the leader whose acknowledgement waits for a majority of replicas to
- * report the same history hash at its index (docs/raft.md). */
+ * hold it on disk in the leader's term (cl_durable.h). */
 struct sim_pending {
     unsigned leader; /* Server that applied it as leader... */
     raft_term term;  /* ...in this term. */
@@ -163,68 +165,9 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     free(p);
 }
 
-static struct sim_server *server_of(struct raft_fsm *wrapper)
-{
-    struct sim_server *server = wrapper->data;
-    assert_non_null(server);
-    return server;
-}
-
-static void record_history(struct sim_server *server)
-{
-    uint64_t index = rt_engine_applied_index(&server->fsm.engine);
-    SIM_CHECK(index < SIM_INDEX_MAX);
-    server->history[index] = rt_engine_history_hash(&server->fsm.engine);
-}
-
-static int wrap_apply(struct raft_fsm *wrapper, const struct raft_buffer *buf, void **result)
-{
-    struct sim_server *server = server_of(wrapper);
-    int rv = server->fsm.raft_fsm.apply(&server->fsm.raft_fsm, buf, result);
-    record_history(server);
-    return rv;
-}
-
-static int wrap_snapshot(struct raft_fsm *wrapper, struct raft_buffer *bufs[], unsigned *n)
-{
-    struct sim_server *server = server_of(wrapper);
-    return server->fsm.raft_fsm.snapshot(&server->fsm.raft_fsm, bufs, n);
-}
-
-static int wrap_finalize(struct raft_fsm *wrapper, struct raft_buffer *bufs[], unsigned *n)
-{
-    struct sim_server *server = server_of(wrapper);
-    return server->fsm.raft_fsm.snapshot_finalize(&server->fsm.raft_fsm, bufs, n);
-}
-
-static int wrap_restore(struct raft_fsm *wrapper, struct raft_buffer *buf)
-{
-    struct sim_server *server = server_of(wrapper);
-    int rv = server->fsm.raft_fsm.restore(&server->fsm.raft_fsm, buf);
-    if (rv == 0) {
-        /* A new history: forget the old one, keep the snapshot's own point. */
-        memset(server->history, 0, SIM_INDEX_MAX * sizeof(*server->history));
-        record_history(server);
-    }
-    return rv;
-}
-
-/* Does server @r hold the same history as leader @l up to @index? Yes if it recorded the same
- * hash at @index, or at any later index that the leader recorded too (the hash chains). */
-static bool same_history(struct sim *sim, unsigned l, unsigned r, raft_index index)
-{
-    const uint64_t *lh = sim->servers[l].history, *rh = sim->servers[r].history;
-    for (raft_index j = index; j < SIM_INDEX_MAX; j++) {
-        if (lh[j] != 0 && rh[j] != 0) {
-            return lh[j] == rh[j];
-        }
-    }
-    return false;
-}
-
-/* Acknowledge the pending entries that a majority of replicas hold with the leader's exact
- * history; drop those whose leader lost its term (the client sees an unknown outcome and
- * retries with the same merchant_order_no). */
+/* Acknowledge the pending entries that a majority of replicas hold on disk in the leader's
+ * term; drop those whose leader lost its term (the client sees an unknown outcome and retries
+ * with the same merchant_order_no). */
 static void sim_confirm(struct sim *sim)
 {
     struct raft_fixture *f = &sim->fixture;
@@ -238,7 +181,10 @@ static void sim_confirm(struct sim *sim)
         }
         unsigned votes = 0;
         for (unsigned r = 0; r < sim->n; r++) {
-            votes += same_history(sim, p->leader, r, p->index);
+            raft_index durable;
+            raft_term term;
+            cl_durable_get(&sim->servers[r].durable, &durable, &term);
+            votes += cl_durable_confirms(durable, term, p->index, p->term);
         }
         if (votes <= sim->n / 2) {
             sim->pending[kept++] = *p;
@@ -322,18 +268,13 @@ static void sim_open(struct sim *sim, unsigned n)
         struct rt_engine_config config = {0, 1, &sim->registry, store_rocks_store(s->db),
                                           &s->cache};
         assert_int_equal(cl_fsm_init(&s->fsm, s->db, &config), 0);
-        s->sim = sim;
-        s->history = calloc(SIM_INDEX_MAX, sizeof(*s->history));
-        assert_non_null(s->history);
-        s->wrapper = (struct raft_fsm){.version = 2,
-                                       .data = s,
-                                       .apply = wrap_apply,
-                                       .snapshot = wrap_snapshot,
-                                       .restore = wrap_restore,
-                                       .snapshot_finalize = wrap_finalize};
-        assert_int_equal(raft_fixture_grow(&sim->fixture, &s->wrapper), 0);
+        assert_int_equal(raft_fixture_grow(&sim->fixture, &s->fsm.raft_fsm), 0);
         struct raft *r = raft_fixture_get(&sim->fixture, i);
         cl_fsm_bind(&s->fsm, r);
+        /* From here on raft talks to the fixture's io through the durable-log tracker. */
+        cl_durable_init(&s->durable, r->io);
+        s->durable.io.data = r;
+        r->io = &s->durable.io;
         /* Low thresholds: every run takes snapshots and installs some. */
         raft_set_snapshot_threshold(r, 16 + (unsigned)rt_prng_below(&sim->prng, 48));
         raft_set_snapshot_trailing(r, 8 + (unsigned)rt_prng_below(&sim->prng, 16));
@@ -355,7 +296,6 @@ static void sim_close(struct sim *sim)
         rt_cache_free(&s->cache);
         store_rocks_close(s->db);
         test_rmdir(s->dir);
-        free(s->history);
     }
 }
 

@@ -553,6 +553,57 @@ static void test_damaged_streams(void **state)
     assert_true(helper_same_shard(store_rocks_store(f->src), dst, SRC_SHARD));
 }
 
+/* store_snapshot_peek reads the shard and applied index from a stream's first header (what
+ * cl_fsm's restore uses to skip a snapshot the store already holds) and refuses anything that
+ * does not start with a header. */
+static void test_peek(void **state)
+{
+    struct fixture *f = *state;
+    const struct stream *s = &f->snap;
+    uint16_t shard = 0;
+    uint64_t applied = 0;
+    assert_int_equal(store_snapshot_peek(s->chunks[0], s->lens[0], &shard, &applied), 0);
+    assert_int_equal(shard, SRC_SHARD);
+    assert_int_equal(applied, SRC_INDEX);
+    /* The header alone is enough: restore hands over the whole stream, peek reads 32 bytes. */
+    shard = 0;
+    applied = 0;
+    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR, &shard, &applied), 0);
+    assert_int_equal(shard, SRC_SHARD);
+    assert_int_equal(applied, SRC_INDEX);
+    /* An empty shard's single chunk and a hand-made one peek the same way. */
+    struct stream empty;
+    stream_init(&empty);
+    assert_int_equal(store_snapshot_write(f->dst, 7, sink, &empty), 0);
+    assert_int_equal(store_snapshot_peek(empty.chunks[0], empty.lens[0], &shard, &applied), 0);
+    assert_int_equal(shard, 7);
+    assert_int_equal(applied, 0);
+    stream_free(&empty);
+    struct stream crafted;
+    craft_stream(&crafted, 3, CRAFT_NONE);
+    assert_int_equal(store_snapshot_peek(crafted.chunks[0], crafted.lens[0], &shard, &applied), 0);
+    assert_int_equal(shard, 3);
+    assert_int_equal(applied, 9);
+    stream_free(&crafted);
+
+    /* A buffer shorter than a header, even by one byte. */
+    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR - 1, &shard, &applied), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(s->chunks[0], 0, &shard, &applied), RT_ECORRUPT);
+    /* A wrong magic: another byte anywhere in it, or another format version. */
+    uint8_t head[HDR];
+    for (size_t i = 0; i < 8; i++) {
+        memcpy(head, s->chunks[0], HDR);
+        head[i] ^= 0x20;
+        assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied), RT_ECORRUPT);
+    }
+    memcpy(head, s->chunks[0], HDR);
+    memcpy(head, "PRSNAP02", 8);
+    assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied), RT_ECORRUPT);
+    /* No buffer at all. */
+    assert_int_equal(store_snapshot_peek(NULL, 0, &shard, &applied), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(NULL, HDR, &shard, &applied), RT_ECORRUPT);
+}
+
 int main(void)
 {
     rt_log_set_level(RT_LOG_WARN); /* PAYRAFT_LOG_LEVEL=info shows each snapshot. */
@@ -567,6 +618,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_largest_record_fits_a_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crafted_stream_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,56 @@
+/* cl_durable: which raft log entries this replica holds on disk, for acknowledgements.
+ *
+ * Why: canonical/raft 0.15 can count a follower's stale entries towards a quorum
+ * (docs/raft.md), so a leader must not answer a client on raft's commit alone. It answers
+ * when a majority of voters prove they hold the entry. A replica proves it with
+ * (durable index D, term of D): every entry up to D is on its disk, and entry D carries term T.
+ * If T is the leader's current term, entry D came from this leader (one leader per term), and
+ * by raft's log matching the replica's log up to D is the leader's; so it holds every entry
+ * X <= D durably. That is raft's commit rule, computed from what the replicas themselves
+ * wrote instead of from the leader's bookkeeping, and it needs no follower to apply anything:
+ * followers' apply stays off the path of an acknowledgement.
+ *
+ * How: a struct raft_io that forwards every call to the real one (raft_uv in a node, the
+ * fixture's in the simulation) and watches load, append, truncate and snapshot_put to keep
+ * (durable index, term). Appends complete in order; an append's entries become durable in its
+ * callback. A truncate or a snapshot install lowers the durable index at once and starts a new
+ * generation: appends issued before it do not raise the durable index when they complete (a
+ * later append of the new generation does), which can only under-report, never over-report.
+ *
+ * Loop thread only. Allocates one small request per append and per snapshot put.
+ */
+#ifndef CL_DURABLE_H
+#define CL_DURABLE_H
+
+#include <raft.h>
+#include <stdint.h>
+
+/* Terms of the most recent indexes, to know the term at a truncation point. */
+#define CL_DURABLE_TERMS 4096u
+
+struct cl_durable {
+    struct raft_io io;     /* Hand this to raft_init. */
+    struct raft_io *inner; /* Not owned. */
+    raft_index next_index; /* Index the next appended entry gets. */
+    raft_index durable_index;
+    raft_term durable_term; /* 0 when unknown (after a truncation to an old index). */
+    uint64_t generation;    /* Bumped by truncate and snapshot install. */
+    raft_index term_index[CL_DURABLE_TERMS];
+    raft_term term_of[CL_DURABLE_TERMS];
+};
+
+/* Wrap @inner (already initialised, e.g. by raft_uv_init). */
+void cl_durable_init(struct cl_durable *d, struct raft_io *inner);
+
+/* What this replica holds on disk: every entry up to *index, the last of term *term
+ * (0, 0 before the log is loaded). */
+void cl_durable_get(const struct cl_durable *d, raft_index *index, raft_term *term);
+
+/* Does a replica that reported (@index, @term) hold entry @entry of leader term @leader_term? */
+static inline int cl_durable_confirms(raft_index index, raft_term term, raft_index entry,
+                                      raft_term leader_term)
+{
+    return term == leader_term && leader_term != 0 && index >= entry;
+}
+
+#endif /* CL_DURABLE_H */
