@@ -2,12 +2,14 @@
 # Payraft vs PostgreSQL, side by side, on this machine (the Performance issue).
 #   scripts/bench.sh [--seconds S] [--connections "1 16 64 256"] [--keep]
 # Builds Release into build-release/, starts a fresh 3-node cluster (fsync on, defaults) and
-# a 1-node one, creates an app, runs paybench (order.create) at each concurrency; then starts
-# a fresh PostgreSQL 15 (installed with apt if missing) in a temp dir on 127.0.0.1 with
-# fsync=on, synchronous_commit=on and an orders table with the same columns, unique
-# (app_id, merchant_order_no) and an (app_id, created_at) index, and runs pgbench inserting
-# one order per transaction at the same concurrencies. Prints one table. Cleans up after
-# itself unless --keep. Ports: PAYRAFT_PORT_BASE (default 7000) + 800..899.
+# a 1-node one, creates an app, runs paybench (order.create) at each concurrency: on the
+# 3 nodes with one request in flight per connection (as pgbench), with 8 pipelined, and with 8
+# pipelined sent to each shard's leader (--route, what a smart client does); on the 1 node with
+# 8 pipelined. Then starts a fresh PostgreSQL 15 (installed with apt if missing) in a temp dir
+# on 127.0.0.1 with fsync=on, synchronous_commit=on and an orders table with the same columns,
+# unique (app_id, merchant_order_no) and an (app_id, created_at) index, and runs pgbench
+# inserting one order per transaction at the same concurrencies. Prints one table. Cleans up
+# after itself unless --keep. Ports: PAYRAFT_PORT_BASE (default 7000) + 800..899.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -48,11 +50,13 @@ cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/nu
 payctl="$root/build-release/bin/payctl"
 paybench="$root/build-release/bin/paybench"
 
-# One Payraft cluster: start, create the app, run paybench at every concurrency.
-# run_payraft NAME NODES PORT_BASE
-declare -A tput p99
+# One Payraft cluster: start, create the app, run paybench at every concurrency for each
+# variant ("depth:flags"; the result is stored under NAME/depth/flags).
+# run_payraft NAME NODES PORT_BASE VARIANT...
+declare -A tput p99 p50
 run_payraft() {
   local name=$1 nodes=$2 pbase=$3 dir="$work/$1"
+  shift 3
   PAYRAFT_PORT_BASE=$pbase PAYRAFT_APP_RATE=0 PAYRAFT_PAYD="$root/build-release/bin/payd" \
     scripts/cluster.sh start --nodes "$nodes" --no-sandbox --dir "$dir" >/dev/null
   local servers="" i
@@ -67,23 +71,28 @@ run_payraft() {
   done
   echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$secret"
   [ -s "$secret" ] || { echo "bench: could not create the app on $name: $out" >&2; exit 1; }
+  local c variant depth flags key json
   for c in $conns; do
-    local depth=1
-    [ "$c" -gt 1 ] && depth=8
-    local json
-    json=$("$paybench" --servers "$servers" --app benchapp --secret-file "$secret" \
-      --connections "$c" --depth "$depth" --seconds "$seconds" --warmup 2 --json)
-    echo "  $name c=$c depth=$depth: $json"
-    tput[$name,$c]=$(echo "$json" | sed -n 's/.*"throughput_ops_s": \([0-9.]*\).*/\1/p')
-    p99[$name,$c]=$(echo "$json" | sed -n 's/.*"p99_ms": \([0-9.]*\).*/\1/p')
+    for variant in "$@"; do
+      depth=${variant%%:*}
+      flags=${variant#*:}
+      key="$name/$depth/$flags,$c"
+      # shellcheck disable=SC2086 # flags is a word list on purpose
+      json=$("$paybench" --servers "$servers" --app benchapp --secret-file "$secret" \
+        --connections "$c" --depth "$depth" --seconds "$seconds" --warmup 2 --json $flags)
+      echo "  $name c=$c depth=$depth $flags: $json"
+      tput[$key]=$(echo "$json" | sed -n 's/.*"throughput_ops_s": \([0-9.]*\).*/\1/p')
+      p99[$key]=$(echo "$json" | sed -n 's/.*"p99_ms": \([0-9.]*\).*/\1/p')
+      p50[$key]=$(echo "$json" | sed -n 's/.*"p50_ms": \([0-9.]*\).*/\1/p')
+    done
   done
   PAYRAFT_PORT_BASE=$pbase PAYRAFT_PAYD="$root/build-release/bin/payd" scripts/cluster.sh stop --dir "$dir" >/dev/null
 }
 
 echo "bench: Payraft, 3 nodes"
-run_payraft c3 3 "$base"
+run_payraft c3 3 "$base" "1:" "8:" "8:--route"
 echo "bench: Payraft, 1 node (no replication)"
-run_payraft c1 1 $((base + 50))
+run_payraft c1 1 $((base + 50)) "8:"
 
 echo "bench: PostgreSQL 15 (fsync=on, synchronous_commit=on) on port $pg_port"
 pgbin=/usr/lib/postgresql/15/bin
@@ -129,13 +138,19 @@ for c in $conns; do
   p99[pg,$c]=$p
 done
 
-printf '\n%-12s | %-26s | %-26s | %-22s | %s\n' "connections" "Payraft 3 nodes ops/s (p99)" \
-  "Payraft 1 node ops/s (p99)" "PostgreSQL tps (p99)" "3-node / PostgreSQL"
-printf -- '-------------|----------------------------|----------------------------|------------------------|--------------------\n'
+cell() { printf '%8.0f (%7s)' "${tput[$1]:-0}" "${p99[$1]:-?}"; }
+printf '\nthroughput in orders/s (p99 latency in ms); depth = requests in flight per connection\n'
+printf '%-5s | %-18s | %-18s | %-18s | %-18s | %-18s | %s\n' "conns" "3 nodes, depth 1" \
+  "3 nodes, depth 8" "3 nodes, 8, routed" "1 node, depth 8" "PostgreSQL" "3 nodes / PostgreSQL"
+printf -- '------|--------------------|--------------------|--------------------|--------------------|--------------------|---------------------\n'
 for c in $conns; do
-  ratio=$(awk -v a="${tput[c3,$c]:-0}" -v b="${tput[pg,$c]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }')
-  printf '%-12s | %10.0f (%8s ms) | %10.0f (%8s ms) | %8.0f (%8s ms) | %s\n' "$c" \
-    "${tput[c3,$c]:-0}" "${p99[c3,$c]:-?}" "${tput[c1,$c]:-0}" "${p99[c1,$c]:-?}" \
-    "${tput[pg,$c]:-0}" "${p99[pg,$c]:-?}" "$ratio"
+  best=${tput[c3/8/--route,$c]:-0}
+  ratio=$(awk -v a="$best" -v b="${tput[pg,$c]:-0}" -v d="${tput[c3/1/,$c]:-0}" \
+    'BEGIN { if (b > 0) printf "%.2fx (depth 1: %.2fx)", a / b, d / b; else print "n/a" }')
+  printf '%-5s | %s | %s | %s | %s | %s | %s\n' "$c" "$(cell "c3/1/,$c")" "$(cell "c3/8/,$c")" \
+    "$(cell "c3/8/--route,$c")" "$(cell "c1/8/,$c")" "$(cell "pg,$c")" "$ratio"
+done
+for c in $conns; do
+  [ "$c" = 1 ] && echo "one sequential client on 3 nodes: p50 ${p50[c3/1/,1]:-?} ms, p99 ${p99[c3/1/,1]:-?} ms"
 done
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
