@@ -65,6 +65,7 @@ static raft_term durable_term_at(const struct cl_durable *d, raft_index index)
 static void durable_cut(struct cl_durable *d, raft_index first_gone)
 {
     d->generation++;
+    d->failed = 0; /* next_index is set explicitly from here on. */
     d->next_index = first_gone;
     if (d->durable_index >= first_gone) {
         d->durable_index = first_gone > 0 ? first_gone - 1 : 0;
@@ -95,6 +96,7 @@ static int durable_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
     }
     /* Everything loaded is on disk. */
     d->generation++;
+    d->failed = 0;
     d->durable_index = 0;
     d->durable_term = 0;
     if (*snapshot != NULL) {
@@ -156,7 +158,12 @@ static void durable_append_cb(struct raft_io_append *inner, int status)
 {
     struct durable_append *a = inner->data;
     struct cl_durable *d = a->d;
-    if (status == 0 && a->generation == d->generation && a->last_index > d->durable_index) {
+    if (status != 0) {
+        /* raft may now reuse the failed indexes without a truncate: our count of them is not
+         * to be trusted until the log is set explicitly again (truncate, install, load). */
+        d->failed = 1;
+        memcpy(d->io.errmsg, d->inner->errmsg, sizeof(d->io.errmsg));
+    } else if (!d->failed && a->generation == d->generation && a->last_index > d->durable_index) {
         d->durable_index = a->last_index;
         d->durable_term = a->last_term;
     }
@@ -209,6 +216,9 @@ static void durable_put_cb(struct raft_io_snapshot_put *inner, int status)
 {
     struct durable_put *p = inner->data;
     struct cl_durable *d = p->d;
+    if (status != 0) {
+        memcpy(d->io.errmsg, d->inner->errmsg, sizeof(d->io.errmsg));
+    }
     if (p->install && status == 0 && p->generation == d->generation) {
         /* The log is now exactly the snapshot. */
         d->durable_index = p->index;

@@ -16,6 +16,8 @@
  * callback. A truncate or a snapshot install lowers the durable index at once and starts a new
  * generation: appends issued before it do not raise the durable index when they complete (a
  * later append of the new generation does), which can only under-report, never over-report.
+ * After a failed append raft may reuse indexes without telling the io, so the durable index
+ * stays frozen until the next truncate, install or load sets the log explicitly.
  *
  * Loop thread only. Allocates one small request per append and per snapshot put.
  */
@@ -35,6 +37,7 @@ struct cl_durable {
     raft_index durable_index;
     raft_term durable_term; /* 0 when unknown (after a truncation to an old index). */
     uint64_t generation;    /* Bumped by truncate and snapshot install. */
+    int failed;             /* An append failed: frozen until the log is set again. */
     raft_index term_index[CL_DURABLE_TERMS];
     raft_term term_of[CL_DURABLE_TERMS];
 };

@@ -1,15 +1,24 @@
-/* LRU cache: a chained hash table for lookup plus a doubly linked list for recency. Each entry
- * is one allocation holding the key and value bytes after the header. */
+/* LRU cache: an open-addressing hash table of (hash, entry) slots for lookup plus a doubly
+ * linked list for recency. Each entry is one allocation holding the key and value bytes after
+ * the header.
+ *
+ * Why open addressing with the hash in the slot: under a create-heavy load nearly every
+ * lookup misses and every put evicts the coldest entry. With chained buckets each of those
+ * walked cold entries (a cache miss apiece) just to compare hashes; here the probe compares
+ * hashes inside the table (contiguous, one miss) and touches an entry only when its hash
+ * matches. Removal finds the slot by entry pointer the same way, and deletes with backward
+ * shifting so that probe sequences stay intact without tombstones.
+ */
 #include "rt_cache.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rt_error.h"
 
 struct rt_cache_entry {
-    struct rt_cache_entry *chain; /* Next in the hash bucket. */
     struct rt_cache_entry *newer; /* Towards lru_head. */
     struct rt_cache_entry *older; /* Towards lru_tail. */
     uint32_t hash;
@@ -18,21 +27,37 @@ struct rt_cache_entry {
     uint8_t bytes[]; /* key, then value. */
 };
 
+struct rt_cache_slot {
+    uint32_t hash;
+    struct rt_cache_entry *entry; /* NULL = empty. */
+};
+
 #define CACHE_SLOTS_INITIAL 1024u
+/* The table doubles when more than half full: probes stay short. */
+#define CACHE_SLOTS_MAX (1u << 27)
 
 static size_t entry_cost(size_t key_len, size_t val_len)
 {
-    return sizeof(struct rt_cache_entry) + key_len + val_len;
+    return sizeof(struct rt_cache_entry) + sizeof(struct rt_cache_slot) * 2 + key_len + val_len;
 }
 
+/* A multiply-xorshift hash over 8-byte words: keys are tens of bytes, and a byte-at-a-time
+ * hash was a visible share of a lookup. Only this process sees the values. */
 static uint32_t cache_hash(const uint8_t *key, size_t key_len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < key_len; i++) {
-        h ^= key[i];
-        h *= 16777619u;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ key_len;
+    size_t i = 0;
+    for (; i + 8 <= key_len; i += 8) {
+        uint64_t w;
+        memcpy(&w, key + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t tail = 0;
+    memcpy(&tail, key + i, key_len - i);
+    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
 }
 
 int rt_cache_init(struct rt_cache *cache, size_t bytes_max)
@@ -71,18 +96,47 @@ void rt_cache_free(struct rt_cache *cache)
     cache->table = NULL;
 }
 
-static struct rt_cache_entry **cache_find(struct rt_cache *cache, uint32_t hash, const uint8_t *key,
-                                          size_t key_len)
+/* The slot holding @key, or the empty slot where it would go. */
+static uint32_t cache_find(const struct rt_cache *cache, uint32_t hash, const uint8_t *key,
+                           size_t key_len)
 {
-    struct rt_cache_entry **link = &cache->table[hash & (cache->table_slots - 1)];
-    while (*link != NULL) {
-        struct rt_cache_entry *e = *link;
-        if (e->hash == hash && e->key_len == key_len && memcmp(e->bytes, key, key_len) == 0) {
-            return link;
+    uint32_t mask = cache->table_slots - 1;
+    for (uint32_t i = hash & mask;; i = (i + 1) & mask) {
+        const struct rt_cache_slot *s = &cache->table[i];
+        if (s->entry == NULL || (s->hash == hash && s->entry->key_len == key_len &&
+                                 memcmp(s->entry->bytes, key, key_len) == 0)) {
+            return i;
         }
-        link = &e->chain;
     }
-    return link;
+}
+
+/* The slot holding entry @e (which is in the table). */
+static uint32_t cache_slot_of(const struct rt_cache *cache, const struct rt_cache_entry *e)
+{
+    uint32_t mask = cache->table_slots - 1;
+    for (uint32_t i = e->hash & mask;; i = (i + 1) & mask) {
+        assert(cache->table[i].entry != NULL);
+        if (cache->table[i].entry == e) {
+            return i;
+        }
+    }
+}
+
+/* Empty slot @i and move later members of its probe run back so none is cut off. */
+static void cache_slot_clear(struct rt_cache *cache, uint32_t i)
+{
+    uint32_t mask = cache->table_slots - 1;
+    cache->table[i].entry = NULL;
+    for (uint32_t j = (i + 1) & mask; cache->table[j].entry != NULL; j = (j + 1) & mask) {
+        uint32_t home = cache->table[j].hash & mask;
+        /* Slot j may move to the hole at i unless its home lies cyclically in (i, j]. */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            cache->table[i] = cache->table[j];
+            cache->table[j].entry = NULL;
+            i = j;
+        }
+    }
 }
 
 static void lru_unlink(struct rt_cache *cache, struct rt_cache_entry *e)
@@ -114,12 +168,12 @@ static void lru_push_head(struct rt_cache *cache, struct rt_cache_entry *e)
     }
 }
 
-/* Remove the entry at *link from table, list and accounting. */
-static void cache_remove(struct rt_cache *cache, struct rt_cache_entry **link)
+/* Remove the entry in slot @i from table, list and accounting. */
+static void cache_remove(struct rt_cache *cache, uint32_t i)
 {
-    struct rt_cache_entry *e = *link;
+    struct rt_cache_entry *e = cache->table[i].entry;
     assert(e != NULL);
-    *link = e->chain;
+    cache_slot_clear(cache, i);
     lru_unlink(cache, e);
     assert(cache->bytes >= entry_cost(e->key_len, e->val_len));
     cache->bytes -= entry_cost(e->key_len, e->val_len);
@@ -132,12 +186,12 @@ int rt_cache_get(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
 {
     assert(cache != NULL);
     assert(val != NULL && val_len != NULL);
-    struct rt_cache_entry **link = cache_find(cache, cache_hash(key, key_len), key, key_len);
-    if (*link == NULL) {
+    struct rt_cache_entry *e =
+        cache->table[cache_find(cache, cache_hash(key, key_len), key, key_len)].entry;
+    if (e == NULL) {
         cache->misses++;
         return RT_ENOTFOUND;
     }
-    struct rt_cache_entry *e = *link;
     lru_unlink(cache, e);
     lru_push_head(cache, e);
     cache->hits++;
@@ -146,24 +200,25 @@ int rt_cache_get(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
     return 0;
 }
 
-/* Double the table when the average chain passes 1; failure just keeps longer chains. */
+/* Double the table when more than half full; failure keeps the table (probes get longer,
+ * and at CACHE_SLOTS_MAX the budget, not the table, bounds the entries). */
 static void cache_maybe_grow(struct rt_cache *cache)
 {
-    if (cache->entries < cache->table_slots || cache->table_slots >= (1u << 26)) {
+    if (cache->entries * 2u < cache->table_slots || cache->table_slots >= CACHE_SLOTS_MAX) {
         return;
     }
     uint32_t slots = cache->table_slots * 2;
-    struct rt_cache_entry **table = calloc(slots, sizeof(*table));
+    struct rt_cache_slot *table = calloc(slots, sizeof(*table));
     if (table == NULL) {
         return;
     }
     for (uint32_t i = 0; i < cache->table_slots; i++) {
-        struct rt_cache_entry *e = cache->table[i];
-        while (e != NULL) {
-            struct rt_cache_entry *next = e->chain;
-            e->chain = table[e->hash & (slots - 1)];
-            table[e->hash & (slots - 1)] = e;
-            e = next;
+        if (cache->table[i].entry != NULL) {
+            uint32_t j = cache->table[i].hash & (slots - 1);
+            while (table[j].entry != NULL) {
+                j = (j + 1) & (slots - 1);
+            }
+            table[j] = cache->table[i];
         }
     }
     free(cache->table);
@@ -178,21 +233,21 @@ int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
     assert(key != NULL && key_len > 0);
     assert(val != NULL || val_len == 0);
     uint32_t hash = cache_hash(key, key_len);
-    struct rt_cache_entry **link = cache_find(cache, hash, key, key_len);
-    if (*link != NULL) {
-        cache_remove(cache, link);
+    uint32_t i = cache_find(cache, hash, key, key_len);
+    if (cache->table[i].entry != NULL) {
+        cache_remove(cache, i);
     }
     size_t cost = entry_cost(key_len, val_len);
     if (cost > cache->bytes_max) {
         return 0; /* Larger than the whole budget: not cached, which is always allowed. */
     }
-    while (cache->bytes + cost > cache->bytes_max) {
-        struct rt_cache_entry *victim = cache->lru_tail;
-        assert(victim != NULL);
-        cache_remove(cache, cache_find(cache, victim->hash, victim->bytes, victim->key_len));
+    /* A full table (at CACHE_SLOTS_MAX) evicts too: one slot must stay empty for probes. */
+    while (cache->bytes + cost > cache->bytes_max ||
+           (cache->entries + 1u >= cache->table_slots && cache->lru_tail != NULL)) {
+        cache_remove(cache, cache_slot_of(cache, cache->lru_tail));
         cache->evictions++;
     }
-    struct rt_cache_entry *e = malloc(cost);
+    struct rt_cache_entry *e = malloc(sizeof(*e) + key_len + val_len);
     if (e == NULL) {
         return RT_ENOMEM;
     }
@@ -203,10 +258,10 @@ int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
     if (val_len > 0) {
         memcpy(e->bytes + key_len, val, val_len);
     }
-    link = cache_find(cache, hash, key, key_len); /* Evictions may have moved the slot's chain. */
-    assert(*link == NULL);
-    e->chain = NULL;
-    *link = e;
+    i = cache_find(cache, hash, key, key_len); /* Removals may have shifted the probe run. */
+    assert(cache->table[i].entry == NULL);
+    cache->table[i].hash = hash;
+    cache->table[i].entry = e;
     lru_push_head(cache, e);
     cache->bytes += cost;
     cache->entries++;
@@ -218,8 +273,8 @@ void rt_cache_del(struct rt_cache *cache, const uint8_t *key, size_t key_len)
 {
     assert(cache != NULL);
     assert(key != NULL);
-    struct rt_cache_entry **link = cache_find(cache, cache_hash(key, key_len), key, key_len);
-    if (*link != NULL) {
-        cache_remove(cache, link);
+    uint32_t i = cache_find(cache, cache_hash(key, key_len), key, key_len);
+    if (cache->table[i].entry != NULL) {
+        cache_remove(cache, i);
     }
 }

@@ -13,12 +13,13 @@
 #include <stdint.h>
 
 struct rt_cache_entry;
+struct rt_cache_slot;
 
 struct rt_cache {
     size_t bytes_max; /* Budget. */
     size_t bytes;     /* In use, including per-entry overhead. */
     uint32_t entries;
-    struct rt_cache_entry **table;   /* Chained hash table. */
+    struct rt_cache_slot *table;     /* Open addressing, linear probing (rt_cache.c). */
     uint32_t table_slots;            /* Power of two. */
     struct rt_cache_entry *lru_head; /* Most recently used. */
     struct rt_cache_entry *lru_tail; /* Next to evict. */
