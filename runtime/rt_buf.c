@@ -25,10 +25,11 @@ void rt_buf_free(struct rt_buf *buf)
     buf->cap = 0;
 }
 
-int rt_buf_reserve(struct rt_buf *buf, size_t extra)
+int rt_buf_grow(struct rt_buf *buf, size_t extra)
 {
     assert(buf != NULL);
     assert(buf->len <= buf->max);
+    assert(buf->cap <= buf->max); /* So that fitting in cap means fitting in max. */
     if (extra > buf->max - buf->len) {
         return RT_ETOOLARGE;
     }
@@ -49,20 +50,6 @@ int rt_buf_reserve(struct rt_buf *buf, size_t extra)
     }
     buf->data = data;
     buf->cap = cap;
-    return 0;
-}
-
-int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len)
-{
-    assert(bytes != NULL || len == 0);
-    int rv = rt_buf_reserve(buf, len);
-    if (rv != 0) {
-        return rv;
-    }
-    if (len > 0) {
-        memcpy(buf->data + buf->len, bytes, len);
-    }
-    buf->len += len;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct rt_buf {
     uint8_t *data; /* NULL until the first append. */
@@ -24,9 +25,26 @@ static inline void rt_buf_reset(struct rt_buf *buf)
 {
     buf->len = 0;
 }
-/* Make room for @extra more bytes. RT_ETOOLARGE past max, RT_ENOMEM. */
-int rt_buf_reserve(struct rt_buf *buf, size_t extra);
-int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len);
+/* The slow path of rt_buf_reserve: grow (or refuse). */
+int rt_buf_grow(struct rt_buf *buf, size_t extra);
+/* Make room for @extra more bytes. RT_ETOOLARGE past max, RT_ENOMEM. Inline: the msgpack
+ * writer calls it for every value, and the room is almost always there already. */
+static inline int rt_buf_reserve(struct rt_buf *buf, size_t extra)
+{
+    return extra <= buf->cap - buf->len ? 0 : rt_buf_grow(buf, extra);
+}
+static inline int rt_buf_append(struct rt_buf *buf, const void *bytes, size_t len)
+{
+    int rv = rt_buf_reserve(buf, len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (len > 0) {
+        memcpy(buf->data + buf->len, bytes, len);
+    }
+    buf->len += len;
+    return 0;
+}
 /* Drop bytes past @len (len <= buf->len). */
 void rt_buf_truncate(struct rt_buf *buf, size_t len);
 
