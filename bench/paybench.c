@@ -2,11 +2,15 @@
  *
  *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
  *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json] [--route]
+ *            [--rate R]
  *
  * --route: ask the cluster where each shard's leader is (cluster.shards) and have each
  * connection create only orders whose shard its node leads, so that no request is forwarded
  * (what a client that routes by key achieves). The order numbers stay unique and spread over
  * every shard whose leader takes connections.
+ *
+ * --rate R: send at most R requests per second in all (0 = as fast as replies come): a steady
+ * load for latency at a given throughput and for long runs (memory over time).
  *
  * N connections (spread over the servers) each keep D requests in flight. Latency is measured
  * per request from send to reply and kept in a log-linear histogram (no averages), throughput
@@ -41,6 +45,7 @@
 #define PB_DEPTH_MAX       1024u
 #define PB_SERVERS_MAX     16u
 #define PB_SECONDS_MAX     3600u
+#define PB_RATE_MAX        10000000u
 /* Histogram: 64 octaves of microseconds x 32 linear sub-buckets (~3% resolution). */
 #define PB_SUB       32u
 #define PB_BUCKETS   (64u * PB_SUB)
@@ -67,7 +72,9 @@ struct pb {
     const char *app;
     uint8_t secret[256];
     size_t secret_len;
-    unsigned connections, depth, seconds, warmup;
+    unsigned connections, depth, seconds, warmup, rate;
+    uint64_t start_us, sent; /* For --rate: requests sent since start_us. */
+    uv_timer_t pacer;        /* --rate: sends what connections owe, every millisecond. */
     enum pb_op op;
     bool json;
     char run_id[17];
@@ -92,6 +99,7 @@ struct pb_conn {
     struct api_frame_decoder dec;
     uint64_t next_id;
     uint64_t seq;                   /* Orders created by this connection. */
+    unsigned owed;                  /* --rate: requests to send when the rate allows. */
     uint64_t sent_us[PB_DEPTH_MAX]; /* Send time by id % depth. */
     uint8_t read_buf[65536];
     bool dead;
@@ -243,6 +251,33 @@ static void pb_send(struct pb_conn *c)
     }
 }
 
+/* Send the next request of @c now, or when --rate allows. */
+static void pb_next(struct pb_conn *c)
+{
+    struct pb *pb = c->pb;
+    if (pb->rate != 0 &&
+        pb->sent >= (uv_hrtime() / 1000u - pb->start_us) * (uint64_t)pb->rate / 1000000u) {
+        c->owed++;
+        return;
+    }
+    pb->sent++;
+    pb_send(c);
+}
+
+static void pb_pace(uv_timer_t *t)
+{
+    struct pb *pb = t->data;
+    uint64_t allowed = (uv_hrtime() / 1000u - pb->start_us) * (uint64_t)pb->rate / 1000000u;
+    for (unsigned i = 0; i < pb->connections && pb->sent < allowed; i++) {
+        struct pb_conn *c = &pb->conns[(pb->sent + i) % pb->connections];
+        while (c->owed > 0 && pb->sent < allowed) {
+            c->owed--;
+            pb->sent++;
+            pb_send(c);
+        }
+    }
+}
+
 static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
 {
     struct pb *pb = c->pb;
@@ -280,7 +315,7 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
             }
         }
     }
-    pb_send(c);
+    pb_next(c);
 }
 
 static void pb_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -334,7 +369,7 @@ static void pb_connected(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&c->tcp, pb_alloc, pb_read);
     c->pb->connected++;
     for (unsigned i = 0; i < c->pb->depth; i++) {
-        pb_send(c);
+        pb_next(c);
     }
 }
 
@@ -520,7 +555,8 @@ static void usage(void)
             "                [--connections N (1..%u, default 16)] [--depth D (1..%u, "
             "default 16)]\n"
             "                [--seconds S (default 10)] [--warmup S (default 2)]\n"
-            "                [--op create|create-get|pay] [--json]\n",
+            "                [--op create|create-get|pay] [--json] [--route]\n"
+            "                [--rate R (requests/s in all, 0 = unlimited, default 0)]\n",
             PB_CONNECTIONS_MAX, PB_DEPTH_MAX);
 }
 
@@ -567,6 +603,8 @@ int main(int argc, char **argv)
             bad = parse_uint(v, 1, PB_DEPTH_MAX, &pb.depth);
         } else if (strcmp(argv[i], "--seconds") == 0) {
             bad = parse_uint(v, 1, PB_SECONDS_MAX, &pb.seconds);
+        } else if (strcmp(argv[i], "--rate") == 0) {
+            bad = parse_uint(v, 0, PB_RATE_MAX, &pb.rate);
         } else if (strcmp(argv[i], "--warmup") == 0) {
             bad = parse_uint(v, 0, PB_SECONDS_MAX, &pb.warmup);
         } else if (strcmp(argv[i], "--op") == 0) {
@@ -627,6 +665,12 @@ int main(int argc, char **argv)
     uv_timer_init(pb.loop, &pb.timer);
     pb.timer.data = &pb;
     uv_timer_start(&pb.timer, pb_timer, 100, 100);
+    pb.start_us = uv_hrtime() / 1000u;
+    if (pb.rate != 0) {
+        uv_timer_init(pb.loop, &pb.pacer);
+        pb.pacer.data = &pb;
+        uv_timer_start(&pb.pacer, pb_pace, 1, 1);
+    }
     double cpu0 = cpu_seconds();
     uv_run(pb.loop, UV_RUN_DEFAULT);
     double cpu = cpu_seconds() - cpu0;

@@ -60,8 +60,10 @@
 
 /* ---- Caches ---- */
 
-/* Default byte budget of the actor-state LRU cache per node. */
-#define RT_CACHE_BYTES_DEFAULT (64u * 1024u * 1024u)
+/* Default byte budget of the actor-state LRU cache per node. Part of the node's memory budget
+ * (docs/benchmarks.md, Memory): with the block cache, memtables and raft logs it keeps a
+ * loaded node under 300 MiB. */
+#define RT_CACHE_BYTES_DEFAULT (32u * 1024u * 1024u)
 
 /* ---- Storage ---- */
 

@@ -26,10 +26,14 @@
 #include "rt_log.h"
 #include "store_internal.h"
 
-/* Defaults when the options say 0. 64 MiB of block cache holds the hot actor states of a
- * node comfortably; 16 MiB memtables keep flushes (and so the replay after a crash) small. */
-#define STORE_BLOCK_CACHE_BYTES_DEFAULT  (64u * 1024u * 1024u)
+/* Defaults when the options say 0. The block cache (with the index and filter blocks in it)
+ * and the memtables are most of a node's memory, so both are bounded: 32 MiB of block cache,
+ * 16 MiB memtables per column family (smaller ones flushed so often that they cost
+ * throughput), and at most STORE_MEMTABLES_BYTES_MAX of memtables in all, past which RocksDB
+ * flushes early. docs/benchmarks.md (Memory) has the budget. */
+#define STORE_BLOCK_CACHE_BYTES_DEFAULT  (32u * 1024u * 1024u)
 #define STORE_WRITE_BUFFER_BYTES_DEFAULT (16u * 1024u * 1024u)
+#define STORE_MEMTABLES_BYTES_MAX        (48u * 1024u * 1024u)
 /* Bloom filter bits per key: ~1% false positives, so a get of an absent actor (every new
  * order) rarely touches a data block. */
 #define STORE_BLOOM_BITS_PER_KEY 10.0
@@ -525,6 +529,9 @@ static rocksdb_options_t *store_options_create(const struct store_rocks_options 
     rocksdb_options_set_atomic_flush(options, 1);
     rocksdb_options_set_max_background_jobs(options, STORE_BACKGROUND_JOBS);
     rocksdb_options_set_write_buffer_size(options, buffer_bytes);
+    rocksdb_options_set_db_write_buffer_size(options, buffer_bytes * 3 < STORE_MEMTABLES_BYTES_MAX
+                                                          ? buffer_bytes * 3
+                                                          : STORE_MEMTABLES_BYTES_MAX);
     /* Most point reads in apply look for keys that do not exist yet (a new order, a new
      * merchant order number): a bloom filter over the memtable's whole keys answers them
      * without walking the skip list. */
@@ -544,6 +551,13 @@ static rocksdb_options_t *store_options_create(const struct store_rocks_options 
     /* The table options take ownership of the filter policy. */
     rocksdb_block_based_options_set_filter_policy(
         table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+    /* Index and filter blocks live in the block cache, not beside it: otherwise every SST
+     * file keeps its own in memory and a node's memory grows with the data it stores. Level-0
+     * ones, read on every lookup, stay pinned; high priority keeps the others from being
+     * pushed out by data blocks. */
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
     rocksdb_options_set_block_based_table_factory(options, table);
     /* The factory holds its own references to the cache and filter: drop our wrappers. */
     rocksdb_cache_destroy(cache);

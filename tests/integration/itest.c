@@ -342,32 +342,47 @@ bool itest_call(struct itest_client *client, const char *op, const uint8_t *body
     return itest_call_as(client, NULL, op, body, body_len, reply, timeout_ms);
 }
 
-bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap)
+/* Position @r at the value of @key in the reply body's top-level map; false if absent. */
+static bool body_find(const struct itest_reply *reply, const char *key, struct rt_mp_reader *r)
 {
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, reply->body.data, reply->body.len);
+    rt_mp_reader_init(r, reply->body.data, reply->body.len);
     uint32_t n;
-    if (rt_mp_read_map(&r, &n) != 0) {
+    if (rt_mp_read_map(r, &n) != 0) {
         return false;
     }
     for (uint32_t i = 0; i < n; i++) {
         const char *k;
         uint32_t kl;
-        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+        if (rt_mp_read_str(r, &k, &kl) != 0) {
             return false;
         }
         if (rt_mp_key_is(k, kl, key)) {
-            const char *s;
-            uint32_t sl;
-            if (rt_mp_read_str(&r, &s, &sl) != 0) {
-                return false;
-            }
-            snprintf(out, cap, "%.*s", (int)sl, s);
             return true;
         }
-        rt_mp_skip(&r);
+        if (rt_mp_skip(r) != 0) {
+            return false;
+        }
     }
     return false;
+}
+
+bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap)
+{
+    struct rt_mp_reader r;
+    const char *s;
+    uint32_t sl;
+    if (!body_find(reply, key, &r) || rt_mp_read_str(&r, &s, &sl) != 0) {
+        return false;
+    }
+    snprintf(out, cap, "%.*s", (int)sl, s);
+    return true;
+}
+
+bool itest_body_uint(const struct itest_reply *reply, const char *key, uint64_t *out)
+{
+    struct rt_mp_reader r;
+    return body_find(reply, key, &r) && rt_mp_peek(&r) == RT_MP_UINT &&
+           rt_mp_read_uint(&r, out) == 0;
 }
 
 size_t itest_order_create_body(struct rt_buf *out, const char *app, const char *mono,

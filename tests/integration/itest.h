@@ -84,6 +84,8 @@ void itest_reply_free(struct itest_reply *reply);
 
 /* Field lookups in a reply body. */
 bool itest_body_str(const struct itest_reply *reply, const char *key, char *out, size_t cap);
+/* An unsigned integer field of the reply body; false if absent or not an unsigned integer. */
+bool itest_body_uint(const struct itest_reply *reply, const char *key, uint64_t *out);
 
 /* msgpack bodies for order operations. */
 size_t itest_order_create_body(struct rt_buf *out, const char *app, const char *mono,

@@ -410,30 +410,6 @@ static int snap_teardown(void **state)
     return itest_cluster_stop(&snap) ? 0 : -1;
 }
 
-static bool body_uint(const struct itest_reply *reply, const char *key, uint64_t *out)
-{
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, reply->body.data, reply->body.len);
-    uint32_t n;
-    if (rt_mp_read_map(&r, &n) != 0) {
-        return false;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const char *k;
-        uint32_t kl;
-        if (rt_mp_read_str(&r, &k, &kl) != 0) {
-            return false;
-        }
-        if (rt_mp_key_is(k, kl, key)) {
-            return rt_mp_peek(&r) == RT_MP_UINT && rt_mp_read_uint(&r, out) == 0;
-        }
-        if (rt_mp_skip(&r) != 0) {
-            return false;
-        }
-    }
-    return false;
-}
-
 /* Send @op for snap_orders[@order] on @c; the request id, or 0. */
 static uint64_t snap_send(struct itest_client *c, enum snap_op op, unsigned order,
                           struct rt_buf *body, struct rt_buf *frame)
@@ -514,7 +490,7 @@ static bool snap_run(unsigned node, enum snap_op op, unsigned from, unsigned to,
             char id[40] = "";
             uint64_t amount = 0;
             ok = itest_body_str(&reply, "order_id", id, sizeof(id)) &&
-                 body_uint(&reply, "amount", &amount) && strcmp(id, o->id) == 0 &&
+                 itest_body_uint(&reply, "amount", &amount) && strcmp(id, o->id) == 0 &&
                  amount == o->amount;
             if (!ok) {
                 fprintf(stderr,

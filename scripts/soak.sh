@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A long run at a steady rate: does a node's memory stay flat, and how fast does it restart?
+#   scripts/soak.sh [--minutes M (default 10)] [--rate R (orders/s, default 5000)] [--keep]
+# Builds Release into build-release/, starts a fresh 3-node cluster (defaults, fsync on) in a
+# temp dir, creates an app, runs paybench --rate R --route for M minutes and prints every
+# node's RSS every 30 s; then restarts node 1 (SIGTERM, start) and prints how long it took
+# until it answered cluster.status with every shard's leader known. Prints figures, asserts
+# nothing. Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+minutes=10
+rate=5000
+keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --minutes) minutes="$2"; shift 2 ;;
+    --rate) rate="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) echo "usage: scripts/soak.sh [--minutes M] [--rate R] [--keep]" >&2; exit 2 ;;
+  esac
+done
+case "$minutes$rate" in ''|*[!0-9]*) echo "soak.sh: --minutes and --rate want numbers" >&2; exit 2 ;; esac
+[ "$minutes" -ge 1 ] && [ "$minutes" -le 600 ] || { echo "soak.sh: --minutes 1..600" >&2; exit 2; }
+
+export PAYRAFT_PORT_BASE=$(( ${PAYRAFT_PORT_BASE:-7000} + 700 ))
+export PAYRAFT_PAYD="$root/build-release/bin/payd" PAYRAFT_APP_RATE=0
+dir=$(mktemp -d /tmp/payraft-soak-XXXXXX)
+cleanup() {
+  set +e
+  scripts/cluster.sh stop --dir "$dir" >/dev/null 2>&1
+  [ -n "${bench_pid:-}" ] && kill "$bench_pid" 2>/dev/null
+  [ "$keep" -eq 1 ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+
+scripts/deps.sh
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/null
+payctl="$root/build-release/bin/payctl"
+scripts/cluster.sh start --nodes 3 --no-sandbox --dir "$dir" >/dev/null
+api() { echo "127.0.0.1:$((PAYRAFT_PORT_BASE + 100 + $1))"; }
+out=""
+for _ in $(seq 1 100); do
+  out=$("$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json app.create \
+    --app-id soakapp --name soak --notify-url https://soak.example/n --channels wechat 2>/dev/null) && break
+  sleep 0.2
+done
+echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$dir/soak.secret"
+[ -s "$dir/soak.secret" ] || { echo "soak: could not create the app: $out" >&2; exit 1; }
+
+rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$dir/node$1/payd.pid")/status"; }
+echo "soak: 3 nodes, $rate orders/s for $minutes min (paybench --route), RSS in MiB"
+printf '%8s | %8s | %8s | %8s\n' "seconds" "node 1" "node 2" "node 3"
+"$root/build-release/bin/paybench" --servers "$(api 1),$(api 2),$(api 3)" --app soakapp \
+  --secret-file "$dir/soak.secret" --connections 16 --depth 8 --rate "$rate" --route \
+  --seconds $((minutes * 60)) --warmup 0 > "$dir/paybench.out" 2>&1 &
+bench_pid=$!
+start=$(date +%s)
+while kill -0 "$bench_pid" 2>/dev/null; do
+  printf '%8s | %8s | %8s | %8s\n' "$(( $(date +%s) - start ))" "$(rss 1)" "$(rss 2)" "$(rss 3)"
+  for _ in $(seq 1 30); do kill -0 "$bench_pid" 2>/dev/null && sleep 1; done
+done
+wait "$bench_pid" || true
+bench_pid=""
+printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
+cat "$dir/paybench.out"
+du -sh "$dir/node1/data/db" "$dir/node1/data/raft" | sed 's/^/node 1 on disk: /'
+
+t0=$(date +%s%N)
+scripts/cluster.sh restart 1 --dir "$dir" >/dev/null
+served=""
+for _ in $(seq 1 600); do
+  if status=$("$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json \
+      cluster.status 2>/dev/null) && ! echo "$status" | grep -q '"leader": null'; then
+    served=$(( ($(date +%s%N) - t0) / 1000000 ))
+    break
+  fi
+  sleep 0.05
+done
+echo "restart of node 1 (graceful stop, start): serving with every leader known after ${served:-?} ms; RSS $(rss 1) MiB"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
