@@ -551,13 +551,10 @@ static rocksdb_options_t *store_options_create(const struct store_rocks_options 
     /* The table options take ownership of the filter policy. */
     rocksdb_block_based_options_set_filter_policy(
         table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
-    /* Index and filter blocks live in the block cache, not beside it: otherwise every SST
-     * file keeps its own in memory and a node's memory grows with the data it stores. Level-0
-     * ones, read on every lookup, stay pinned; high priority keeps the others from being
-     * pushed out by data blocks. */
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(table, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
+    /* Index and filter blocks stay outside the block cache (RocksDB's default): in it, a
+     * 32 MiB cache lost them to data blocks as the data grew, and every lookup of a new key
+     * read a filter block back (a third of the throughput after 500k orders; docs/benchmarks.md
+     * optimisation log). Their memory grows with the data, about 1.5 bytes per key. */
     rocksdb_options_set_block_based_table_factory(options, table);
     /* The factory holds its own references to the cache and filter: drop our wrappers. */
     rocksdb_cache_destroy(cache);
