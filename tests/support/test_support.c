@@ -107,3 +107,15 @@ size_t test_store_count(struct rt_store *store, enum rt_cf cf, uint16_t shard)
     (void)rv;
     return count;
 }
+
+bool test_run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, unsigned timeout_ms)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+    while (!pred(arg)) {
+        if (uv_hrtime() > deadline) {
+            return false;
+        }
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    return true;
+}

@@ -5,12 +5,18 @@
 #define TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "rt_store.h"
 
 /* Make a fresh directory under $TMPDIR (or /tmp) named payraft-<tag>-XXXXXX; aborts on
  * failure. Returns a malloc'd path. */
+/* Run @loop until @pred(@arg) holds; false if @timeout_ms pass first. Each turn blocks for at
+ * most as long as the loop's next timer: tests keep a short repeating timer running. */
+bool test_run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, unsigned timeout_ms);
+
 char *test_tmpdir(const char *tag);
 /* rm -rf @path (best effort) and free it. */
 void test_rmdir(char *path);

@@ -30,6 +30,7 @@
 
 #include "cl_peer.h"
 #include "rt_error.h"
+#include "test_support.h"
 
 #define TEST_CLUSTER_ID 42u
 #define TEST_GROUP      5u
@@ -80,17 +81,9 @@ static void world_addr(const struct world *w, int k, char *out, size_t len)
 
 typedef bool (*pred_fn)(void *arg);
 
-/* Run the loop until @pred holds; false after @timeout_ms. */
 static bool run_until(struct world *w, pred_fn pred, void *arg, unsigned timeout_ms)
 {
-    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-    while (!pred(arg)) {
-        if (uv_hrtime() > deadline) {
-            return false;
-        }
-        uv_run(&w->loop, UV_RUN_ONCE);
-    }
-    return true;
+    return test_run_until(&w->loop, pred, arg, timeout_ms);
 }
 
 struct int_at_least {

@@ -22,6 +22,7 @@
 
 #include "cl_sendq.h"
 #include "rt_error.h"
+#include "test_support.h"
 
 #define TEST_WAIT_MS    10000u /* Watchdog of every wait. */
 #define TEST_CHANS_MAX  3
@@ -88,17 +89,9 @@ static void tick_cb(uv_timer_t *t)
 
 typedef bool (*pred_fn)(void *arg);
 
-/* Run the loop until @pred holds; false after @timeout_ms. */
 static bool run_until(struct world *w, pred_fn pred, void *arg, unsigned timeout_ms)
 {
-    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-    while (!pred(arg)) {
-        if (uv_hrtime() > deadline) {
-            return false;
-        }
-        uv_run(&w->loop, UV_RUN_ONCE);
-    }
-    return true;
+    return test_run_until(&w->loop, pred, arg, timeout_ms);
 }
 
 static bool pred_false(void *arg)
