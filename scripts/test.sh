@@ -15,6 +15,16 @@ case "${1:-}" in
   *) echo "usage: scripts/test.sh [--asan | --fuzz SECONDS]" >&2; exit 2 ;;
 esac
 
+# Tests listen on PAYRAFT_PORT_BASE (default 7000) + 0..999. Inside the kernel's ephemeral
+# range those ports collide with the outgoing connections of the tests themselves.
+base=${PAYRAFT_PORT_BASE:-7000}
+case "$base" in ''|*[!0-9]*) echo "test.sh: PAYRAFT_PORT_BASE must be a number" >&2; exit 2 ;; esac
+read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range
+if [ $((base + 999)) -ge "$eph_lo" ] && [ "$base" -le "$eph_hi" ]; then
+  echo "test.sh: PAYRAFT_PORT_BASE=$base overlaps the ephemeral ports $eph_lo-$eph_hi; pick one below $((eph_lo - 1000))" >&2
+  exit 2
+fi
+
 scripts/deps.sh
 jobs=$(nproc)
 
