@@ -117,10 +117,9 @@ static void conn_drained(struct cl_sendq *q, int status)
 {
     struct api_conn *conn = q->data;
     if (status != 0) {
-        conn_close(conn);
-    } else {
-        conn_release(conn);
+        conn_close(conn); /* Does nothing if it was closing already... */
     }
+    conn_release(conn); /* ...so this is what closes it. */
 }
 
 /* Queue @bytes for the client. A response that cannot be queued (a client that has not read
@@ -134,6 +133,7 @@ static void conn_send(struct api_conn *conn, const uint8_t *bytes, size_t len)
     if (cl_sendq_push(&conn->out, bytes, len) != 0) {
         RT_WARN("api: a client is %zu response bytes behind: closing its connection",
                 cl_sendq_bytes(&conn->out));
+        cl_sendq_cancel(&conn->out); /* It is not reading: do not wait for it to. */
         conn_close(conn);
     }
 }
@@ -914,6 +914,9 @@ void api_server_stop(struct api_server *server, void (*cb)(void *arg), void *arg
     server->stop_cb = cb;
     server->stop_arg = arg;
     for (struct api_conn *c = server->conns; c != NULL; c = c->next) {
+        if (c->out.writing > 0) {
+            cl_sendq_cancel(&c->out); /* A client this far behind would hold up the stop. */
+        }
         conn_close(c);
     }
     uv_close((uv_handle_t *)&server->listener, server_handle_closed);

@@ -1,6 +1,7 @@
 #include "cl_durable.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@ struct durable_append {
     raft_io_append_cb cb;
     struct cl_durable *d;
     uint64_t generation;
-    raft_index last_index;
+    raft_index first_index, last_index;
     raft_term last_term;
 };
 
@@ -65,7 +66,11 @@ static raft_term durable_term_at(const struct cl_durable *d, raft_index index)
 static void durable_cut(struct cl_durable *d, raft_index first_gone)
 {
     d->generation++;
-    d->failed = 0; /* next_index is set explicitly from here on. */
+    /* From here on next_index is set explicitly; a failure is forgotten only if every index it
+     * left uncertain is cut away. */
+    if (d->failed && first_gone <= d->failed_from) {
+        d->failed = 0;
+    }
     d->next_index = first_gone;
     if (d->durable_index >= first_gone) {
         d->durable_index = first_gone > 0 ? first_gone - 1 : 0;
@@ -96,7 +101,7 @@ static int durable_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
     }
     /* Everything loaded is on disk. */
     d->generation++;
-    d->failed = 0;
+    d->failed = 0; /* The log on disk is all there is. */
     d->durable_index = 0;
     d->durable_term = 0;
     if (*snapshot != NULL) {
@@ -159,8 +164,11 @@ static void durable_append_cb(struct raft_io_append *inner, int status)
     struct durable_append *a = inner->data;
     struct cl_durable *d = a->d;
     if (status != 0) {
-        /* raft may now reuse the failed indexes without a truncate: our count of them is not
-         * to be trusted until the log is set explicitly again (truncate, install, load). */
+        /* raft may keep or reuse the failed indexes without telling us: our count is not to
+         * be trusted until the log is set again at or below them (truncate, install, load). */
+        if (!d->failed || a->first_index < d->failed_from) {
+            d->failed_from = a->first_index;
+        }
         d->failed = 1;
         memcpy(d->io.errmsg, d->inner->errmsg, sizeof(d->io.errmsg));
     } else if (!d->failed && a->generation == d->generation && a->last_index > d->durable_index) {
@@ -180,6 +188,7 @@ static int durable_append(struct raft_io *io, struct raft_io_append *req,
     assert(n > 0);
     struct durable_append *a = malloc(sizeof(*a));
     if (a == NULL) {
+        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
         return RAFT_NOMEM;
     }
     a->inner.data = a;
@@ -187,6 +196,7 @@ static int durable_append(struct raft_io *io, struct raft_io_append *req,
     a->cb = cb;
     a->d = d;
     a->generation = d->generation;
+    a->first_index = d->next_index;
     a->last_index = d->next_index + n - 1;
     a->last_term = entries[n - 1].term;
     req->cb = cb;
@@ -218,6 +228,10 @@ static void durable_put_cb(struct raft_io_snapshot_put *inner, int status)
     struct cl_durable *d = p->d;
     if (status != 0) {
         memcpy(d->io.errmsg, d->inner->errmsg, sizeof(d->io.errmsg));
+        if (p->install) {
+            d->failed = 1; /* raft keeps its old log: our next_index no longer matches it. */
+            d->failed_from = 1;
+        }
     }
     if (p->install && status == 0 && p->generation == d->generation) {
         /* The log is now exactly the snapshot. */
@@ -238,6 +252,7 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     struct cl_durable *d = durable_of(io);
     struct durable_put *p = malloc(sizeof(*p));
     if (p == NULL) {
+        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
         return RAFT_NOMEM;
     }
     p->inner.data = p;
@@ -250,6 +265,7 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     req->cb = cb;
     if (p->install) {
         /* Nothing of the old log counts any more; the snapshot will, once stored. */
+        d->failed = 0;
         durable_cut(d, 1);
         d->next_index = snapshot->index + 1;
     }
@@ -257,6 +273,10 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     int rv = d->inner->snapshot_put(d->inner, trailing, &p->inner, snapshot, durable_put_cb);
     if (rv != 0) {
         free(p);
+        if (trailing == 0) {
+            d->failed = 1; /* As in durable_put_cb: raft keeps its old log. */
+            d->failed_from = 1;
+        }
     }
     return durable_rv(d, rv);
 }

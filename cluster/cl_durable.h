@@ -16,8 +16,11 @@
  * callback. A truncate or a snapshot install lowers the durable index at once and starts a new
  * generation: appends issued before it do not raise the durable index when they complete (a
  * later append of the new generation does), which can only under-report, never over-report.
- * After a failed append raft may reuse indexes without telling the io, so the durable index
- * stays frozen until the next truncate, install or load sets the log explicitly.
+ * After a failed append raft may keep or reuse indexes without telling the io, and after a
+ * failed install it keeps its old log while our count moved on; either way the durable index
+ * stays frozen until a truncate at or below the first uncertain index, an install or a load
+ * sets the log explicitly. A frozen replica confirms nothing new: safe, but a leader whose own
+ * disk write failed needs two followers' confirmations until then (its writes may time out).
  *
  * Loop thread only. Allocates one small request per append and per snapshot put.
  */
@@ -37,7 +40,8 @@ struct cl_durable {
     raft_index durable_index;
     raft_term durable_term; /* 0 when unknown (after a truncation to an old index). */
     uint64_t generation;    /* Bumped by truncate and snapshot install. */
-    int failed;             /* An append failed: frozen until the log is set again. */
+    int failed;             /* An append or install failed: frozen until the log is set again... */
+    raft_index failed_from; /* ...at or below this index (truncate), or by an install or load. */
     raft_index term_index[CL_DURABLE_TERMS];
     raft_term term_of[CL_DURABLE_TERMS];
 };

@@ -160,7 +160,7 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     if (rv != 0) {
         RT_ERROR("snapshot failed: %s", rt_strerror(rv));
         fsm_chunks_free(chunks.bufs, chunks.count);
-        return RAFT_NOMEM; /* raft retries at the next threshold. */
+        return RAFT_NOMEM; /* raft tries again after a later apply. */
     }
     assert(chunks.count >= 1);
     *bufs = chunks.bufs;

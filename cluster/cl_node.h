@@ -3,21 +3,23 @@
  *
  * Every shard is replicated on every bootstrap member (up to CL_VOTERS_MAX voters). A command
  * goes to the shard of its actor key (rt_shard_of). If this node leads the shard, the command
- * joins the batch of this loop turn (group commit: one raft entry per shard per turn, bounded
- * by RT_BATCH_COMMANDS_MAX and RT_BATCH_BYTES_MAX); otherwise it is forwarded to the leader
+ * joins the shard's next batch (group commit: while CL_ENTRIES_IN_FLIGHT_MAX entries are in
+ * flight commands gather, then one raft entry, bounded by RT_BATCH_COMMANDS_MAX and
+ * RT_BATCH_BYTES_MAX, takes them all); otherwise it is forwarded to the leader
  * over the peer link and the reply relayed back. A shard without a known leader answers
  * UNAVAILABLE at once: the client retries with backoff, so nothing waits without bound.
  *
- * Acknowledgement (docs/raft.md): a reply is released only when a majority of the shard's
- * voters, this leader included, report the leader's exact history hash at (or past) the
- * entry's index. Followers report (applied index, history hash) as they apply. If the leader
- * loses its term first, or the confirmation does not come within CL_ACK_TIMEOUT_MS, the reply
- * is UNAVAILABLE / TIMEOUT: the outcome is unknown and the client retries with the same
- * idempotency key. To keep idle latency low, a leader with replies waiting for followers to
- * learn the commit index appends a raft barrier, which carries the commit index at once.
+ * Acknowledgement (docs/raft.md): a reply is released once the entry is applied on this leader
+ * and a majority of the shard's voters, this leader included, hold it on disk in the leader's
+ * term (cl_durable.h). Followers report (durable index, its term), (applied index, history
+ * hash) and raft's applied index each loop turn in which they change. If the leader loses its
+ * term first, or the confirmation does not come within CL_ACK_TIMEOUT_MS, the reply is
+ * UNAVAILABLE / TIMEOUT: the outcome is unknown and the client retries with the same
+ * idempotency key. A history hash that differs from the leader's at the same index is logged
+ * and counted (history_mismatches).
  *
  * The stuck-follower watchdog (docs/raft.md) runs on every leader: a voter whose raft match
- * index reached the commit index but whose reported applied index stayed below it for
+ * index reached the commit index but whose reported raft applied index stayed below it for
  * CL_STUCK_MS makes the leader transfer leadership to a healthy voter.
  *
  * Loop thread only.

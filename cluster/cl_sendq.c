@@ -206,7 +206,9 @@ size_t cl_sendq_bytes(const struct cl_sendq *q)
 
 bool cl_sendq_busy(const struct cl_sendq *q)
 {
-    return q->scheduled || q->queued.len > 0 || q->writing > 0;
+    /* A failed or cancelled queue owes nothing: its owner may close the stream now (uv_close
+     * cancels a write still in flight, whose callback runs before the close callback). */
+    return !q->failed && (q->scheduled || q->queued.len > 0 || q->writing > 0);
 }
 
 void cl_sendq_cancel(struct cl_sendq *q)

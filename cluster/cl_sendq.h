@@ -66,7 +66,9 @@ int cl_sendq_push(struct cl_sendq *q, const void *bytes, size_t len);
 int cl_sendq_push2(struct cl_sendq *q, const void *a, size_t a_len, const void *b, size_t b_len);
 /* Bytes queued or being written: what a reader still owes us. */
 size_t cl_sendq_bytes(const struct cl_sendq *q);
-/* Queued bytes or a write in flight: the queue must stay allocated. */
+/* Queued bytes or a write in flight, on a queue that has not failed or been cancelled: the
+ * owner must not close the stream yet. (The queue's memory must in any case outlive the
+ * stream's close callback.) */
 bool cl_sendq_busy(const struct cl_sendq *q);
 /* Drop what is queued and leave the flusher's list; a write in flight still completes (or is
  * cancelled by uv_close) and calls @drained_cb. */

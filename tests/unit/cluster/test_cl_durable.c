@@ -1189,6 +1189,34 @@ static void test_install_snapshot_failed(void **state)
     assert_durable(t, 0, 0);
     complete_put(t, p, RAFT_IOERR);
     assert_durable(t, 0, 0);
+
+    /* raft kept its old log (1..10): the next appends are 11.., not 51.., so nothing counts
+     * until the log is set again. A truncate above the uncertain indexes does not do it. */
+    unsigned a = append(t, 1, 3);
+    complete_append(t, a, 0);
+    assert_durable(t, 0, 0);
+    truncate_ok(t, 11);
+    unsigned b = append(t, 1, 3);
+    complete_append(t, b, 0);
+    assert_durable(t, 0, 0);
+}
+
+/* A truncate clears a failure only when it cuts every index the failure left uncertain. */
+static void test_truncate_above_failure_keeps_frozen(void **state)
+{
+    struct t *t = *state;
+    struct raft_entry log[4];
+    load_plain(t, 4, 1, log);
+    unsigned a = append(t, 4, 2); /* 5..8 */
+    complete_append(t, a, RAFT_IOERR);
+    truncate_ok(t, 7); /* Cuts 7..8 only: 5..6 may still be in raft's log, never written. */
+    unsigned b = append(t, 1, 2); /* 7 */
+    complete_append(t, b, 0);
+    assert_durable(t, 4, 1);
+    truncate_ok(t, 5);
+    unsigned c = append(t, 2, 3); /* 5..6 */
+    complete_append(t, c, 0);
+    assert_durable(t, 6, 3);
 }
 
 /* An append issued after the install completes after it, as the io completes in order. */
@@ -1285,6 +1313,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncate_term_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_snapshot_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncate_above_failure_keeps_frozen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_snapshot_then_append_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_local_snapshot, setup, teardown),
