@@ -114,6 +114,7 @@ struct group {
     uint64_t report_durable_term[CL_MEMBERS_MAX];
     uint64_t history_mismatches; /* Reports whose history hash differed from ours. */
     uint64_t stuck_since_ms[CL_MEMBERS_MAX];
+    uint64_t stuck_applied[CL_MEMBERS_MAX]; /* Its raft applied index when that began. */
     struct raft_transfer transfer;
     bool transferring;
     /* Follower side: what this node last reported, to whom. */
@@ -1076,8 +1077,11 @@ static void group_watchdog(struct group *g, uint64_t now)
             g->stuck_since_ms[m] = 0;
             continue;
         }
-        if (g->stuck_since_ms[m] == 0) {
+        /* Followers learn the commit index from the next message, so under a steady trickle
+         * of writes one is always a little behind; stuck means it does not move at all. */
+        if (g->stuck_since_ms[m] == 0 || g->stuck_applied[m] != g->report_raft_applied[m]) {
             g->stuck_since_ms[m] = now;
+            g->stuck_applied[m] = g->report_raft_applied[m];
             continue;
         }
         if (now - g->stuck_since_ms[m] < CL_STUCK_MS) {

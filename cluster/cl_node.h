@@ -19,8 +19,8 @@
  * and counted (history_mismatches).
  *
  * The stuck-follower watchdog (docs/raft.md) runs on every leader: a voter whose raft match
- * index reached the commit index but whose reported raft applied index stayed below it for
- * CL_STUCK_MS makes the leader transfer leadership to a healthy voter.
+ * index reached the commit index but whose reported raft applied index stayed below it, without
+ * moving, for CL_STUCK_MS makes the leader transfer leadership to a healthy voter.
  *
  * Loop thread only.
  */
