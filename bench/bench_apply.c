@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "act_order.h"
 #include "act_registry.h"
@@ -99,14 +98,6 @@ static int encode_create(struct rt_buf *buf, const char *app, const char *mono)
     return rt_mp_writer_error(&w);
 }
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 int main(int argc, char **argv)
 {
     struct bench_options o;
@@ -182,7 +173,7 @@ int main(int argc, char **argv)
     }
 
     uint64_t failed = 0;
-    double cpu0 = cpu_seconds();
+    double cpu0 = rt_process_cpu_seconds();
     uint64_t t0 = rt_monotonic_ms();
     for (unsigned long e = 0; e < entries; e++) {
         int rv = rt_engine_apply(&engine, rt_engine_applied_index(&engine) + 1, data[e], lens[e]);
@@ -195,7 +186,7 @@ int main(int argc, char **argv)
         }
     }
     uint64_t t1 = rt_monotonic_ms();
-    double cpu = cpu_seconds() - cpu0;
+    double cpu = rt_process_cpu_seconds() - cpu0;
     double seconds = (double)(t1 - t0) / 1000.0;
     if (seconds <= 0) {
         seconds = 0.001;

@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "api_envelope.h"
@@ -560,14 +559,6 @@ static void usage(void)
             PB_CONNECTIONS_MAX, PB_DEPTH_MAX);
 }
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 int main(int argc, char **argv)
 {
     static struct pb pb;
@@ -671,9 +662,9 @@ int main(int argc, char **argv)
         pb.pacer.data = &pb;
         uv_timer_start(&pb.pacer, pb_pace, 1, 1);
     }
-    double cpu0 = cpu_seconds();
+    double cpu0 = rt_process_cpu_seconds();
     uv_run(pb.loop, UV_RUN_DEFAULT);
-    double cpu = cpu_seconds() - cpu0;
+    double cpu = rt_process_cpu_seconds() - cpu0;
     for (unsigned i = 0; i < pb.connections; i++) {
         cl_sendq_free(&pb.conns[i].out);
     }

@@ -63,11 +63,10 @@ struct reply_rec {
     uint32_t body_off, body_len, msg_off;
 };
 
-/* Applied on this leader, waiting until a majority holds the same history. */
+/* Applied on this leader, waiting until a majority holds the entry on disk (cl_durable.h). */
 struct pending_ack {
     struct pending_ack *next;
     uint64_t index;
-    uint64_t hash;
     raft_term term;
     uint64_t deadline_ms;
     uint32_t count;
@@ -591,7 +590,6 @@ static void group_apply_cb(struct raft_apply *req, int status, void *result)
     }
     a->next = NULL;
     a->index = rt_engine_applied_index(&fsm->engine);
-    a->hash = rt_engine_history_hash(&fsm->engine);
     a->term = g->raft.current_term;
     a->deadline_ms = node_now(g->node) + CL_ACK_TIMEOUT_MS;
     a->count = p->count;

@@ -140,15 +140,13 @@ static void flusher_prepare_cb(uv_prepare_t *prepare)
     }
 }
 
-int cl_flusher_init(struct cl_flusher *flusher, uv_loop_t *loop)
+void cl_flusher_init(struct cl_flusher *flusher, uv_loop_t *loop)
 {
     assert(flusher != NULL && loop != NULL);
     flusher->head = NULL;
-    int rv = uv_prepare_init(loop, &flusher->prepare);
-    if (rv != 0) {
-        return RT_EIO;
-    }
-    return 0;
+    int rv = uv_prepare_init(loop, &flusher->prepare); /* libuv: cannot fail. */
+    assert(rv == 0);
+    (void)rv;
 }
 
 void cl_flusher_close(struct cl_flusher *flusher, uv_close_cb close_cb)

@@ -53,7 +53,7 @@ struct cl_sendq {
     void *data;
 };
 
-int cl_flusher_init(struct cl_flusher *flusher, uv_loop_t *loop);
+void cl_flusher_init(struct cl_flusher *flusher, uv_loop_t *loop);
 /* Stop flushing and close the prepare handle (@close_cb as for uv_close, may be NULL). Every
  * queue must have been cancelled or drained first. */
 void cl_flusher_close(struct cl_flusher *flusher, uv_close_cb close_cb);

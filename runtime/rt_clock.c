@@ -1,6 +1,7 @@
 #include "rt_clock.h"
 
 #include <assert.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static uint64_t clock_system_now(struct rt_clock *clock)
@@ -42,6 +43,14 @@ uint64_t rt_monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+double rt_process_cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static uint64_t splitmix64(uint64_t *x)

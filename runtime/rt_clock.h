@@ -30,6 +30,9 @@ static inline uint64_t rt_clock_now_ms(struct rt_clock *clock)
 /* Monotonic milliseconds, for timeouts and durations (never for stored times). */
 uint64_t rt_monotonic_ms(void);
 
+/* CPU seconds this process has used (user + system), for benchmarks' client-CPU figures. */
+double rt_process_cpu_seconds(void);
+
 /* xoshiro256** seeded through splitmix64: fast, good enough for jitter, ids in tests and
  * simulation. Not for secrets: those come from OpenSSL's RAND_bytes. */
 struct rt_prng {

@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/bench-app.sh
+. scripts/bench-app.sh
 
 seconds=10
 conns="1 16 64 256"
@@ -62,15 +64,8 @@ run_payraft() {
   local servers="" i
   for i in $(seq 1 "$nodes"); do servers="$servers,127.0.0.1:$((pbase + 100 + i))"; done
   servers=${servers#,}
-  local secret="$dir/bench.secret" out=""
-  for _ in $(seq 1 100); do
-    out=$("$payctl" --server "127.0.0.1:$((pbase + 101))" --admin-secret-file "$dir/admin.secret" \
-      --json app.create --app-id benchapp --name bench --notify-url https://bench.example/n \
-      --channels wechat 2>/dev/null) && break
-    sleep 0.2
-  done
-  echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$secret"
-  [ -s "$secret" ] || { echo "bench: could not create the app on $name: $out" >&2; exit 1; }
+  local secret="$dir/bench.secret"
+  bench_app "$payctl" "127.0.0.1:$((pbase + 101))" "$dir/admin.secret" benchapp "$secret"
   local c variant depth flags key json
   for c in $conns; do
     for variant in "$@"; do

@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/bench-app.sh
+. scripts/bench-app.sh
 
 minutes=10
 rate=5000
@@ -41,14 +43,7 @@ cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/nu
 payctl="$root/build-release/bin/payctl"
 scripts/cluster.sh start --nodes 3 --no-sandbox --dir "$dir" >/dev/null
 api() { echo "127.0.0.1:$((PAYRAFT_PORT_BASE + 100 + $1))"; }
-out=""
-for _ in $(seq 1 100); do
-  out=$("$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json app.create \
-    --app-id soakapp --name soak --notify-url https://soak.example/n --channels wechat 2>/dev/null) && break
-  sleep 0.2
-done
-echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$dir/soak.secret"
-[ -s "$dir/soak.secret" ] || { echo "soak: could not create the app: $out" >&2; exit 1; }
+bench_app "$payctl" "$(api 1)" "$dir/admin.secret" soakapp "$dir/soak.secret"
 
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$dir/node$1/payd.pid")/status"; }
 echo "soak: 3 nodes, $rate orders/s for $minutes min (paybench --route), RSS in MiB"

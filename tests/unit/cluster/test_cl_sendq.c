@@ -219,7 +219,8 @@ static struct world *world_open(int nchans, size_t max_bytes)
     assert_int_equal(uv_loop_init(&w->loop), 0);
     assert_int_equal(uv_timer_init(&w->loop, &w->tick), 0);
     assert_int_equal(uv_timer_start(&w->tick, tick_cb, 2, 2), 0);
-    assert_int_equal(cl_flusher_init(&w->flusher, &w->loop), 0);
+    cl_flusher_init(&w->flusher, &w->loop);
+    assert_false(uv_is_active((uv_handle_t *)&w->flusher.prepare)); /* Idle until a push. */
     w->flusher.prepare.data = w;
     assert_null(w->flusher.head);
     for (int i = 0; i < nchans; i++) {

@@ -1,0 +1,16 @@
+# Sourced by bench.sh and soak.sh: create an app on a fresh cluster for a load run.
+#   bench_app PAYCTL SERVER ADMIN_SECRET_FILE APP_ID SECRET_OUT
+# Retries for up to 20 s while the cluster elects its meta leader, writes the app's secret
+# (shown once) to SECRET_OUT, readable by the owner only; exits the script with a message if
+# the app cannot be created.
+bench_app() {
+  local payctl=$1 server=$2 admin=$3 app=$4 out_file=$5 out=""
+  for _ in $(seq 1 100); do
+    out=$("$payctl" --server "$server" --admin-secret-file "$admin" --json app.create \
+      --app-id "$app" --name "$app" --notify-url "https://$app.example/notify" \
+      --channels wechat 2>/dev/null) && break
+    sleep 0.2
+  done
+  (umask 077; echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$out_file")
+  [ -s "$out_file" ] || { echo "$(basename "$0"): could not create app $app on $server: $out" >&2; exit 1; }
+}
