@@ -26,6 +26,13 @@ struct durable_put {
     int install; /* trailing == 0: the snapshot replaces the whole log. */
 };
 
+struct durable_get {
+    struct raft_io_snapshot_get inner;
+    struct raft_io_snapshot_get *outer;
+    raft_io_snapshot_get_cb cb;
+    struct cl_durable *d;
+};
+
 /* raft hands our io to every call; its callbacks come back through the inner io, whose data
  * must therefore be raft's too. */
 static struct cl_durable *durable_of(struct raft_io *io)
@@ -281,11 +288,56 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     return durable_rv(d, rv);
 }
 
+/* Free a snapshot the way raft frees one it loaded (raft_io's snapshot_get allocates it). */
+static void durable_snapshot_destroy(struct raft_snapshot *snapshot)
+{
+    raft_configuration_close(&snapshot->configuration);
+    for (unsigned i = 0; i < snapshot->n_bufs; i++) {
+        raft_free(snapshot->bufs[i].base);
+    }
+    raft_free(snapshot->bufs);
+    raft_free(snapshot);
+}
+
+static void durable_get_cb(struct raft_io_snapshot_get *inner, struct raft_snapshot *snapshot,
+                           int status)
+{
+    struct durable_get *g = inner->data;
+    struct cl_durable *d = g->d;
+    if (status == 0 && d->fill != NULL) {
+        int rv = d->fill(d->fill_arg, snapshot);
+        if (rv != 0) {
+            /* raft does not touch the snapshot of a failed get; it retries the follower. */
+            durable_snapshot_destroy(snapshot);
+            snapshot = NULL;
+            status = rv;
+        }
+    }
+    struct raft_io_snapshot_get *outer = g->outer;
+    raft_io_snapshot_get_cb cb = g->cb;
+    free(g);
+    cb(outer, snapshot, status);
+}
+
 static int durable_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                                 raft_io_snapshot_get_cb cb)
 {
     struct cl_durable *d = durable_of(io);
-    return durable_rv(d, d->inner->snapshot_get(d->inner, req, cb));
+    struct durable_get *g = malloc(sizeof(*g));
+    if (g == NULL) {
+        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
+        return RAFT_NOMEM;
+    }
+    g->inner.data = g;
+    g->outer = req;
+    g->cb = cb;
+    g->d = d;
+    req->cb = cb;
+    int rv = d->inner->snapshot_get(d->inner, &g->inner, durable_get_cb);
+    if (rv != 0) {
+        free(g);
+    }
+    return durable_rv(d, rv);
 }
 
 static raft_time durable_time(struct raft_io *io)
@@ -313,7 +365,10 @@ void cl_durable_init(struct cl_durable *d, struct raft_io *inner)
     memset(d, 0, sizeof(*d));
     d->inner = inner;
     d->next_index = 1;
-    d->io.version = inner->version;
+    /* raft_uv 0.15 fills in async_work but still says version 1, and raft_init refuses async
+     * snapshots (cl_fsm) on a version 1 io: the wrapper says 2 whenever it forwards
+     * async_work. (The field exists in every struct raft_io built against this raft.h.) */
+    d->io.version = inner->async_work != NULL && inner->version < 2 ? 2 : inner->version;
     d->io.impl = inner->impl;
     d->io.init = durable_init_io;
     d->io.close = durable_close;
@@ -330,7 +385,14 @@ void cl_durable_init(struct cl_durable *d, struct raft_io *inner)
     d->io.snapshot_get = durable_snapshot_get;
     d->io.time = durable_time;
     d->io.random = durable_random;
-    d->io.async_work = inner->version >= 2 && inner->async_work != NULL ? durable_async_work : NULL;
+    d->io.async_work = inner->async_work != NULL ? durable_async_work : NULL;
+}
+
+void cl_durable_set_fill(struct cl_durable *d, cl_durable_fill_fn fill, void *arg)
+{
+    assert(d != NULL);
+    d->fill = fill;
+    d->fill_arg = arg;
 }
 
 void cl_durable_get(const struct cl_durable *d, raft_index *index, raft_term *term)

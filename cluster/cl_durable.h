@@ -22,7 +22,12 @@
  * sets the log explicitly. A frozen replica confirms nothing new: safe, but a leader whose own
  * disk write failed needs two followers' confirmations until then (its writes may time out).
  *
- * Loop thread only. Allocates one small request per append and per snapshot put.
+ * It also hosts one hook that has nothing to do with durability but sits where it must: the
+ * fill hook (cl_durable_set_fill) sees every snapshot raft loads to send to a follower, and
+ * may replace its data. A node's own raft snapshots are markers (cl_fsm.h, Snapshots); the
+ * hook turns one into the shard's full data on its way to a follower.
+ *
+ * Loop thread only. Allocates one small request per append and per snapshot put or get.
  */
 #ifndef CL_DURABLE_H
 #define CL_DURABLE_H
@@ -32,6 +37,10 @@
 
 /* Terms of the most recent indexes, to know the term at a truncation point. */
 #define CL_DURABLE_TERMS 4096u
+
+/* Replace @snapshot's data (one buffer, raft_malloc'd) before it is sent; 0 or a RAFT_ code,
+ * in which case the snapshot is freed and raft's get fails (it tries the follower again). */
+typedef int (*cl_durable_fill_fn)(void *arg, struct raft_snapshot *snapshot);
 
 struct cl_durable {
     struct raft_io io;     /* Hand this to raft_init. */
@@ -44,10 +53,15 @@ struct cl_durable {
     raft_index failed_from; /* ...at or below this index (truncate), or by an install or load. */
     raft_index term_index[CL_DURABLE_TERMS];
     raft_term term_of[CL_DURABLE_TERMS];
+    cl_durable_fill_fn fill; /* NULL: snapshots are sent as raft's io loaded them. */
+    void *fill_arg;
 };
 
 /* Wrap @inner (already initialised, e.g. by raft_uv_init). */
 void cl_durable_init(struct cl_durable *d, struct raft_io *inner);
+
+/* Set (or clear, with NULL) the fill hook. */
+void cl_durable_set_fill(struct cl_durable *d, cl_durable_fill_fn fill, void *arg);
 
 /* What this replica holds on disk: every entry up to *index, the last of term *term
  * (0, 0 before the log is loaded). */

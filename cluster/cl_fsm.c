@@ -11,13 +11,11 @@
 #include "rt_mp.h"
 #include "store_snapshot.h"
 
-/* Chunks of one snapshot: RT_SNAPSHOT_BYTES_MAX / smallest chunk is far more than any shard
- * produces; the array grows as chunks arrive. */
-struct fsm_chunks {
-    struct raft_buffer *bufs;
-    unsigned count;
-    unsigned cap;
-    size_t bytes;
+/* A full snapshot stream being gathered into one raft buffer (cl_fsm_snapshot_fill). */
+struct fsm_stream {
+    uint8_t *data; /* raft_malloc'd: raft frees it with the snapshot. */
+    size_t len;
+    size_t cap;
 };
 
 static struct cl_fsm *fsm_of(struct raft_fsm *raft_fsm)
@@ -122,58 +120,109 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     }
 }
 
-static int fsm_chunk_sink(void *arg, uint8_t *chunk, size_t len)
-{
-    struct fsm_chunks *chunks = arg;
-    assert(chunk != NULL && len > 0);
-    if (chunks->count == chunks->cap) {
-        unsigned cap = chunks->cap == 0 ? 16 : chunks->cap * 2;
-        struct raft_buffer *bufs = realloc(chunks->bufs, cap * sizeof(*bufs));
-        if (bufs == NULL) {
-            return RT_ENOMEM;
-        }
-        chunks->bufs = bufs;
-        chunks->cap = cap;
-    }
-    chunks->bufs[chunks->count].base = chunk;
-    chunks->bufs[chunks->count].len = len;
-    chunks->count++;
-    chunks->bytes += len;
-    return 0;
-}
-
-static void fsm_chunks_free(struct raft_buffer *bufs, unsigned count)
-{
-    for (unsigned i = 0; i < count; i++) {
-        free(bufs[i].base);
-    }
-    free(bufs);
-}
-
+/* The snapshot raft keeps is a marker: the store itself holds the shard (cl_fsm.h,
+ * Snapshots). Made on the loop thread; the store is synced before raft writes the marker
+ * and drops log entries, by fsm_snapshot_async on a worker when raft's io has one (a node),
+ * else right here (an io without workers). */
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
-    struct fsm_chunks chunks = {0};
     fsm->log_bytes = 0;
     fsm->log_entries = 0;
-    int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_chunk_sink, &chunks);
-    if (rv != 0) {
-        RT_ERROR("snapshot failed: %s", rt_strerror(rv));
-        fsm_chunks_free(chunks.bufs, chunks.count);
+    struct raft_buffer *buf = malloc(sizeof(*buf));
+    uint8_t *marker = malloc(STORE_SNAPSHOT_HEADER_BYTES);
+    if (buf == NULL || marker == NULL) {
+        free(buf);
+        free(marker);
         return RAFT_NOMEM; /* raft tries again after a later apply. */
     }
-    assert(chunks.count >= 1);
-    *bufs = chunks.bufs;
-    *n_bufs = chunks.count;
+    uint64_t applied = rt_engine_applied_index(&fsm->engine);
+    store_snapshot_marker(cl_fsm_shard(fsm), applied, marker);
+    buf->base = marker;
+    buf->len = STORE_SNAPSHOT_HEADER_BYTES;
+    if (fsm->raft_fsm.snapshot_async == NULL && store_rocks_sync(fsm->db) != 0) {
+        free(buf);
+        free(marker);
+        return RAFT_IOERR;
+    }
+    *bufs = buf;
+    *n_bufs = 1;
     fsm->stats.snapshots_taken++;
-    fsm->stats.snapshot_bytes = chunks.bytes;
-    RT_INFO("shard %u: snapshot at applied index %llu: %u chunks, %zu bytes",
-            (unsigned)cl_fsm_shard(fsm), (unsigned long long)rt_engine_applied_index(&fsm->engine),
-            chunks.count, chunks.bytes);
+    RT_INFO("marker snapshot of shard %u at index %llu", (unsigned)cl_fsm_shard(fsm),
+            (unsigned long long)applied);
     return 0;
 }
 
-/* Version 2: raft never owns the snapshot buffers; they are freed here. */
+/* On a worker thread, between fsm_snapshot and raft writing the marker: make everything the
+ * marker claims durable. Reads nothing of the FSM but its store handle. */
+static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct cl_fsm *fsm = raft_fsm->data;
+    (void)bufs;
+    (void)n_bufs;
+    return store_rocks_sync(fsm->db) == 0 ? 0 : RAFT_IOERR;
+}
+
+static int fsm_stream_sink(void *arg, uint8_t *chunk, size_t len)
+{
+    struct fsm_stream *stream = arg;
+    assert(chunk != NULL && len > 0);
+    if (len > stream->cap - stream->len) {
+        /* store_snapshot_write keeps the stream under RT_SNAPSHOT_BYTES_MAX: no overflow. */
+        size_t cap = stream->cap == 0 ? 64u * 1024u : stream->cap;
+        while (cap - stream->len < len) {
+            cap *= 2;
+        }
+        uint8_t *data = raft_realloc(stream->data, cap);
+        if (data == NULL) {
+            return RT_ENOMEM; /* The chunk stays the writer's to free. */
+        }
+        stream->data = data;
+        stream->cap = cap;
+    }
+    memcpy(stream->data + stream->len, chunk, len);
+    stream->len += len;
+    free(chunk);
+    return 0;
+}
+
+int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
+{
+    struct cl_fsm *fsm = arg;
+    assert(fsm != NULL && snapshot != NULL);
+    assert(snapshot->n_bufs == 1);
+    uint16_t shard;
+    uint64_t marker_index;
+    int marker = 0;
+    if (store_snapshot_peek(snapshot->bufs[0].base, snapshot->bufs[0].len, &shard, &marker_index,
+                            &marker) != 0 ||
+        !marker) {
+        return 0; /* A full stream (this node installed it from a leader): send it as it is. */
+    }
+    assert(shard == cl_fsm_shard(fsm));
+    assert(marker_index <= rt_engine_applied_index(&fsm->engine));
+    struct fsm_stream stream = {0};
+    int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_stream_sink, &stream);
+    if (rv != 0) {
+        RT_ERROR("shard %u: snapshot for a follower failed: %s", (unsigned)cl_fsm_shard(fsm),
+                 rt_strerror(rv));
+        raft_free(stream.data);
+        return rv == RT_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    raft_free(snapshot->bufs[0].base);
+    snapshot->bufs[0].base = stream.data;
+    snapshot->bufs[0].len = stream.len;
+    fsm->stats.snapshots_sent++;
+    fsm->stats.snapshot_bytes = stream.len;
+    RT_INFO("shard %u: snapshot for a follower: raft index %llu, store at applied index %llu, "
+            "%zu bytes",
+            (unsigned)cl_fsm_shard(fsm), (unsigned long long)snapshot->index,
+            (unsigned long long)rt_engine_applied_index(&fsm->engine), stream.len);
+    return 0;
+}
+
+/* Version 2 and up: raft never owns the snapshot buffers; they are freed here. */
 static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
@@ -185,7 +234,10 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
         fsm->threshold_saved = 0;
     }
     assert(bufs != NULL && n_bufs != NULL);
-    fsm_chunks_free(*bufs, *n_bufs);
+    for (unsigned i = 0; i < *n_bufs; i++) {
+        free((*bufs)[i].base);
+    }
+    free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
     return 0;
@@ -243,14 +295,27 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     assert(buf != NULL);
-    /* At startup raft restores its last snapshot and replays the entries after it. The store
-     * survived the restart and is usually ahead of that snapshot (it is written on every
-     * apply): then the restore would only drop newer data for raft to re-apply, so the store
-     * is kept, and the engine skips the replayed entries it already holds. */
+    /* At startup raft restores its last snapshot and replays the entries after it. A node's
+     * own snapshots are markers, synced before raft dropped any entry, so the store holds at
+     * least their index. A full stream (installed from a leader) is restored unless the store
+     * already holds its index too: the store is written on every apply, so after a restart it
+     * is usually ahead, and a restore would only drop newer data for raft to re-apply. Either
+     * way the engine skips the replayed entries it already holds. */
     uint16_t shard;
     uint64_t snapshot_index, held = rt_engine_applied_index(&fsm->engine);
-    if (store_snapshot_peek(buf->base, buf->len, &shard, &snapshot_index) == 0 &&
-        shard == cl_fsm_shard(fsm) && snapshot_index <= held && snapshot_index > 0) {
+    int marker = 0;
+    int peeked = store_snapshot_peek(buf->base, buf->len, &shard, &snapshot_index, &marker) == 0 &&
+                 shard == cl_fsm_shard(fsm);
+    if (peeked && marker && snapshot_index > held) {
+        RT_ERROR("shard %u: raft's snapshot says the store holds index %llu, but it holds "
+                 "%llu: the store lost synced writes (a disk or filesystem fault, or a store "
+                 "directory from elsewhere), and the raft log no longer has them. This replica "
+                 "cannot repair itself: stop it, remove its data directory and start it again "
+                 "so that it fetches the shard from the leader",
+                 (unsigned)shard, (unsigned long long)snapshot_index, (unsigned long long)held);
+        return RAFT_CORRUPT;
+    }
+    if (peeked && snapshot_index <= held && (marker || snapshot_index > 0)) {
         RT_INFO("shard %u: snapshot at index %llu not restored: the store already holds index "
                 "%llu",
                 (unsigned)shard, (unsigned long long)snapshot_index, (unsigned long long)held);
@@ -300,14 +365,21 @@ int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engi
     if (rv != 0) {
         return rv;
     }
-    fsm->raft_fsm.version = 2;
+    fsm->raft_fsm.version = 3;
     fsm->raft_fsm.data = fsm;
     fsm->raft_fsm.apply = fsm_apply;
     fsm->raft_fsm.snapshot = fsm_snapshot;
     fsm->raft_fsm.restore = fsm_restore;
     fsm->raft_fsm.snapshot_finalize = fsm_snapshot_finalize;
+    fsm->raft_fsm.snapshot_async = fsm_snapshot_async;
     fsm_remember(fsm);
     return 0;
+}
+
+void cl_fsm_snapshot_sync_inline(struct cl_fsm *fsm)
+{
+    assert(fsm != NULL && fsm->raft == NULL);
+    fsm->raft_fsm.snapshot_async = NULL;
 }
 
 void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft)

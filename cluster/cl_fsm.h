@@ -5,13 +5,20 @@
  *             replies (cl_fsm_reply) are valid until the next entry is applied: raft calls a
  *             proposal's callback right after applying its entry, so the leader copies them
  *             out there.
- * snapshot -> store_snapshot_write: the shard's keys as zstd chunks, one raft buffer each
- *             (version 2 FSM: snapshot_finalize frees them, raft never owns them).
- * restore  -> store_snapshot_restore of the single buffer raft hands over (the chunks
- *             concatenated; each chunk's header gives its length), then the engine re-reads
- *             its applied index and the node's cache is cleared. Skipped when the store
- *             already holds the snapshot's index (a restart: raft restores its last snapshot,
- *             but the store kept everything applied since, and committed history is unique).
+ * snapshot -> a marker (store_snapshot_marker): 32 bytes naming the shard and the applied
+ *             index, because the store itself holds the data (Snapshots below). Version 3
+ *             FSM: snapshot_async syncs the store on a worker before raft writes the marker;
+ *             snapshot_finalize frees the buffers, raft never owns them.
+ * fill     -> cl_fsm_snapshot_fill, called by cl_durable when raft loads its snapshot to
+ *             send to a follower that is too far behind for the log: replaces the marker
+ *             with the shard's full stream (store_snapshot_write, zstd chunks concatenated).
+ * restore  -> store_snapshot_restore of a full stream (each chunk's header gives its length),
+ *             then the engine re-reads its applied index and the node's cache is cleared.
+ *             Skipped when the store already holds the snapshot's index (a restart: raft
+ *             restores its last snapshot, but the store kept everything applied since, and
+ *             committed history is unique). A marker is never restored: at a restart the
+ *             store holds its index (it was synced first), and if it does not, the store lost
+ *             synced data and the node refuses to start (RAFT_CORRUPT, logged with what to do).
  *
  * Padding: raft_uv 0.15 writes a batch of several entries with each entry's data padded to 8
  * bytes, but reads them back after a restart at unpadded offsets, so every entry after one
@@ -20,7 +27,20 @@
  * whose length is a multiple of 8 (CL_FSM_PAD), zero-filled after the batch, and apply strips
  * those zeros, so raft never has to pad.
  *
- * Snapshots: canonical/raft 0.15 keeps every entry since the last snapshot (plus a trailing
+ * Snapshots: raft needs a snapshot to drop log entries, but every replica already keeps the
+ * shard's state in RocksDB, written on every apply. Copying the whole shard out at every
+ * snapshot cost time that grew with the data (a third of a loaded node's throughput once it
+ * held a million orders; docs/benchmarks.md), so a snapshot is only a marker: "the store
+ * holds this shard at applied index N, durably". Durably is the one obligation: the store's
+ * WAL is not synced per write (store_rocks.h), so it is synced (store_rocks_sync) before raft
+ * stores the marker and drops the entries up to N. Only a follower that needs an
+ * InstallSnapshot gets the full data, made when it is sent (fill above). That stream is taken
+ * at the leader's current applied index M >= N but travels under raft's index N: the
+ * follower restores state M, and raft then re-sends entries N+1.., which the engine skips up
+ * to M as already applied (the same rule as a restart). Entries up to M are committed (the
+ * leader applied them), so the follower ends up exactly where the leader is.
+ *
+ * The trigger: canonical/raft 0.15 keeps every entry since the last snapshot (plus a trailing
  * count) in memory and triggers snapshots by entry count only. Group commit makes entries
  * anything from one command to a full batch, so a count alone bounds nothing: the FSM also
  * counts bytes, and once CL_FSM_LOG_BYTES_MAX have been applied since the last snapshot it
@@ -48,7 +68,8 @@ struct cl_fsm_stats {
     uint64_t snapshots_taken;
     uint64_t snapshots_restored;
     uint64_t snapshots_kept; /* Not restored: the store already held that index (restart). */
-    uint64_t snapshot_bytes; /* Of the last snapshot taken or restored. */
+    uint64_t snapshots_sent; /* Full streams made for followers (cl_fsm_snapshot_fill). */
+    uint64_t snapshot_bytes; /* Of the last full stream sent or restored. */
 };
 
 /* Proposal buffers are a multiple of this many bytes (see Padding above). */
@@ -81,9 +102,19 @@ struct cl_fsm {
 
 /* @config->store must be store_rocks_store(@db). RT_ENOMEM, RT_EIO. */
 int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engine_config *config);
+/* Sync the store inside fsm->snapshot on the loop instead of on a worker: for raft ios
+ * without async_work (raft's fixture; raft_init refuses a version 3 FSM's async snapshots on
+ * those). Call before raft_init. */
+void cl_fsm_snapshot_sync_inline(struct cl_fsm *fsm);
 /* Tell the FSM which raft instance drives it (needed to know the index being applied). */
 void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft);
 void cl_fsm_close(struct cl_fsm *fsm);
+
+/* cl_durable's fill hook (@arg is the cl_fsm): if @snapshot (as raft loaded it to send to a
+ * follower) is a marker, replace its buffer with the shard's full stream at the current
+ * applied index. 0 (a full stream is left as it is), RAFT_NOMEM, RAFT_IOERR (logged). Loop
+ * thread; costs a copy of the shard, which only a follower too far behind for the log needs. */
+int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot);
 
 /* This replica's history hash at @index, if @index is recent enough to be remembered. */
 bool cl_fsm_history_at(const struct cl_fsm *fsm, uint64_t index, uint64_t *hash);

@@ -1360,6 +1360,7 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t index)
     }
     raft_uv_set_snapshot_compression(&g->io, false); /* Our chunks are zstd already. */
     cl_durable_init(&g->durable, &g->io);
+    cl_durable_set_fill(&g->durable, cl_fsm_snapshot_fill, &g->fsm);
     if (raft_init(&g->raft, &g->durable.io, &g->fsm.raft_fsm, node->config.node_id,
                   self->peer_addr) != 0) {
         RT_ERROR("group %s: raft_init: %s", g->dir, raft_errmsg(&g->raft));

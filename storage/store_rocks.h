@@ -1,13 +1,15 @@
 /* store_rocks: the node's RocksDB database behind the rt_store interface.
  *
  * One database per node holds every shard (keys are shard-prefixed, see rt_key.h) in the
- * column families of rt_store.h plus "default" (unused). Writes go with the WAL disabled and
- * atomic_flush on: the raft log is the durable log, and RocksDB recovers a consistent prefix
- * of committed batches because each batch carries its shard's applied index (meta
- * "applied" key). After a crash, raft re-applies entries above the recovered applied index.
- * A clean close flushes the memtables so nothing needs replaying.
+ * column families of rt_store.h plus "default" (unused). Writes go to a buffered WAL that is
+ * not synced per batch: the raft log is the durable log. RocksDB recovers a consistent prefix
+ * of committed batches (atomic_flush, point-in-time WAL recovery), and each batch carries its
+ * shard's applied index (meta "applied" key), so after a crash raft re-applies the entries
+ * above the recovered applied index. store_rocks_sync makes everything written so far
+ * durable; it is what lets raft compact its log (cl_fsm.h, Snapshots). A clean close syncs.
  *
- * Single-threaded use from the node's loop thread (RocksDB's own threads flush and compact).
+ * Single-threaded use from the node's loop thread (RocksDB's own threads flush and compact),
+ * except store_rocks_sync, which any thread may call while the loop writes.
  */
 #ifndef STORE_ROCKS_H
 #define STORE_ROCKS_H
@@ -30,7 +32,10 @@ void store_rocks_options_default(struct store_rocks_options *options);
  * a Payraft database, a database another process holds, a disk error). */
 int store_rocks_open(const char *path, const struct store_rocks_options *options,
                      struct store_rocks **out);
-/* Flush memtables and close. NULL is a no-op. */
+/* Make every batch written so far durable (writes and fsyncs the WAL). Thread-safe; blocks
+ * for the fsync, so the node calls it from a worker. RT_EIO. */
+int store_rocks_sync(struct store_rocks *db);
+/* Sync and close. NULL is a no-op. */
 void store_rocks_close(struct store_rocks *db);
 /* The rt_store view of @db, for the engine. */
 struct rt_store *store_rocks_store(struct store_rocks *db);

@@ -24,6 +24,7 @@
 #define SNAP_MAGIC       "PRSNAP01"
 #define SNAP_MAGIC_BYTES 8u
 #define SNAP_FLAG_LAST   0x0001u
+#define SNAP_FLAG_MARKER 0x0002u
 /* Record framing: cf (1) + key_len (4) + val_len (4). */
 #define SNAP_RECORD_OVERHEAD 9u
 /* Level 1: snapshots are made on the loop thread while the shard keeps serving; the fastest
@@ -75,15 +76,34 @@ static void snap_header_decode(const uint8_t *in, struct snap_header *h)
     h->comp_len = rt_get_be32(in + 28);
 }
 
-int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index)
+void store_snapshot_marker(uint16_t shard, uint64_t applied_index,
+                           uint8_t out[STORE_SNAPSHOT_HEADER_BYTES])
 {
-    assert(shard != NULL && applied_index != NULL);
+    assert(out != NULL);
+    struct snap_header h = {
+        .shard = shard,
+        .flags = SNAP_FLAG_MARKER | SNAP_FLAG_LAST,
+        .applied_index = applied_index,
+    };
+    snap_header_encode(out, &h);
+}
+
+int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index,
+                        int *is_marker)
+{
+    assert(shard != NULL && applied_index != NULL && is_marker != NULL);
     if (chunk == NULL || len < STORE_SNAPSHOT_HEADER_BYTES ||
         memcmp(chunk, SNAP_MAGIC, SNAP_MAGIC_BYTES) != 0) {
         return RT_ECORRUPT;
     }
     struct snap_header h;
     snap_header_decode(chunk, &h);
+    *is_marker = (h.flags & SNAP_FLAG_MARKER) != 0;
+    if (*is_marker &&
+        (len != STORE_SNAPSHOT_HEADER_BYTES || h.flags != (SNAP_FLAG_MARKER | SNAP_FLAG_LAST) ||
+         h.chunk_no != 0 || h.raw_len != 0 || h.comp_len != 0)) {
+        return RT_ECORRUPT; /* A marker is exactly one header and nothing else. */
+    }
     *shard = h.shard;
     *applied_index = h.applied_index;
     return 0;
@@ -289,6 +309,10 @@ static int snap_chunk_open(struct snap_reader *r, size_t i, size_t count, const 
     snap_header_decode(chunk, &h);
     if (h.shard != r->shard) {
         why = "chunk of another shard";
+        goto corrupt;
+    }
+    if ((h.flags & SNAP_FLAG_MARKER) != 0) {
+        why = "a marker snapshot carries no records to restore";
         goto corrupt;
     }
     if ((h.flags & ~SNAP_FLAG_LAST) != 0) {

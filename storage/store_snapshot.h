@@ -4,9 +4,14 @@
  * buffer handed to the caller's sink (the raft FSM turns them into struct raft_buffer):
  *
  *   chunk   = header (32 bytes) | zstd-compressed records
- *   header  = magic "PRSNAP01" (8) | shard be16 | flags be16 (bit 0: last chunk) |
- *             chunk_no be32 | applied_index be64 | raw_len be32 | comp_len be32
+ *   header  = magic "PRSNAP01" (8) | shard be16 | flags be16 (bit 0: last chunk, bit 1:
+ *             marker) | chunk_no be32 | applied_index be64 | raw_len be32 | comp_len be32
  *   records = { cf u8 | key_len be32 | key | val_len be32 | val }*    (raw_len bytes)
+ *
+ * A marker is a stream of one header alone (flags: marker and last; chunk 0; both lengths 0):
+ * it says "the store itself holds this shard at applied_index", which is what a node keeps as
+ * its own raft snapshot (cl_fsm.h, Snapshots). It has no records, so restore refuses it; only
+ * store_snapshot_peek reads it.
  *
  * Every chunk decompresses to at most RT_SNAPSHOT_CHUNK_BYTES; the whole stream is bounded by
  * RT_SNAPSHOT_BYTES_MAX (a shard larger than that must be split into more shards). Keys in the
@@ -38,9 +43,15 @@ typedef int (*store_snapshot_sink)(void *arg, uint8_t *chunk, size_t len);
 int store_snapshot_write(struct store_rocks *db, uint16_t shard, store_snapshot_sink sink,
                          void *arg);
 
-/* The shard and applied index a snapshot stream was taken at, from its first chunk's header.
- * RT_ECORRUPT when the bytes do not start with a header. Restore still checks everything. */
-int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index);
+/* Write the marker for @shard at @applied_index into @out. */
+void store_snapshot_marker(uint16_t shard, uint64_t applied_index,
+                           uint8_t out[STORE_SNAPSHOT_HEADER_BYTES]);
+
+/* The shard and applied index a snapshot stream was taken at, from its first chunk's header,
+ * and whether it is a marker. RT_ECORRUPT when the bytes do not start with a header, or claim
+ * to be a marker and are anything more. Restore still checks everything of a full stream. */
+int store_snapshot_peek(const uint8_t *chunk, size_t len, uint16_t *shard, uint64_t *applied_index,
+                        int *is_marker);
 
 /* Replace shard @shard's data with the snapshot held in @chunks[0..count). RT_ECORRUPT (the
  * shard is untouched), RT_EIO (the shard may be left empty at applied index 0). */

@@ -381,9 +381,11 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
 #define SNAP_FIRST 6000 /* Orders before the restarts: 4 snapshots per shard. */
 #define SNAP_MORE  3000 /* Orders while node 3 is down: 2 more per shard. */
 #define SNAP_DEPTH 32   /* Requests in flight on one connection. */
-/* cl_fsm's lines do not name the shard (their shard= tag is whatever shard that thread last
- * applied for); store_snapshot's "snapshot [restore] of shard S at index" lines do. */
-#define SNAP_TAKEN  "snapshot at applied index"
+/* cl_fsm's lines do not all name the shard (their shard= tag is whatever shard that thread
+ * last applied for); "marker snapshot of shard S at index" (a snapshot taken) and
+ * store_snapshot's "snapshot [restore] of shard S at index" (a full stream made for a
+ * follower, or restored from one) do. */
+#define SNAP_TAKEN  "marker snapshot of shard"
 #define SNAP_KEPT   "not restored: the store already holds index"
 #define SNAP_LOADED "snapshot restored: applied index"
 
@@ -641,7 +643,7 @@ static void snapshots_restart_and_catch_up(void **state)
         printf("itest: snapshots: node %u took %u snapshots:", n,
                log_count(&snap, n, 0, SNAP_TAKEN));
         for (unsigned sh = 0; sh < SNAP_SHARDS; sh++) {
-            unsigned taken = shard_log_count(&snap, n, 0, "snapshot", sh);
+            unsigned taken = shard_log_count(&snap, n, 0, "marker snapshot", sh);
             printf(" %u of shard %u", taken, sh);
             if (taken < 3) {
                 fprintf(stderr, "\nsnapshots: node %u took %u snapshots of shard %u, want 3\n", n,
@@ -697,9 +699,10 @@ static void snapshots_restart_and_catch_up(void **state)
     snap_most_applied(0, most);
     snap_catch_up(2, most, 30000);
 
-    /* (b) SIGKILL node 3 (its store has no WAL: it may lose what it applied since its last
-     * flush) while the others write on: they take several snapshots and drop the log before
-     * them, so node 3 comes back through a snapshot, then the log. */
+    /* (b) SIGKILL node 3 (its store's WAL is synced only at its own snapshots: it may lose
+     * what it applied since) while the others write on: they take several snapshots and drop
+     * the log before them, so node 3 comes back through a full snapshot made for it by the
+     * leader, then the log. */
     long from1 = log_end(&snap, 1);
     from = log_end(&snap, 3);
     assert_true(itest_cluster_kill(&snap, 3));
@@ -708,7 +711,7 @@ static void snapshots_restart_and_catch_up(void **state)
     printf("itest: snapshots: %u more orders created with node 3 down in %llu ms\n", SNAP_MORE,
            (unsigned long long)(itest_now_ms() - t3));
     for (unsigned sh = 0; sh < SNAP_SHARDS; sh++) {
-        unsigned taken = shard_log_count(&snap, 1, from1, "snapshot", sh);
+        unsigned taken = shard_log_count(&snap, 1, from1, "marker snapshot", sh);
         if (taken < 2) {
             fprintf(stderr,
                     "snapshots: node 1 took %u snapshots of shard %u while node 3 was "

@@ -268,11 +268,13 @@ static void sim_open(struct sim *sim, unsigned n)
         struct rt_engine_config config = {0, 1, &sim->registry, store_rocks_store(s->db),
                                           &s->cache};
         assert_int_equal(cl_fsm_init(&s->fsm, s->db, &config), 0);
+        cl_fsm_snapshot_sync_inline(&s->fsm); /* The fixture's io has no workers. */
         assert_int_equal(raft_fixture_grow(&sim->fixture, &s->fsm.raft_fsm), 0);
         struct raft *r = raft_fixture_get(&sim->fixture, i);
         cl_fsm_bind(&s->fsm, r);
         /* From here on raft talks to the fixture's io through the durable-log tracker. */
         cl_durable_init(&s->durable, r->io);
+        cl_durable_set_fill(&s->durable, cl_fsm_snapshot_fill, &s->fsm);
         s->durable.io.data = r;
         r->io = &s->durable.io;
         /* Low thresholds: every run takes snapshots and installs some. */
@@ -521,11 +523,17 @@ static void sim_check_converged(struct sim *sim)
     }
 }
 
-static unsigned long long watchdog_total;
-static unsigned long long kept_total; /* Restores skipped: the store already held the index. */
+/* Totals over every seed run. */
+static struct {
+    unsigned long long acked;
+    unsigned long long watchdog;
+    unsigned long long taken;     /* Snapshots (markers) taken. */
+    unsigned long long sent;      /* Full streams made for followers. */
+    unsigned long long installed; /* Full streams restored. */
+    unsigned long long kept;      /* Restores skipped: the store already held the index. */
+} totals;
 
-static void run_seed(unsigned long long seed, unsigned long long *acked_total,
-                     unsigned long long *snapshots)
+static void run_seed(unsigned long long seed)
 {
     sim_seed = seed;
     struct sim *sim = calloc(1, sizeof(*sim));
@@ -544,12 +552,14 @@ static void run_seed(unsigned long long seed, unsigned long long *acked_total,
     }
     sim_heal(sim);
     sim_check_converged(sim);
-    *acked_total += sim->acked_count;
-    watchdog_total += sim->watchdog_transfers;
+    totals.acked += sim->acked_count;
+    totals.watchdog += sim->watchdog_transfers;
     for (unsigned i = 0; i < n; i++) {
-        *snapshots += sim->servers[i].fsm.stats.snapshots_taken +
-                      sim->servers[i].fsm.stats.snapshots_restored;
-        kept_total += sim->servers[i].fsm.stats.snapshots_kept;
+        const struct cl_fsm_stats *st = &sim->servers[i].fsm.stats;
+        totals.taken += st->snapshots_taken;
+        totals.sent += st->snapshots_sent;
+        totals.installed += st->snapshots_restored;
+        totals.kept += st->snapshots_kept;
     }
     sim_close(sim);
     free(sim);
@@ -582,19 +592,21 @@ static void sim_seeds(void **state)
     } else if (count != NULL) {
         last = strtoull(count, NULL, 10);
     }
-    unsigned long long acked = 0, snapshots = 0;
     for (unsigned long long seed = first; seed <= last; seed++) {
-        run_seed(seed, &acked, &snapshots);
+        run_seed(seed);
     }
-    printf("sim: seeds %llu..%llu passed: %llu acknowledged orders checked, %llu snapshots "
-           "taken or installed, %llu restores skipped (store ahead), %llu watchdog leadership "
-           "transfers\n",
-           first, last, acked, snapshots, kept_total, watchdog_total);
+    printf("sim: seeds %llu..%llu passed: %llu acknowledged orders checked; snapshots: %llu "
+           "taken, %llu sent in full, %llu installed, %llu restores skipped (store ahead); %llu "
+           "watchdog leadership transfers\n",
+           first, last, totals.acked, totals.taken, totals.sent, totals.installed, totals.kept,
+           totals.watchdog);
     /* Across a real run (not one seed replayed) the faults must have exercised acknowledged
-     * writes and snapshots, or the test proved nothing. */
+     * writes, snapshots and installs from them, or the test proved nothing. */
     if (last - first >= 20) {
-        assert_true(acked > 0);
-        assert_true(snapshots > 0);
+        assert_true(totals.acked > 0);
+        assert_true(totals.taken > 0);
+        assert_true(totals.sent > 0);
+        assert_true(totals.installed > 0);
     }
 }
 

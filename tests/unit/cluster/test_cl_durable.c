@@ -522,11 +522,20 @@ static void send_cb(struct raft_io_send *req, int status)
     (void)status;
 }
 
+/* What the outer snapshot_get callback last saw. */
+static struct {
+    unsigned calls;
+    struct raft_io_snapshot_get *req;
+    struct raft_snapshot *snapshot;
+    int status;
+} got;
+
 static void get_cb(struct raft_io_snapshot_get *req, struct raft_snapshot *snapshot, int status)
 {
-    (void)req;
-    (void)snapshot;
-    (void)status;
+    got.calls++;
+    got.req = req;
+    got.snapshot = snapshot;
+    got.status = status;
 }
 
 static void work_cb(struct raft_io_async_work *req, int status)
@@ -564,6 +573,16 @@ static void test_init_copies_inner(void **state)
     cl_durable_get(&d1, &index, &term);
     assert_int_equal(index, 0);
     assert_int_equal(term, 0);
+
+    /* raft_uv 0.15: version 1, but with async_work. The wrapper forwards it and says 2, or
+     * raft_init would refuse async snapshots. */
+    struct fake f2;
+    struct cl_durable d2;
+    fake_setup(&f2, 1);
+    f2.io.async_work = fake_async_work;
+    cl_durable_init(&d2, &f2.io);
+    assert_int_equal(d2.io.version, 2);
+    assert_non_null(d2.io.async_work);
 }
 
 static void test_forward_all(void **state)
@@ -658,8 +677,14 @@ static void test_forward_all(void **state)
     c = t->f.calls[M_SNAPSHOT_GET];
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
     assert_forwarded(t, M_SNAPSHOT_GET, c, data);
-    assert_ptr_equal(t->f.get_req, &get_req);
-    assert_true(t->f.get_cb == get_cb);
+    /* Without a fill hook the inner completion reaches raft's callback unchanged. */
+    struct raft_snapshot got_snap;
+    memset(&got, 0, sizeof(got));
+    t->f.get_cb(t->f.get_req, &got_snap, 0);
+    assert_int_equal(got.calls, 1);
+    assert_ptr_equal(got.req, &get_req);
+    assert_ptr_equal(got.snapshot, &got_snap);
+    assert_int_equal(got.status, 0);
 
     c = t->f.calls[M_TIME];
     assert_int_equal(t->d.io.time(&t->d.io), 4242);
@@ -1293,6 +1318,108 @@ static void test_confirms(void **state)
     assert_false(cl_durable_confirms(0, 0, 0, 0));
 }
 
+/* A snapshot as raft_io's snapshot_get hands one over: everything raft_malloc'd. */
+static struct raft_snapshot *loaded_snapshot(const char *data)
+{
+    struct raft_snapshot *snap = raft_calloc(1, sizeof(*snap));
+    assert_non_null(snap);
+    snap->index = 40;
+    snap->term = 3;
+    raft_configuration_init(&snap->configuration);
+    assert_int_equal(raft_configuration_add(&snap->configuration, 1, "a", RAFT_VOTER), 0);
+    snap->bufs = raft_malloc(sizeof(*snap->bufs));
+    assert_non_null(snap->bufs);
+    snap->n_bufs = 1;
+    snap->bufs[0].len = strlen(data);
+    snap->bufs[0].base = raft_malloc(snap->bufs[0].len);
+    assert_non_null(snap->bufs[0].base);
+    memcpy(snap->bufs[0].base, data, snap->bufs[0].len);
+    return snap;
+}
+
+static void free_snapshot(struct raft_snapshot *snap)
+{
+    raft_configuration_close(&snap->configuration);
+    raft_free(snap->bufs[0].base);
+    raft_free(snap->bufs);
+    raft_free(snap);
+}
+
+static struct {
+    unsigned calls;
+    int rv; /* What the hook returns. */
+} fill_log;
+
+static int fill_full(void *arg, struct raft_snapshot *snap)
+{
+    assert_ptr_equal(arg, &fill_log);
+    fill_log.calls++;
+    if (fill_log.rv != 0) {
+        return fill_log.rv;
+    }
+    raft_free(snap->bufs[0].base);
+    snap->bufs[0].len = 4;
+    snap->bufs[0].base = raft_malloc(4);
+    assert_non_null(snap->bufs[0].base);
+    memcpy(snap->bufs[0].base, "full", 4);
+    return 0;
+}
+
+/* The fill hook sees every loaded snapshot before raft does: what it puts in is what raft
+ * sends; when it fails, the snapshot is freed (ASan and valgrind would see a leak) and raft's
+ * get fails with the hook's code. A failed load never reaches the hook. */
+static void test_snapshot_get_fill(void **state)
+{
+    struct t *t = *state;
+    cl_durable_set_fill(&t->d, fill_full, &fill_log);
+    struct raft_io_snapshot_get get_req;
+    memset(&get_req, 0, sizeof(get_req));
+
+    memset(&fill_log, 0, sizeof(fill_log));
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    struct raft_snapshot *snap = loaded_snapshot("marker");
+    t->f.get_cb(t->f.get_req, snap, 0);
+    assert_int_equal(fill_log.calls, 1);
+    assert_int_equal(got.calls, 1);
+    assert_ptr_equal(got.req, &get_req);
+    assert_ptr_equal(got.snapshot, snap);
+    assert_int_equal(got.status, 0);
+    assert_int_equal(snap->index, 40);
+    assert_int_equal(snap->term, 3);
+    assert_int_equal(snap->n_bufs, 1);
+    assert_int_equal(snap->bufs[0].len, 4);
+    assert_memory_equal(snap->bufs[0].base, "full", 4);
+    free_snapshot(snap);
+
+    fill_log.rv = RAFT_IOERR;
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    t->f.get_cb(t->f.get_req, loaded_snapshot("marker"), 0);
+    assert_int_equal(fill_log.calls, 2);
+    assert_int_equal(got.calls, 2);
+    assert_ptr_equal(got.req, &get_req);
+    assert_null(got.snapshot);
+    assert_int_equal(got.status, RAFT_IOERR);
+
+    fill_log.rv = 0;
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    t->f.get_cb(t->f.get_req, NULL, RAFT_NOSPACE);
+    assert_int_equal(fill_log.calls, 2);
+    assert_int_equal(got.calls, 3);
+    assert_null(got.snapshot);
+    assert_int_equal(got.status, RAFT_NOSPACE);
+
+    /* Cleared: snapshots pass untouched again. */
+    cl_durable_set_fill(&t->d, NULL, NULL);
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    snap = loaded_snapshot("marker");
+    t->f.get_cb(t->f.get_req, snap, 0);
+    assert_int_equal(fill_log.calls, 2);
+    assert_ptr_equal(got.snapshot, snap);
+    assert_memory_equal(snap->bufs[0].base, "marker", 6);
+    free_snapshot(snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1317,6 +1444,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_install_snapshot_then_append_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_local_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_get_fill, setup, teardown),
         cmocka_unit_test(test_confirms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,10 @@
 #define CRASH_COMMITS 20000u
 /* Small memtables: the child's writes get flushed (atomically) many times before the kill. */
 #define CRASH_WRITE_BUFFER_BYTES (64u * 1024u)
+/* Set in a report of store_child that says "everything up to this index is synced". */
+#define CRASH_SYNCED_BIT (1ull << 63)
+/* Rounds with syncs sync after every this many commits. */
+#define CRASH_SYNC_EVERY 97u
 
 /* Build commit @index into @ws (reset here) and commit it to @store; asserts success. */
 void crash_stream_commit(struct rt_store *store, struct rt_writeset *ws, uint64_t index);

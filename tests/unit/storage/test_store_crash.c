@@ -1,10 +1,13 @@
 /* test_store_crash: kill -9 in the middle of a stream of commits, then recover.
  *
  * A child process (store_child, a separate program: see store_child.c) commits the
- * deterministic crash_stream 1..N with the WAL off and small memtables, so RocksDB flushes
- * (atomically, across column families) many times. The parent SIGKILLs it at a random point,
- * reopens the database and checks what DESIGN.md promises:
- *   - the recovered applied index A is at most the last commit the child had started;
+ * deterministic crash_stream 1..N with small memtables, so RocksDB flushes (atomically,
+ * across column families) many times; in every other round it also syncs
+ * (store_rocks_sync, what the FSM does before each raft snapshot) every CRASH_SYNC_EVERY
+ * commits. The parent SIGKILLs it at a random point, reopens the database and checks what
+ * DESIGN.md promises:
+ *   - the recovered applied index A is at most the last commit the child had started, and at
+ *     least the last one it reported synced (a raft snapshot relies on that);
  *   - the recovered shard is exactly the state after commits 1..A (a consistent prefix), as
  *     built by a reference database that never crashed;
  *   - re-applying A+1..N (what raft does after a restart) gives exactly the clean run's state.
@@ -74,8 +77,9 @@ static int group_setup(void **state)
     return 0;
 }
 
-/* Start store_child committing into @dir; returns its pid and the read end of its reports. */
-static pid_t spawn_committer(const char *dir, int *report_fd)
+/* Start store_child committing into @dir (syncing every @sync_every commits, 0 = never);
+ * returns its pid and the read end of its reports. */
+static pid_t spawn_committer(const char *dir, unsigned sync_every, int *report_fd)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -85,9 +89,12 @@ static pid_t spawn_committer(const char *dir, int *report_fd)
         close(fds[0]);
         char count[24];
         char fd_arg[16];
+        char sync_arg[16];
         snprintf(count, sizeof(count), "%u", CRASH_COMMITS);
         snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
-        execl(STORE_CHILD_PATH, STORE_CHILD_PATH, "commit", dir, count, fd_arg, (char *)NULL);
+        snprintf(sync_arg, sizeof(sync_arg), "%u", sync_every);
+        execl(STORE_CHILD_PATH, STORE_CHILD_PATH, "commit", dir, count, fd_arg, sync_arg,
+              (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -95,9 +102,10 @@ static pid_t spawn_committer(const char *dir, int *report_fd)
     return pid;
 }
 
-/* Read the child's reports (be64 indexes, each sent before that commit starts) until one is
- * >= @target, or to EOF when @target is 0. Returns the last index reported. */
-static uint64_t read_reports(int fd, uint64_t last, uint64_t target)
+/* Read the child's reports (be64 indexes, each sent before that commit starts, or with
+ * CRASH_SYNCED_BIT once synced) until one is >= @target, or to EOF when @target is 0.
+ * Returns the last index reported started; *synced is the last reported synced. */
+static uint64_t read_reports(int fd, uint64_t last, uint64_t target, uint64_t *synced)
 {
     static uint8_t partial[8];
     static size_t partial_len;
@@ -114,7 +122,12 @@ static uint64_t read_reports(int fd, uint64_t last, uint64_t target)
         for (ssize_t i = 0; i < n; i++) {
             partial[partial_len++] = buf[i];
             if (partial_len == 8) {
-                last = rt_get_be64(partial);
+                uint64_t report = rt_get_be64(partial);
+                if ((report & CRASH_SYNCED_BIT) != 0) {
+                    *synced = report & ~CRASH_SYNCED_BIT;
+                } else {
+                    last = report;
+                }
                 partial_len = 0;
             }
         }
@@ -129,18 +142,20 @@ static void crash_round(int round)
      * kill lands at an arbitrary point of a commit or a flush. */
     uint64_t target = CRASH_COMMITS / 10 + r % (CRASH_COMMITS * 8 / 10);
     useconds_t drift_us = (useconds_t)((r >> 32) % 20000);
+    unsigned sync_every = round % 2 == 1 ? CRASH_SYNC_EVERY : 0;
     char *dir = test_tmpdir("crash");
     int fd = -1;
     double t0 = now_s();
-    pid_t pid = spawn_committer(dir, &fd);
-    uint64_t started = read_reports(fd, 0, target);
+    pid_t pid = spawn_committer(dir, sync_every, &fd);
+    uint64_t synced = 0;
+    uint64_t started = read_reports(fd, 0, target, &synced);
     assert_true(started >= target); /* Else the child died early: see its stderr. */
     usleep(drift_us);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    started = read_reports(fd, started, 0);
+    started = read_reports(fd, started, 0, &synced);
     close(fd);
     double killed_at = now_s() - t0;
 
@@ -148,10 +163,13 @@ static void crash_round(int round)
     struct rt_store *store = store_rocks_store(db);
     uint64_t applied = helper_applied(store, CRASH_SHARD);
     fprintf(stderr,
-            "  round %d: killed after %.3f s, %llu commits started, recovered applied index "
-            "%llu\n",
-            round, killed_at, (unsigned long long)started, (unsigned long long)applied);
+            "  round %d: killed after %.3f s, %llu commits started, %llu synced, recovered "
+            "applied index %llu\n",
+            round, killed_at, (unsigned long long)started, (unsigned long long)synced,
+            (unsigned long long)applied);
     assert_true(applied <= started);
+    assert_true(applied >= synced);
+    assert_true(sync_every == 0 || synced > 0); /* Else the sync rounds test nothing. */
     /* Memtables of 64 KiB and ~400 bytes per commit: thousands of commits mean many
      * flushes, so a crash test that recovered nothing would test nothing. */
     assert_true(applied > 0);

@@ -486,11 +486,11 @@ static void test_reopen_keeps_everything(void **state)
     assert_true(helper_count_all(f->store, 1) > 1000);
 }
 
-static void test_clean_close_flushes_memtables(void **state)
+static void test_clean_close_keeps_every_write(void **state)
 {
     struct fixture *f = *state;
-    /* Default 16 MiB memtables: these writes exist only in memtables (WAL off) until the
-     * close flushes them. */
+    /* Default 16 MiB memtables: these writes are only in memtables and the WAL's in-memory
+     * buffer until the close syncs it. */
     uint8_t key[64];
     for (int cf = 0; cf < RT_CF_COUNT; cf++) {
         size_t key_len = make_key(key, 6, rt_cf_name((enum rt_cf)cf));
@@ -556,7 +556,7 @@ static void test_checkpoint(void **state)
     char *base = test_tmpdir("store-ckpt");
     char path[4096];
     snprintf(path, sizeof(path), "%s/ckpt", base);
-    /* Data only in memtables must be in the checkpoint too (WAL off). */
+    /* Data only in memtables must be in the checkpoint too. */
     assert_int_equal(store_rocks_checkpoint(f->db, path), 0);
     /* The original keeps working; later writes are not in the checkpoint. */
     uint8_t key[64];
@@ -668,7 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_order_and_prefix_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_start_stop_and_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean_close_flushes_memtables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_close_keeps_every_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
         cmocka_unit_test(test_open_refuses_what_is_not_ours),

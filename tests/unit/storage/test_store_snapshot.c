@@ -562,46 +562,95 @@ static void test_peek(void **state)
     const struct stream *s = &f->snap;
     uint16_t shard = 0;
     uint64_t applied = 0;
-    assert_int_equal(store_snapshot_peek(s->chunks[0], s->lens[0], &shard, &applied), 0);
+    int marker = -1;
+    assert_int_equal(store_snapshot_peek(s->chunks[0], s->lens[0], &shard, &applied, &marker), 0);
     assert_int_equal(shard, SRC_SHARD);
     assert_int_equal(applied, SRC_INDEX);
+    assert_int_equal(marker, 0);
     /* The header alone is enough: restore hands over the whole stream, peek reads 32 bytes. */
     shard = 0;
     applied = 0;
-    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR, &shard, &applied), 0);
+    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR, &shard, &applied, &marker), 0);
     assert_int_equal(shard, SRC_SHARD);
     assert_int_equal(applied, SRC_INDEX);
     /* An empty shard's single chunk and a hand-made one peek the same way. */
     struct stream empty;
     stream_init(&empty);
     assert_int_equal(store_snapshot_write(f->dst, 7, sink, &empty), 0);
-    assert_int_equal(store_snapshot_peek(empty.chunks[0], empty.lens[0], &shard, &applied), 0);
+    assert_int_equal(store_snapshot_peek(empty.chunks[0], empty.lens[0], &shard, &applied, &marker),
+                     0);
     assert_int_equal(shard, 7);
     assert_int_equal(applied, 0);
     stream_free(&empty);
     struct stream crafted;
     craft_stream(&crafted, 3, CRAFT_NONE);
-    assert_int_equal(store_snapshot_peek(crafted.chunks[0], crafted.lens[0], &shard, &applied), 0);
+    assert_int_equal(
+        store_snapshot_peek(crafted.chunks[0], crafted.lens[0], &shard, &applied, &marker), 0);
     assert_int_equal(shard, 3);
     assert_int_equal(applied, 9);
     stream_free(&crafted);
 
     /* A buffer shorter than a header, even by one byte. */
-    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR - 1, &shard, &applied), RT_ECORRUPT);
-    assert_int_equal(store_snapshot_peek(s->chunks[0], 0, &shard, &applied), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(s->chunks[0], HDR - 1, &shard, &applied, &marker),
+                     RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(s->chunks[0], 0, &shard, &applied, &marker), RT_ECORRUPT);
     /* A wrong magic: another byte anywhere in it, or another format version. */
     uint8_t head[HDR];
     for (size_t i = 0; i < 8; i++) {
         memcpy(head, s->chunks[0], HDR);
         head[i] ^= 0x20;
-        assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied), RT_ECORRUPT);
+        assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied, &marker), RT_ECORRUPT);
     }
     memcpy(head, s->chunks[0], HDR);
     memcpy(head, "PRSNAP02", 8);
-    assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(head, HDR, &shard, &applied, &marker), RT_ECORRUPT);
     /* No buffer at all. */
-    assert_int_equal(store_snapshot_peek(NULL, 0, &shard, &applied), RT_ECORRUPT);
-    assert_int_equal(store_snapshot_peek(NULL, HDR, &shard, &applied), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(NULL, 0, &shard, &applied, &marker), RT_ECORRUPT);
+    assert_int_equal(store_snapshot_peek(NULL, HDR, &shard, &applied, &marker), RT_ECORRUPT);
+}
+
+/* A marker (what a node keeps as its own raft snapshot) peeks as one, with its shard and
+ * index; anything more than the bare header that claims to be a marker is refused, and
+ * restore refuses every marker, leaving the shard as it was. */
+static void test_marker(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t m[HDR + 1];
+    store_snapshot_marker(SRC_SHARD, 123456789012ull, m);
+    uint16_t shard = 0;
+    uint64_t applied = 0;
+    int marker = 0;
+    assert_int_equal(store_snapshot_peek(m, HDR, &shard, &applied, &marker), 0);
+    assert_int_equal(marker, 1);
+    assert_int_equal(shard, SRC_SHARD);
+    assert_int_equal(applied, 123456789012ull);
+    /* A full stream's first chunk is not a marker. */
+    assert_int_equal(
+        store_snapshot_peek(f->snap.chunks[0], f->snap.lens[0], &shard, &applied, &marker), 0);
+    assert_int_equal(marker, 0);
+
+    /* Trailing bytes, and each header field a marker must leave at zero. */
+    m[HDR] = 0;
+    assert_int_equal(store_snapshot_peek(m, HDR + 1, &shard, &applied, &marker), RT_ECORRUPT);
+    const size_t fields[] = {11 /* flags: last bit */, 15 /* chunk_no */, 27 /* raw_len */,
+                             31 /* comp_len */, 10 /* unknown flag bit */};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        uint8_t bad[HDR];
+        memcpy(bad, m, HDR);
+        bad[fields[i]] ^= fields[i] == 11 ? 0x01 : 0x80;
+        assert_int_equal(store_snapshot_peek(bad, HDR, &shard, &applied, &marker), RT_ECORRUPT);
+    }
+
+    /* Restore: fill the shard first, so "untouched" means something. */
+    assert_int_equal(restore(f->dst, SRC_SHARD, &f->snap), 0);
+    uint8_t *chunk = malloc(HDR);
+    assert_non_null(chunk);
+    memcpy(chunk, m, HDR);
+    struct stream s;
+    stream_init(&s);
+    stream_push(&s, chunk, HDR);
+    expect_corrupt(f, SRC_SHARD, &s, "marker");
+    stream_free(&s);
 }
 
 int main(void)
@@ -619,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crafted_stream_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
