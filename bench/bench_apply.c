@@ -1,7 +1,7 @@
 /* bench_apply: how many commands per second the apply engine pushes through RocksDB on one
  * core. It builds order.create batches up front (the leader's work, not timed), then times
  * rt_engine_apply over them: decode, handler, write set, one RocksDB write batch per entry
- * (WAL off, as in a node). Prints figures; asserts nothing. Not a test.
+ * (WAL buffered and not synced, as in a node). Prints figures; asserts nothing. Not a test.
  *
  *   bench_apply [--commands N] [--batch B] [--dir PATH] [--cache-mib M]
  */

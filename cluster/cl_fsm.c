@@ -200,8 +200,15 @@ int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
         !marker) {
         return 0; /* A full stream (this node installed it from a leader): send it as it is. */
     }
-    assert(shard == cl_fsm_shard(fsm));
-    assert(marker_index <= rt_engine_applied_index(&fsm->engine));
+    if (shard != cl_fsm_shard(fsm) || marker_index > rt_engine_applied_index(&fsm->engine)) {
+        /* Not this shard's marker, or one ahead of the store: fsm_restore refuses both at
+         * start, so only a damaged snapshot file gets here. Sending nothing is safe. */
+        RT_ERROR("shard %u: raft's snapshot is a marker of shard %u at index %llu, but the store "
+                 "is at index %llu: not sent",
+                 (unsigned)cl_fsm_shard(fsm), (unsigned)shard, (unsigned long long)marker_index,
+                 (unsigned long long)rt_engine_applied_index(&fsm->engine));
+        return RAFT_CORRUPT;
+    }
     struct fsm_stream stream = {0};
     int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_stream_sink, &stream);
     if (rv != 0) {
