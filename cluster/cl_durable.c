@@ -1,6 +1,7 @@
 #include "cl_durable.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,12 @@ struct durable_put {
 
 struct durable_get {
     struct raft_io_snapshot_get inner;
+    struct raft_io_async_work work; /* Runs the fill hook on a worker, when the io has them. */
     struct raft_io_snapshot_get *outer;
     raft_io_snapshot_get_cb cb;
     struct cl_durable *d;
+    struct raft_snapshot *snapshot; /* As loaded, then as filled. */
+    int status;
 };
 
 /* raft hands our io to every call; its callbacks come back through the inner io, whose data
@@ -299,24 +303,61 @@ static void durable_snapshot_destroy(struct raft_snapshot *snapshot)
     raft_free(snapshot);
 }
 
+/* Hand the snapshot (or the failure) to raft. */
+static void durable_get_finish(struct durable_get *g)
+{
+    struct raft_snapshot *snapshot = g->snapshot;
+    if (g->status != 0 && snapshot != NULL) {
+        /* raft does not touch the snapshot of a failed get; it retries the follower. */
+        durable_snapshot_destroy(snapshot);
+        snapshot = NULL;
+    }
+    struct raft_io_snapshot_get *outer = g->outer;
+    raft_io_snapshot_get_cb cb = g->cb;
+    int status = g->status;
+    free(g);
+    cb(outer, snapshot, status);
+}
+
+/* The request around @work. Not through work->data: raft's fixture io overwrites it. */
+static struct durable_get *durable_get_of_work(struct raft_io_async_work *work)
+{
+    return (struct durable_get *)(void *)((char *)work - offsetof(struct durable_get, work));
+}
+
+/* On a worker thread: only the hook runs here, on a snapshot nobody else holds yet. */
+static int durable_fill_work(struct raft_io_async_work *work)
+{
+    struct durable_get *g = durable_get_of_work(work);
+    return g->d->fill(g->d->fill_arg, g->snapshot);
+}
+
+static void durable_fill_done(struct raft_io_async_work *work, int status)
+{
+    struct durable_get *g = durable_get_of_work(work);
+    g->status = status;
+    durable_get_finish(g);
+}
+
 static void durable_get_cb(struct raft_io_snapshot_get *inner, struct raft_snapshot *snapshot,
                            int status)
 {
     struct durable_get *g = inner->data;
     struct cl_durable *d = g->d;
+    g->snapshot = snapshot;
+    g->status = status;
     if (status == 0 && d->fill != NULL) {
-        int rv = d->fill(d->fill_arg, snapshot);
-        if (rv != 0) {
-            /* raft does not touch the snapshot of a failed get; it retries the follower. */
-            durable_snapshot_destroy(snapshot);
-            snapshot = NULL;
-            status = rv;
+        /* Filling may copy a whole shard: off the loop when raft's io has workers (raft_uv),
+         * else here (the simulation's fixture). */
+        if (d->inner->async_work != NULL) {
+            g->work.work = durable_fill_work;
+            if (d->inner->async_work(d->inner, &g->work, durable_fill_done) == 0) {
+                return;
+            }
         }
+        g->status = d->fill(d->fill_arg, snapshot);
     }
-    struct raft_io_snapshot_get *outer = g->outer;
-    raft_io_snapshot_get_cb cb = g->cb;
-    free(g);
-    cb(outer, snapshot, status);
+    durable_get_finish(g);
 }
 
 static int durable_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
@@ -332,6 +373,8 @@ static int durable_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get 
     g->outer = req;
     g->cb = cb;
     g->d = d;
+    g->snapshot = NULL;
+    g->status = 0;
     req->cb = cb;
     int rv = d->inner->snapshot_get(d->inner, &g->inner, durable_get_cb);
     if (rv != 0) {

@@ -25,9 +25,12 @@
  * It also hosts one hook that has nothing to do with durability but sits where it must: the
  * fill hook (cl_durable_set_fill) sees every snapshot raft loads to send to a follower, and
  * may replace its data. A node's own raft snapshots are markers (cl_fsm.h, Snapshots); the
- * hook turns one into the shard's full data on its way to a follower.
+ * hook turns one into the shard's full data on its way to a follower. That can take a while,
+ * so the hook runs on a worker through the real io's async_work when it has one (raft_uv),
+ * and on the loop thread otherwise.
  *
- * Loop thread only. Allocates one small request per append and per snapshot put or get.
+ * Loop thread only, but for the fill hook. Allocates one small request per append and per
+ * snapshot put or get.
  */
 #ifndef CL_DURABLE_H
 #define CL_DURABLE_H
@@ -39,7 +42,9 @@
 #define CL_DURABLE_TERMS 4096u
 
 /* Replace @snapshot's data (one buffer, raft_malloc'd) before it is sent; 0 or a RAFT_ code,
- * in which case the snapshot is freed and raft's get fails (it tries the follower again). */
+ * in which case the snapshot is freed and raft's get fails (it tries the follower again).
+ * May run on a worker thread, concurrently with the loop: it must touch nothing the loop
+ * writes without synchronisation. */
 typedef int (*cl_durable_fill_fn)(void *arg, struct raft_snapshot *snapshot);
 
 struct cl_durable {

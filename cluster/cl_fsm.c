@@ -189,9 +189,13 @@ static int fsm_stream_sink(void *arg, uint8_t *chunk, size_t len)
 
 int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
 {
+    /* Often on a worker thread (cl_durable.h): reads only the shard number (set at init), the
+     * store through a RocksDB snapshot of its own, and the snapshot raft handed over; the
+     * statistics are updated atomically. */
     struct cl_fsm *fsm = arg;
     assert(fsm != NULL && snapshot != NULL);
     assert(snapshot->n_bufs == 1);
+    uint16_t self = cl_fsm_shard(fsm);
     uint16_t shard;
     uint64_t marker_index;
     int marker = 0;
@@ -200,32 +204,36 @@ int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
         !marker) {
         return 0; /* A full stream (this node installed it from a leader): send it as it is. */
     }
-    if (shard != cl_fsm_shard(fsm) || marker_index > rt_engine_applied_index(&fsm->engine)) {
-        /* Not this shard's marker, or one ahead of the store: fsm_restore refuses both at
-         * start, so only a damaged snapshot file gets here. Sending nothing is safe. */
-        RT_ERROR("shard %u: raft's snapshot is a marker of shard %u at index %llu, but the store "
-                 "is at index %llu: not sent",
-                 (unsigned)cl_fsm_shard(fsm), (unsigned)shard, (unsigned long long)marker_index,
-                 (unsigned long long)rt_engine_applied_index(&fsm->engine));
-        return RAFT_CORRUPT;
-    }
     struct fsm_stream stream = {0};
-    int rv = store_snapshot_write(fsm->db, cl_fsm_shard(fsm), fsm_stream_sink, &stream);
+    int rv =
+        shard == self ? store_snapshot_write(fsm->db, self, fsm_stream_sink, &stream) : RT_ECORRUPT;
+    uint16_t stream_shard = 0;
+    uint64_t stream_index = 0;
+    int stream_marker = 0;
+    if (rv == 0 && (store_snapshot_peek(stream.data, stream.len, &stream_shard, &stream_index,
+                                        &stream_marker) != 0 ||
+                    stream_index < marker_index)) {
+        rv = RT_ECORRUPT;
+    }
     if (rv != 0) {
-        RT_ERROR("shard %u: snapshot for a follower failed: %s", (unsigned)cl_fsm_shard(fsm),
-                 rt_strerror(rv));
+        /* fsm_restore refuses a marker of another shard or ahead of the store at start, so a
+         * damaged snapshot file or a failing store gets here. Sending nothing is safe. */
+        RT_ERROR("shard %u: snapshot for a follower (raft's marker: shard %u, index %llu; the "
+                 "store at %llu) not sent: %s",
+                 (unsigned)self, (unsigned)shard, (unsigned long long)marker_index,
+                 (unsigned long long)stream_index, rt_strerror(rv));
         raft_free(stream.data);
-        return rv == RT_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+        return rv == RT_ENOMEM ? RAFT_NOMEM : rv == RT_ECORRUPT ? RAFT_CORRUPT : RAFT_IOERR;
     }
     raft_free(snapshot->bufs[0].base);
     snapshot->bufs[0].base = stream.data;
     snapshot->bufs[0].len = stream.len;
-    fsm->stats.snapshots_sent++;
-    fsm->stats.snapshot_bytes = stream.len;
+    __atomic_fetch_add(&fsm->stats.snapshots_sent, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsm->stats.snapshot_bytes, (uint64_t)stream.len, __ATOMIC_RELAXED);
     RT_INFO("shard %u: snapshot for a follower: raft index %llu, store at applied index %llu, "
             "%zu bytes",
-            (unsigned)cl_fsm_shard(fsm), (unsigned long long)snapshot->index,
-            (unsigned long long)rt_engine_applied_index(&fsm->engine), stream.len);
+            (unsigned)self, (unsigned long long)snapshot->index, (unsigned long long)stream_index,
+            stream.len);
     return 0;
 }
 
@@ -353,7 +361,7 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
     memset(fsm->ring_index, 0, sizeof(fsm->ring_index));
     fsm_remember(fsm);
     fsm->stats.snapshots_restored++;
-    fsm->stats.snapshot_bytes = buf->len;
+    __atomic_store_n(&fsm->stats.snapshot_bytes, (uint64_t)buf->len, __ATOMIC_RELAXED);
     RT_INFO("shard %u: snapshot restored: applied index %llu, %zu bytes",
             (unsigned)cl_fsm_shard(fsm), (unsigned long long)rt_engine_applied_index(&fsm->engine),
             (size_t)buf->len);

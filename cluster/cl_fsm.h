@@ -9,9 +9,10 @@
  *             index, because the store itself holds the data (Snapshots below). Version 3
  *             FSM: snapshot_async syncs the store on a worker before raft writes the marker;
  *             snapshot_finalize frees the buffers, raft never owns them.
- * fill     -> cl_fsm_snapshot_fill, called by cl_durable when raft loads its snapshot to
- *             send to a follower that is too far behind for the log: replaces the marker
- *             with the shard's full stream (store_snapshot_write, zstd chunks concatenated).
+ * fill     -> cl_fsm_snapshot_fill, called by cl_durable (on a worker thread in a node) when
+ *             raft loads its snapshot to send to a follower that is too far behind for the
+ *             log: replaces the marker with the shard's full stream (store_snapshot_write,
+ *             zstd chunks concatenated).
  * restore  -> store_snapshot_restore of a full stream (each chunk's header gives its length),
  *             then the engine re-reads its applied index and the node's cache is cleared.
  *             Skipped when the store already holds the snapshot's index (a restart: raft
@@ -68,7 +69,8 @@ struct cl_fsm_stats {
     uint64_t snapshots_taken;
     uint64_t snapshots_restored;
     uint64_t snapshots_kept; /* Not restored: the store already held that index (restart). */
-    uint64_t snapshots_sent; /* Full streams made for followers (cl_fsm_snapshot_fill). */
+    /* Written by cl_fsm_snapshot_fill, possibly on a worker: read with __atomic_load_n. */
+    uint64_t snapshots_sent; /* Full streams made for followers. */
     uint64_t snapshot_bytes; /* Of the last full stream sent or restored. */
 };
 
@@ -111,9 +113,11 @@ void cl_fsm_bind(struct cl_fsm *fsm, struct raft *raft);
 void cl_fsm_close(struct cl_fsm *fsm);
 
 /* cl_durable's fill hook (@arg is the cl_fsm): if @snapshot (as raft loaded it to send to a
- * follower) is a marker, replace its buffer with the shard's full stream at the current
- * applied index. 0 (a full stream is left as it is), RAFT_NOMEM, RAFT_IOERR (logged). Loop
- * thread; costs a copy of the shard, which only a follower too far behind for the log needs. */
+ * follower) is a marker, replace its buffer with the shard's full stream at the store's
+ * current applied index. 0 (a full stream is left as it is), RAFT_NOMEM, RAFT_CORRUPT,
+ * RAFT_IOERR (logged). Costs a copy of the shard, which only a follower too far behind for
+ * the log needs, so a node runs it on a worker thread: it reads only the store (through a
+ * RocksDB snapshot) and the shard number, and updates stats atomically. */
 int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot);
 
 /* This replica's history hash at @index, if @index is recent enough to be remembered. */

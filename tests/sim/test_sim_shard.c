@@ -557,7 +557,7 @@ static void run_seed(unsigned long long seed)
     for (unsigned i = 0; i < n; i++) {
         const struct cl_fsm_stats *st = &sim->servers[i].fsm.stats;
         totals.taken += st->snapshots_taken;
-        totals.sent += st->snapshots_sent;
+        totals.sent += __atomic_load_n(&st->snapshots_sent, __ATOMIC_RELAXED);
         totals.installed += st->snapshots_restored;
         totals.kept += st->snapshots_kept;
     }

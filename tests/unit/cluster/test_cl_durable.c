@@ -1365,21 +1365,45 @@ static int fill_full(void *arg, struct raft_snapshot *snap)
     return 0;
 }
 
+/* Complete the pending snapshot_get with (@snap, @status) as the inner io would; if that
+ * queued the fill on a worker, say so in *queued and run it (work, then its callback). */
+static void complete_get(struct t *t, struct raft_snapshot *snap, int status, bool *queued)
+{
+    struct raft_io_async_work *before = t->f.work_req;
+    t->f.work_req = NULL;
+    t->f.get_cb(t->f.get_req, snap, status);
+    *queued = t->f.work_req != NULL;
+    if (*queued) {
+        struct raft_io_async_work *work = t->f.work_req;
+        unsigned calls = got.calls;
+        assert_true(t->f.work_cb != NULL);
+        int rv = work->work(work);          /* The worker's part... */
+        assert_int_equal(got.calls, calls); /* ...does not answer raft yet. */
+        t->f.work_cb(work, rv);
+    }
+    if (t->f.work_req == NULL) {
+        t->f.work_req = before;
+    }
+}
+
 /* The fill hook sees every loaded snapshot before raft does: what it puts in is what raft
  * sends; when it fails, the snapshot is freed (ASan and valgrind would see a leak) and raft's
- * get fails with the hook's code. A failed load never reaches the hook. */
+ * get fails with the hook's code. A failed load never reaches the hook. The hook runs through
+ * the real io's async_work when it has one, inline when it has none or refuses the work. */
 static void test_snapshot_get_fill(void **state)
 {
     struct t *t = *state;
     cl_durable_set_fill(&t->d, fill_full, &fill_log);
     struct raft_io_snapshot_get get_req;
     memset(&get_req, 0, sizeof(get_req));
+    bool queued = false;
 
     memset(&fill_log, 0, sizeof(fill_log));
     memset(&got, 0, sizeof(got));
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
     struct raft_snapshot *snap = loaded_snapshot("marker");
-    t->f.get_cb(t->f.get_req, snap, 0);
+    complete_get(t, snap, 0, &queued);
+    assert_true(queued);
     assert_int_equal(fill_log.calls, 1);
     assert_int_equal(got.calls, 1);
     assert_ptr_equal(got.req, &get_req);
@@ -1394,7 +1418,8 @@ static void test_snapshot_get_fill(void **state)
 
     fill_log.rv = RAFT_IOERR;
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
-    t->f.get_cb(t->f.get_req, loaded_snapshot("marker"), 0);
+    complete_get(t, loaded_snapshot("marker"), 0, &queued);
+    assert_true(queued);
     assert_int_equal(fill_log.calls, 2);
     assert_int_equal(got.calls, 2);
     assert_ptr_equal(got.req, &get_req);
@@ -1403,18 +1428,48 @@ static void test_snapshot_get_fill(void **state)
 
     fill_log.rv = 0;
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
-    t->f.get_cb(t->f.get_req, NULL, RAFT_NOSPACE);
+    complete_get(t, NULL, RAFT_NOSPACE, &queued);
+    assert_false(queued);
     assert_int_equal(fill_log.calls, 2);
     assert_int_equal(got.calls, 3);
     assert_null(got.snapshot);
     assert_int_equal(got.status, RAFT_NOSPACE);
 
+    /* The io refuses the work: filled inline. */
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    t->f.fail_rv = RAFT_NOMEM;
+    snap = loaded_snapshot("marker");
+    t->f.get_cb(t->f.get_req, snap, 0);
+    t->f.fail_rv = 0;
+    assert_int_equal(fill_log.calls, 3);
+    assert_int_equal(got.calls, 4);
+    assert_ptr_equal(got.snapshot, snap);
+    assert_int_equal(got.status, 0);
+    assert_memory_equal(snap->bufs[0].base, "full", 4);
+    free_snapshot(snap);
+
+    /* An io without workers (raft's fixture): filled inline. */
+    int (*async_work)(struct raft_io *, struct raft_io_async_work *, raft_io_async_work_cb) =
+        t->f.io.async_work;
+    t->f.io.async_work = NULL;
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    snap = loaded_snapshot("marker");
+    complete_get(t, snap, 0, &queued);
+    t->f.io.async_work = async_work;
+    assert_false(queued);
+    assert_int_equal(fill_log.calls, 4);
+    assert_int_equal(got.calls, 5);
+    assert_ptr_equal(got.snapshot, snap);
+    assert_memory_equal(snap->bufs[0].base, "full", 4);
+    free_snapshot(snap);
+
     /* Cleared: snapshots pass untouched again. */
     cl_durable_set_fill(&t->d, NULL, NULL);
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
     snap = loaded_snapshot("marker");
-    t->f.get_cb(t->f.get_req, snap, 0);
-    assert_int_equal(fill_log.calls, 2);
+    complete_get(t, snap, 0, &queued);
+    assert_false(queued);
+    assert_int_equal(fill_log.calls, 4);
     assert_ptr_equal(got.snapshot, snap);
     assert_memory_equal(snap->bufs[0].base, "marker", 6);
     free_snapshot(snap);
