@@ -82,7 +82,7 @@ struct cl_fsm_stats {
 #define CL_FSM_HISTORY_RING 8192u
 
 /* Snapshot byte trigger (see Snapshots above). */
-#define CL_FSM_LOG_BYTES_MAX      (4u * 1024u * 1024u) /* The default of log_bytes_max. */
+#define CL_FSM_LOG_BYTES_MAX      (2u * 1024u * 1024u) /* The default of log_bytes_max. */
 #define CL_FSM_TRAILING_BYTES_MAX (2u * 1024u * 1024u)
 #define CL_FSM_TRAILING_MIN       64u
 

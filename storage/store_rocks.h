@@ -20,7 +20,7 @@
 #include "rt_store.h"
 
 struct store_rocks_options {
-    size_t block_cache_bytes;  /* Shared LRU block cache; 0 = default (64 MiB). */
+    size_t block_cache_bytes;  /* Shared LRU block cache; 0 = default (32 MiB). */
     size_t write_buffer_bytes; /* Memtable size per column family; 0 = default (16 MiB). */
     int create_if_missing;     /* Create a new database if @path holds none. */
 };
