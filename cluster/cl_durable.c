@@ -98,6 +98,7 @@ static int durable_init_io(struct raft_io *io, raft_id id, const char *address)
 static void durable_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct cl_durable *d = durable_of(io);
+    d->closing = 1; /* raft_uv refuses (asserts on) new async work from here on. */
     d->inner->close(d->inner, cb);
 }
 
@@ -345,10 +346,10 @@ static void durable_get_cb(struct raft_io_snapshot_get *inner, struct raft_snaps
     struct durable_get *g = inner->data;
     struct cl_durable *d = g->d;
     g->snapshot = snapshot;
-    g->status = status;
-    if (status == 0 && d->fill != NULL) {
-        /* Filling may copy a whole shard: off the loop when raft's io has workers (raft_uv),
-         * else here (the simulation's fixture). */
+    g->status = status == 0 && d->closing ? RAFT_CANCELED : status; /* Nobody to send it to. */
+    if (g->status == 0 && d->fill != NULL) {
+        /* Filling may copy a whole shard: off the loop when raft's io has workers (raft_uv;
+         * the fixture defers the work to a later step), else here. */
         if (d->inner->async_work != NULL) {
             g->work.work = durable_fill_work;
             if (d->inner->async_work(d->inner, &g->work, durable_fill_done) == 0) {

@@ -60,6 +60,7 @@ struct cl_durable {
     raft_term term_of[CL_DURABLE_TERMS];
     cl_durable_fill_fn fill; /* NULL: snapshots are sent as raft's io loaded them. */
     void *fill_arg;
+    int closing; /* raft closed the io: snapshots still loading are dropped, not filled. */
 };
 
 /* Wrap @inner (already initialised, e.g. by raft_uv_init). */

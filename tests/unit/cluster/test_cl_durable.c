@@ -1473,6 +1473,18 @@ static void test_snapshot_get_fill(void **state)
     assert_ptr_equal(got.snapshot, snap);
     assert_memory_equal(snap->bufs[0].base, "marker", 6);
     free_snapshot(snap);
+
+    /* A load that completes once raft has closed the io is dropped, not filled: raft_uv takes
+     * no new work while it closes. */
+    cl_durable_set_fill(&t->d, fill_full, &fill_log);
+    assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
+    t->d.io.close(&t->d.io, close_cb);
+    complete_get(t, loaded_snapshot("marker"), 0, &queued);
+    assert_false(queued);
+    assert_int_equal(fill_log.calls, 4);
+    assert_int_equal(got.calls, 7);
+    assert_null(got.snapshot);
+    assert_int_equal(got.status, RAFT_CANCELED);
 }
 
 int main(void)
