@@ -723,9 +723,9 @@ static void snapshots_restart_and_catch_up(void **state)
     snap_most_applied(3, most);
     assert_true(itest_cluster_restart(&snap, 3));
     /* Usually well under a second, but a restarted node that is taking a snapshot of its own
-     * when the leader's InstallSnapshot arrives refuses it (raft: "already taking or installing
-     * snapshot"), and the leader sends it again only after a leadership change or raft's
-     * install_snapshot_timeout (30 s). */
+     * (it replays its log and crosses the byte trigger) when the leader's InstallSnapshot
+     * arrives refuses it (raft: "already taking or installing snapshot"), and the leader sends
+     * it again only after a leadership change or CL_INSTALL_SNAPSHOT_TIMEOUT_MS (5 s). */
     uint64_t catch_up = snap_catch_up(3, most, 60000);
     unsigned loaded = log_count(&snap, 3, from, SNAP_LOADED);
     unsigned kept3 = log_count(&snap, 3, from, SNAP_KEPT);
