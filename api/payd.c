@@ -191,8 +191,16 @@ static void on_signal(uv_signal_t *handle, int signum)
     api_server_stop(payd->api, api_stopped, payd);
 }
 
+/* libuv's worker threads (4 unless UV_THREADPOOL_SIZE says otherwise) serve raft_uv's disk
+ * work for every group, the store syncs before snapshots, and the full snapshots made for
+ * followers (at most CL_FSM_FILLS_MAX at a time, cl_fsm.h). Enough that those copies can never
+ * take every thread from raft. */
+#define PAYD_THREADPOOL_SIZE "8"
+
 int main(int argc, char **argv)
 {
+    /* Before anything touches libuv's thread pool; an operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", PAYD_THREADPOOL_SIZE, 0);
     rt_log_init();
     struct cl_member members[CL_MEMBERS_MAX];
     unsigned member_count = 0;

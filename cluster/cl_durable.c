@@ -35,6 +35,7 @@ struct durable_get {
     struct cl_durable *d;
     struct raft_snapshot *snapshot; /* As loaded, then as filled. */
     int status;
+    int loaded; /* The inner get succeeded: *snapshot is whole and ours to free. */
 };
 
 /* raft hands our io to every call; its callbacks come back through the inner io, whose data
@@ -308,8 +309,9 @@ static void durable_snapshot_destroy(struct raft_snapshot *snapshot)
 static void durable_get_finish(struct durable_get *g)
 {
     struct raft_snapshot *snapshot = g->snapshot;
-    if (g->status != 0 && snapshot != NULL) {
-        /* raft does not touch the snapshot of a failed get; it retries the follower. */
+    if (g->status != 0 && g->loaded) {
+        /* raft does not touch the snapshot of a failed get; it retries the follower. A failed
+         * load is passed on as raft_uv made it (its fields may be unset: not ours to free). */
         durable_snapshot_destroy(snapshot);
         snapshot = NULL;
     }
@@ -346,6 +348,7 @@ static void durable_get_cb(struct raft_io_snapshot_get *inner, struct raft_snaps
     struct durable_get *g = inner->data;
     struct cl_durable *d = g->d;
     g->snapshot = snapshot;
+    g->loaded = status == 0;
     g->status = status == 0 && d->closing ? RAFT_CANCELED : status; /* Nobody to send it to. */
     if (g->status == 0 && d->fill != NULL) {
         /* Filling may copy a whole shard: off the loop when raft's io has workers (raft_uv;
@@ -376,6 +379,7 @@ static int durable_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get 
     g->d = d;
     g->snapshot = NULL;
     g->status = 0;
+    g->loaded = 0;
     req->cb = cb;
     int rv = d->inner->snapshot_get(d->inner, &g->inner, durable_get_cb);
     if (rv != 0) {

@@ -11,6 +11,9 @@
 #include "rt_mp.h"
 #include "store_snapshot.h"
 
+/* Fills running in this process, on any thread (CL_FSM_FILLS_MAX). */
+static unsigned fsm_fills_running;
+
 /* A full snapshot stream being gathered into one raft buffer (cl_fsm_snapshot_fill). */
 struct fsm_stream {
     uint8_t *data; /* raft_malloc'd: raft frees it with the snapshot. */
@@ -136,7 +139,16 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
         free(marker);
         return RAFT_NOMEM; /* raft tries again after a later apply. */
     }
-    uint64_t applied = rt_engine_applied_index(&fsm->engine);
+    /* The store's applied index, not the engine's: the engine also counts entries it skipped
+     * (malformed, another batch version), which write nothing, and a marker must never claim
+     * more than the store holds (fsm_restore refuses to start on such a marker). */
+    uint64_t applied = 0;
+    struct rt_store *store = fsm->engine.config.store;
+    if (store->ops->applied_index(store, cl_fsm_shard(fsm), &applied) != 0) {
+        free(buf);
+        free(marker);
+        return RAFT_IOERR;
+    }
     store_snapshot_marker(cl_fsm_shard(fsm), applied, marker);
     buf->base = marker;
     buf->len = STORE_SNAPSHOT_HEADER_BYTES;
@@ -200,13 +212,26 @@ int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
     uint64_t marker_index;
     int marker = 0;
     if (store_snapshot_peek(snapshot->bufs[0].base, snapshot->bufs[0].len, &shard, &marker_index,
-                            &marker) != 0 ||
-        !marker) {
+                            &marker) != 0) {
+        /* raft_uv does not checksum snapshot files: a follower would store this, wipe its
+         * log and fail to restore it. Send nothing. */
+        RT_ERROR("shard %u: raft's snapshot file is not a snapshot stream: not sent",
+                 (unsigned)self);
+        return RAFT_CORRUPT;
+    }
+    if (!marker) {
         return 0; /* A full stream (this node installed it from a leader): send it as it is. */
+    }
+    if (__atomic_add_fetch(&fsm_fills_running, 1, __ATOMIC_ACQ_REL) > CL_FSM_FILLS_MAX) {
+        __atomic_sub_fetch(&fsm_fills_running, 1, __ATOMIC_ACQ_REL);
+        RT_INFO("shard %u: snapshot for a follower deferred: %u already being made", (unsigned)self,
+                CL_FSM_FILLS_MAX);
+        return RAFT_BUSY;
     }
     struct fsm_stream stream = {0};
     int rv =
         shard == self ? store_snapshot_write(fsm->db, self, fsm_stream_sink, &stream) : RT_ECORRUPT;
+    __atomic_sub_fetch(&fsm_fills_running, 1, __ATOMIC_ACQ_REL);
     uint16_t stream_shard = 0;
     uint64_t stream_index = 0;
     int stream_marker = 0;

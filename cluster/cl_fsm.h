@@ -85,6 +85,10 @@ struct cl_fsm_stats {
 #define CL_FSM_LOG_BYTES_MAX      (2u * 1024u * 1024u) /* The default of log_bytes_max. */
 #define CL_FSM_TRAILING_BYTES_MAX (2u * 1024u * 1024u)
 #define CL_FSM_TRAILING_MIN       64u
+/* Full snapshots being made for followers at once, in the whole process (each a worker thread
+ * and up to RT_SNAPSHOT_BYTES_MAX of memory). Past it a fill answers RAFT_BUSY and raft sends
+ * that follower its snapshot later. */
+#define CL_FSM_FILLS_MAX 2
 
 struct cl_fsm {
     struct raft_fsm raft_fsm; /* Handed to raft_init; raft_fsm.data points back here. */
@@ -114,10 +118,11 @@ void cl_fsm_close(struct cl_fsm *fsm);
 
 /* cl_durable's fill hook (@arg is the cl_fsm): if @snapshot (as raft loaded it to send to a
  * follower) is a marker, replace its buffer with the shard's full stream at the store's
- * current applied index. 0 (a full stream is left as it is), RAFT_NOMEM, RAFT_CORRUPT,
- * RAFT_IOERR (logged). Costs a copy of the shard, which only a follower too far behind for
- * the log needs, so a node runs it on a worker thread: it reads only the store (through a
- * RocksDB snapshot) and the shard number, and updates stats atomically. */
+ * current applied index. 0 (a full stream is left as it is), RAFT_BUSY (CL_FSM_FILLS_MAX
+ * fills already running), RAFT_NOMEM, RAFT_CORRUPT, RAFT_IOERR (logged). Costs a copy of the shard,
+ * which only a follower too far behind for the log needs, so a node runs it on a worker thread: it
+ * reads only the store (through a RocksDB snapshot) and the shard number, and updates stats
+ * atomically. */
 int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot);
 
 /* This replica's history hash at @index, if @index is recent enough to be remembered. */
