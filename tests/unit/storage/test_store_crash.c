@@ -2,10 +2,11 @@
  *
  * A child process (store_child, a separate program: see store_child.c) commits the
  * deterministic crash_stream 1..N with small memtables, so RocksDB flushes (atomically,
- * across column families) many times; in every other round it also syncs
- * (store_rocks_sync, what the FSM does before each raft snapshot) every CRASH_SYNC_EVERY
- * commits. The parent SIGKILLs it at a random point, reopens the database and checks what
- * DESIGN.md promises:
+ * across column families) many times; every other round instead syncs (store_rocks_sync,
+ * what the FSM does before each raft snapshot) every CRASH_SYNC_EVERY commits, with memtables
+ * large enough that no switch writes the WAL's buffer out: only the sync puts it in a file (a
+ * sync that did nothing fails these rounds). The parent SIGKILLs it at a random point, reopens
+ * the database and checks what DESIGN.md promises:
  *   - the recovered applied index A is at most the last commit the child had started, and at
  *     least the last one it reported synced (a raft snapshot relies on that);
  *   - the recovered shard is exactly the state after commits 1..A (a consistent prefix), as
@@ -171,7 +172,8 @@ static void crash_round(int round)
     assert_true(applied >= synced);
     assert_true(sync_every == 0 || synced > 0); /* Else the sync rounds test nothing. */
     /* Memtables of 64 KiB and ~400 bytes per commit: thousands of commits mean many
-     * flushes, so a crash test that recovered nothing would test nothing. */
+     * flushes (in the sync rounds, many syncs), so a crash test that recovered nothing would
+     * test nothing. */
     assert_true(applied > 0);
 
     /* A consistent prefix: exactly the state after commits 1..applied. */
