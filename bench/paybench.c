@@ -250,12 +250,17 @@ static void pb_send(struct pb_conn *c)
     }
 }
 
+/* Requests --rate allows to have been sent by now. */
+static uint64_t pb_allowed(const struct pb *pb)
+{
+    return (uv_hrtime() / 1000u - pb->start_us) * (uint64_t)pb->rate / 1000000u;
+}
+
 /* Send the next request of @c now, or when --rate allows. */
 static void pb_next(struct pb_conn *c)
 {
     struct pb *pb = c->pb;
-    if (pb->rate != 0 &&
-        pb->sent >= (uv_hrtime() / 1000u - pb->start_us) * (uint64_t)pb->rate / 1000000u) {
+    if (pb->rate != 0 && pb->sent >= pb_allowed(pb)) {
         c->owed++;
         return;
     }
@@ -266,7 +271,7 @@ static void pb_next(struct pb_conn *c)
 static void pb_pace(uv_timer_t *t)
 {
     struct pb *pb = t->data;
-    uint64_t allowed = (uv_hrtime() / 1000u - pb->start_us) * (uint64_t)pb->rate / 1000000u;
+    uint64_t allowed = pb_allowed(pb);
     for (unsigned i = 0; i < pb->connections && pb->sent < allowed; i++) {
         struct pb_conn *c = &pb->conns[(pb->sent + i) % pb->connections];
         while (c->owed > 0 && pb->sent < allowed) {

@@ -59,6 +59,13 @@ static int durable_rv(struct cl_durable *d, int rv)
     return rv;
 }
 
+/* A request could not be allocated: what raft reads back as the io's error. */
+static int durable_nomem(struct cl_durable *d)
+{
+    snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
+    return RAFT_NOMEM;
+}
+
 static void durable_remember_term(struct cl_durable *d, raft_index index, raft_term term)
 {
     d->term_index[index % CL_DURABLE_TERMS] = index;
@@ -201,8 +208,7 @@ static int durable_append(struct raft_io *io, struct raft_io_append *req,
     assert(n > 0);
     struct durable_append *a = malloc(sizeof(*a));
     if (a == NULL) {
-        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
-        return RAFT_NOMEM;
+        return durable_nomem(d);
     }
     a->inner.data = a;
     a->outer = req;
@@ -265,8 +271,7 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     struct cl_durable *d = durable_of(io);
     struct durable_put *p = malloc(sizeof(*p));
     if (p == NULL) {
-        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
-        return RAFT_NOMEM;
+        return durable_nomem(d);
     }
     p->inner.data = p;
     p->outer = req;
@@ -370,8 +375,7 @@ static int durable_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get 
     struct cl_durable *d = durable_of(io);
     struct durable_get *g = malloc(sizeof(*g));
     if (g == NULL) {
-        snprintf(d->io.errmsg, sizeof(d->io.errmsg), "out of memory");
-        return RAFT_NOMEM;
+        return durable_nomem(d);
     }
     g->inner.data = g;
     g->outer = req;

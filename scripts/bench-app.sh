@@ -1,4 +1,13 @@
-# Sourced by bench.sh and soak.sh: create an app on a fresh cluster for a load run.
+# Sourced by bench.sh and soak.sh: the Release build they measure, and an app on a fresh
+# cluster for a load run.
+
+# Install what is missing and build payd, paybench and payctl in Release into build-release/.
+bench_build_release() {
+  scripts/deps.sh
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/null
+}
+
 #   bench_app PAYCTL SERVER ADMIN_SECRET_FILE APP_ID SECRET_OUT
 # Retries for up to 20 s while the cluster elects its meta leader, writes the app's secret
 # (shown once) to SECRET_OUT, readable by the owner only; exits the script with a message if

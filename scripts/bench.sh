@@ -41,14 +41,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-scripts/deps.sh
+echo "bench: building Release into build-release/"
+bench_build_release
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   echo "bench: installing postgresql-15"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
 fi
-echo "bench: building Release into build-release/"
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/null
 payctl="$root/build-release/bin/payctl"
 paybench="$root/build-release/bin/paybench"
 

@@ -37,9 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-scripts/deps.sh
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-release -j "$(nproc)" --target payd paybench payctl >/dev/null
+bench_build_release
 payctl="$root/build-release/bin/payctl"
 scripts/cluster.sh start --nodes 3 --no-sandbox --dir "$dir" >/dev/null
 api() { echo "127.0.0.1:$((PAYRAFT_PORT_BASE + 100 + $1))"; }

@@ -20,6 +20,7 @@
 #include <raft.h>
 
 #include "cl_durable.h"
+#include "test_raft.h"
 
 #define TEST_REQS_MAX 32
 
@@ -1318,31 +1319,10 @@ static void test_confirms(void **state)
     assert_false(cl_durable_confirms(0, 0, 0, 0));
 }
 
-/* A snapshot as raft_io's snapshot_get hands one over: everything raft_malloc'd. */
+/* A snapshot as raft_io's snapshot_get hands one over. */
 static struct raft_snapshot *loaded_snapshot(const char *data)
 {
-    struct raft_snapshot *snap = raft_calloc(1, sizeof(*snap));
-    assert_non_null(snap);
-    snap->index = 40;
-    snap->term = 3;
-    raft_configuration_init(&snap->configuration);
-    assert_int_equal(raft_configuration_add(&snap->configuration, 1, "a", RAFT_VOTER), 0);
-    snap->bufs = raft_malloc(sizeof(*snap->bufs));
-    assert_non_null(snap->bufs);
-    snap->n_bufs = 1;
-    snap->bufs[0].len = strlen(data);
-    snap->bufs[0].base = raft_malloc(snap->bufs[0].len);
-    assert_non_null(snap->bufs[0].base);
-    memcpy(snap->bufs[0].base, data, snap->bufs[0].len);
-    return snap;
-}
-
-static void free_snapshot(struct raft_snapshot *snap)
-{
-    raft_configuration_close(&snap->configuration);
-    raft_free(snap->bufs[0].base);
-    raft_free(snap->bufs);
-    raft_free(snap);
+    return test_raft_snapshot_loaded(data, strlen(data));
 }
 
 static struct {
@@ -1414,7 +1394,7 @@ static void test_snapshot_get_fill(void **state)
     assert_int_equal(snap->n_bufs, 1);
     assert_int_equal(snap->bufs[0].len, 4);
     assert_memory_equal(snap->bufs[0].base, "full", 4);
-    free_snapshot(snap);
+    test_raft_snapshot_free(snap);
 
     fill_log.rv = RAFT_IOERR;
     assert_int_equal(t->d.io.snapshot_get(&t->d.io, &get_req, get_cb), 0);
@@ -1452,7 +1432,7 @@ static void test_snapshot_get_fill(void **state)
     assert_ptr_equal(got.snapshot, snap);
     assert_int_equal(got.status, 0);
     assert_memory_equal(snap->bufs[0].base, "full", 4);
-    free_snapshot(snap);
+    test_raft_snapshot_free(snap);
 
     /* An io without workers (raft's fixture): filled inline. */
     int (*async_work)(struct raft_io *, struct raft_io_async_work *, raft_io_async_work_cb) =
@@ -1467,7 +1447,7 @@ static void test_snapshot_get_fill(void **state)
     assert_int_equal(got.calls, 5);
     assert_ptr_equal(got.snapshot, snap);
     assert_memory_equal(snap->bufs[0].base, "full", 4);
-    free_snapshot(snap);
+    test_raft_snapshot_free(snap);
 
     /* Cleared: snapshots pass untouched again. */
     cl_durable_set_fill(&t->d, NULL, NULL);
@@ -1478,7 +1458,7 @@ static void test_snapshot_get_fill(void **state)
     assert_int_equal(fill_log.calls, 4);
     assert_ptr_equal(got.snapshot, snap);
     assert_memory_equal(snap->bufs[0].base, "marker", 6);
-    free_snapshot(snap);
+    test_raft_snapshot_free(snap);
 
     /* A load that completes once raft has closed the io is dropped, not filled: raft_uv takes
      * no new work while it closes. */

@@ -22,8 +22,10 @@
 #include "rt_batch.h"
 #include "rt_error.h"
 #include "rt_log.h"
+#include "storage_helpers.h"
 #include "store_rocks.h"
 #include "store_snapshot.h"
+#include "test_raft.h"
 #include "test_support.h"
 
 #define SHARD 3u
@@ -41,12 +43,7 @@ static void replica_open(struct replica *r, char *dir)
 {
     memset(r, 0, sizeof(*r));
     r->dir = dir;
-    struct store_rocks_options o;
-    store_rocks_options_default(&o);
-    o.create_if_missing = 1;
-    o.block_cache_bytes = 1u << 20;
-    o.write_buffer_bytes = 1u << 20;
-    assert_int_equal(store_rocks_open(r->dir, &o, &r->db), 0);
+    r->db = helper_open(r->dir, 1u << 20);
     struct rt_engine_config config = {SHARD, 16, &registry, store_rocks_store(r->db), NULL};
     assert_int_equal(cl_fsm_init(&r->fsm, r->db, &config), 0);
     cl_fsm_snapshot_sync_inline(&r->fsm);
@@ -96,32 +93,6 @@ static uint64_t take_marker(struct replica *r)
     assert_int_equal(r->fsm.raft_fsm.snapshot_finalize(&r->fsm.raft_fsm, &bufs, &n), 0);
     assert_null(bufs);
     return index;
-}
-
-/* What raft_uv's snapshot_get hands over: the snapshot struct and one buffer, raft_malloc'd. */
-static struct raft_snapshot *loaded(const uint8_t *data, size_t len)
-{
-    struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
-    assert_non_null(s);
-    s->index = 40;
-    s->term = 2;
-    raft_configuration_init(&s->configuration);
-    s->bufs = raft_malloc(sizeof(*s->bufs));
-    assert_non_null(s->bufs);
-    s->n_bufs = 1;
-    s->bufs[0].base = raft_malloc(len);
-    assert_non_null(s->bufs[0].base);
-    memcpy(s->bufs[0].base, data, len);
-    s->bufs[0].len = len;
-    return s;
-}
-
-static void free_loaded(struct raft_snapshot *s)
-{
-    raft_configuration_close(&s->configuration);
-    raft_free(s->bufs[0].base);
-    raft_free(s->bufs);
-    raft_free(s);
 }
 
 /* Hand @data to @r's restore as raft does at start; raft owns the buffer until success. */
@@ -187,7 +158,7 @@ static void test_fill(void **state)
     store_snapshot_marker(SHARD, take_marker(&leader), m);
 
     /* The marker becomes the full stream at the store's applied index; it restores. */
-    struct raft_snapshot *s = loaded(m, sizeof(m));
+    struct raft_snapshot *s = test_raft_snapshot_loaded(m, sizeof(m));
     assert_int_equal(cl_fsm_snapshot_fill(&leader.fsm, s), 0);
     uint16_t shard = 0;
     uint64_t index = 0;
@@ -208,12 +179,12 @@ static void test_fill(void **state)
     uint8_t *full = malloc(full_len);
     assert_non_null(full);
     memcpy(full, s->bufs[0].base, full_len);
-    free_loaded(s);
-    s = loaded(full, full_len);
+    test_raft_snapshot_free(s);
+    s = test_raft_snapshot_loaded(full, full_len);
     assert_int_equal(cl_fsm_snapshot_fill(&follower.fsm, s), 0);
     assert_int_equal(s->bufs[0].len, full_len);
     assert_memory_equal(s->bufs[0].base, full, full_len);
-    free_loaded(s);
+    test_raft_snapshot_free(s);
     free(full);
 
     /* Refused, and the snapshot left for cl_durable to free: a marker the store is behind,
@@ -221,16 +192,16 @@ static void test_fill(void **state)
     FILE *log = tmpfile();
     rt_log_set_file(log);
     store_snapshot_marker(SHARD, 6, m);
-    s = loaded(m, sizeof(m));
+    s = test_raft_snapshot_loaded(m, sizeof(m));
     assert_int_equal(cl_fsm_snapshot_fill(&leader.fsm, s), RAFT_CORRUPT);
-    free_loaded(s);
+    test_raft_snapshot_free(s);
     store_snapshot_marker(SHARD + 1, 1, m);
-    s = loaded(m, sizeof(m));
+    s = test_raft_snapshot_loaded(m, sizeof(m));
     assert_int_equal(cl_fsm_snapshot_fill(&leader.fsm, s), RAFT_CORRUPT);
-    free_loaded(s);
-    s = loaded((const uint8_t *)"not a snapshot at all, not even a header", 40);
+    test_raft_snapshot_free(s);
+    s = test_raft_snapshot_loaded((const uint8_t *)"not a snapshot at all, not even a header", 40);
     assert_int_equal(cl_fsm_snapshot_fill(&leader.fsm, s), RAFT_CORRUPT);
-    free_loaded(s);
+    test_raft_snapshot_free(s);
     rt_log_set_file(NULL);
     fclose(log);
     assert_int_equal(leader.fsm.stats.snapshots_sent, 1);
