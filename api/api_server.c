@@ -285,6 +285,9 @@ static void server_shards(struct api_conn *conn, uint64_t id)
 /* Who signed a request. */
 struct api_auth {
     bool admin;
+    /* The meta leader answered for the app this request names (its keys for an app's request,
+     * its record for an admin's order request): this replica may not have it yet. */
+    bool app_from_leader;
     char app[ACT_APP_ID_BYTES_MAX + 1]; /* The app (empty for admin). */
 };
 
@@ -297,8 +300,9 @@ static bool op_is(const struct api_request *req, const char *op)
 /* Verify the signature: admin with the admin secret; an app with its secret (HMAC) or its
  * registered public key (Ed25519, RSA-SHA256), read from this node's replica of the meta
  * group (no hop). */
-/* @keys: the app's ACT_APP_KEYS reply when already fetched from the meta leader, or NULL to
- * read this node's replica. Returns RT_ENOTFOUND (and nothing else) when the app is unknown
+/* @keys: the meta leader's answer for the request's app when already fetched (ACT_APP_KEYS
+ * for an app; for an admin, ACT_APP_GET of the app it acts for), or NULL to read this node's
+ * replica. Returns RT_ENOTFOUND (and nothing else) when the app is unknown
  * here and the caller should ask the meta leader: an app created a moment ago through another
  * node may not have reached this replica yet. */
 static int server_authenticate(struct api_server *server, const struct api_request *req,
@@ -306,6 +310,7 @@ static int server_authenticate(struct api_server *server, const struct api_reque
                                size_t keys_len)
 {
     memset(auth, 0, sizeof(*auth));
+    auth->app_from_leader = keys != NULL;
     *reason = "signature does not match";
     if (req->app_len == 5 && memcmp(req->app, "admin", 5) == 0) {
         auth->admin = true;
@@ -462,8 +467,12 @@ static int server_app(struct api_conn *conn, const struct api_request *req,
 
 /* order.create / order.get / order.close. An app acts on its own orders; admin acts for the
  * app named by body.app_id. */
+static int server_ask_meta_leader(struct api_conn *conn, const uint8_t *payload, size_t len,
+                                  uint8_t op, const char *app, uint32_t app_len);
+
 static int server_order(struct api_conn *conn, const struct api_request *req,
-                        const struct api_auth *auth, const char **reason)
+                        const struct api_auth *auth, const uint8_t *payload, size_t len,
+                        const char **reason)
 {
     struct api_server *server = conn->server;
     const char *app, *mono = NULL, *order_id = NULL, *consistency = NULL;
@@ -478,16 +487,19 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
             *reason = "app_id: required when admin acts for an app";
             return RT_EINVAL;
         }
-        /* Admin acts only for apps that exist (this replica of the meta group). */
+        /* Admin acts only for apps that exist: this replica of the meta group says so, or
+         * else the meta leader (the app may be new, or this node just restarted and has not
+         * replayed its meta log yet). */
         struct rt_command probe = {.origin = RT_ORIGIN_CLIENT,
                                    .actor_type = ACT_TYPE_APP,
                                    .op = ACT_APP_GET,
                                    .key = (const uint8_t *)app,
                                    .key_len = app_len};
         struct rt_reply exists;
-        if (cl_node_meta_read(server->node, &probe, &exists) != 0) {
-            *reason = "app_id: no such app";
-            return RT_ENOTFOUND;
+        if (!auth->app_from_leader && cl_node_meta_read(server->node, &probe, &exists) != 0) {
+            int rv = server_ask_meta_leader(conn, payload, len, ACT_APP_GET, app, app_len);
+            *reason = rv == RT_EUNAVAIL ? "the meta group has no leader yet: retry" : NULL;
+            return rv; /* 0: continues in pending_auth_done, as a dispatched request would. */
         }
     } else if (has_app == 0 &&
                (app_len != strlen(auth->app) || memcmp(app, auth->app, app_len) != 0)) {
@@ -605,9 +617,12 @@ static int server_rate(struct api_server *server, const char *app, uint64_t now)
 static void server_request_keys(struct api_conn *conn, const uint8_t *payload, size_t len,
                                 const uint8_t *keys, size_t keys_len);
 
-/* A request whose app is unknown on this replica, waiting for the meta leader's answer. */
+/* A request whose app is unknown on this replica, waiting for the meta leader's answer: the
+ * app's keys (ACT_APP_KEYS, to verify an app's request) or its record (ACT_APP_GET, for an
+ * admin acting for it). */
 struct api_pending_auth {
     struct api_conn *conn;
+    uint8_t op;
     size_t len;
     uint8_t payload[]; /* A copy: the frame pointed into the shared read buffer. */
 };
@@ -625,8 +640,13 @@ static void pending_auth_done(void *arg, int code, const uint8_t *body, size_t b
             struct api_request req;
             struct api_envelope_error err;
             api_envelope_decode(p->payload, p->len, &req, &err);
-            conn_respond(conn, err.id, code == RT_ENOTFOUND ? RT_EUNAUTH : code,
-                         code == RT_ENOTFOUND ? "unknown app" : NULL, NULL, 0);
+            if (code != RT_ENOTFOUND) {
+                conn_respond(conn, err.id, code, NULL, NULL, 0);
+            } else if (p->op == ACT_APP_KEYS) {
+                conn_respond(conn, err.id, RT_EUNAUTH, "unknown app", NULL, 0);
+            } else {
+                conn_respond(conn, err.id, RT_ENOTFOUND, "app_id: no such app", NULL, 0);
+            }
         }
     }
     free(p);
@@ -634,23 +654,25 @@ static void pending_auth_done(void *arg, int code, const uint8_t *body, size_t b
     conn_release(conn);
 }
 
-/* Ask the meta leader for the app's keys, then process the request again. */
-static int server_auth_via_leader(struct api_conn *conn, const struct api_request *req,
-                                  const uint8_t *payload, size_t len)
+/* Ask the meta leader @op about @app, then process the request (@payload) again with its
+ * answer. */
+static int server_ask_meta_leader(struct api_conn *conn, const uint8_t *payload, size_t len,
+                                  uint8_t op, const char *app, uint32_t app_len)
 {
     struct api_pending_auth *p = malloc(sizeof(*p) + len);
     if (p == NULL) {
         return RT_ENOMEM;
     }
     p->conn = conn;
+    p->op = op;
     p->len = len;
     memcpy(p->payload, payload, len);
     struct cl_target meta = {CL_TARGET_META, 0, NULL, 0};
     struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
                              .actor_type = ACT_TYPE_APP,
-                             .op = ACT_APP_KEYS,
-                             .key = (const uint8_t *)req->app,
-                             .key_len = req->app_len};
+                             .op = op,
+                             .key = (const uint8_t *)app,
+                             .key_len = app_len};
     int rv = cl_node_query_to(conn->server->node, &meta, &cmd, CL_READ_LINEARIZABLE,
                               pending_auth_done, p);
     if (rv != 0) {
@@ -684,7 +706,7 @@ static void server_request_keys(struct api_conn *conn, const uint8_t *payload, s
     const char *reason = NULL;
     struct api_auth auth;
     if ((rv = server_authenticate(server, &req, &auth, &reason, keys, keys_len)) == RT_ENOTFOUND) {
-        rv = server_auth_via_leader(conn, &req, payload, len);
+        rv = server_ask_meta_leader(conn, payload, len, ACT_APP_KEYS, req.app, req.app_len);
         if (rv == 0) {
             return; /* Continues in pending_auth_done. */
         }
@@ -693,7 +715,8 @@ static void server_request_keys(struct api_conn *conn, const uint8_t *payload, s
         /* Signature first: an unsigned request learns nothing, not even about its clock. */
     } else if ((rv = api_envelope_check_time(&req, now)) != 0) {
         reason = "ts: more than 300 s from the server's clock";
-    } else if ((rv = api_nonce_cache_insert(&server->nonces, &req, now)) != 0) {
+    } else if (!(auth.admin && auth.app_from_leader) && /* Its nonce went in on the first pass. */
+               (rv = api_nonce_cache_insert(&server->nonces, &req, now)) != 0) {
         reason = rv == RT_EREPLAYED ? "nonce already used within the window" : NULL;
     } else if (!auth.admin && (rv = server_rate(server, auth.app, now)) != 0) {
         reason = "too many requests from this app on this node: slow down and retry";
@@ -720,7 +743,7 @@ static void server_request_keys(struct api_conn *conn, const uint8_t *payload, s
         rv = server_app(conn, &req, &auth, &reason);
     } else if (op_is(&req, "order.create") || op_is(&req, "order.get") ||
                op_is(&req, "order.close")) {
-        rv = server_order(conn, &req, &auth, &reason);
+        rv = server_order(conn, &req, &auth, payload, len, &reason);
     } else {
         char text[96];
         snprintf(text, sizeof(text), "operation %.*s is not available", (int)req.op_len, req.op);

@@ -233,6 +233,48 @@ static void orders_through_every_node(void **state)
     rt_buf_free(&body);
 }
 
+/* Admin acts for an app by naming it in the body. The receiving node looks the app up in its
+ * meta replica and asks the meta leader when it is not there, so an app created through one
+ * node is at once usable through the others; an app the cluster does not have is NOT_FOUND
+ * on every node. */
+static void admin_acts_for_new_and_unknown_apps(void **state)
+{
+    (void)state;
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    struct itest_client c[NODES + 1];
+    for (unsigned n = 1; n <= NODES; n++) {
+        assert_true(itest_connect(&c[n], &cluster, n, 5000));
+    }
+    for (unsigned round = 0; round < 5; round++) {
+        char id[32], mono[32];
+        snprintf(id, sizeof(id), "fresh-%u", round);
+        /* Right after the create is acknowledged (no other round trip first), a follower of
+         * the meta group has usually not applied it yet. */
+        app_body(&body, id);
+        call(&c[1 + round % NODES], NULL, "app.create", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        for (unsigned n = 1; n <= NODES; n++) {
+            snprintf(mono, sizeof(mono), "admin-%u-%u", round, n);
+            assert_int_not_equal(itest_order_key_body(&body, id, mono, NULL), 0);
+            call(&c[n], NULL, "order.get", &body, &reply);
+            assert_string_equal(reply.code, "NOT_FOUND");
+            assert_string_equal(reply.msg, "no such order"); /* Not "app_id: no such app". */
+        }
+    }
+    assert_int_not_equal(itest_order_key_body(&body, "never-created", "x", NULL), 0);
+    for (unsigned n = 1; n <= NODES; n++) {
+        call(&c[n], NULL, "order.get", &body, &reply);
+        assert_string_equal(reply.code, "NOT_FOUND");
+        assert_string_equal(reply.msg, "app_id: no such app");
+        itest_close(&c[n]);
+    }
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+}
+
 static void authentication_errors(void **state)
 {
     (void)state;
@@ -386,6 +428,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(apps_see_themselves_only),
         cmocka_unit_test(orders_through_every_node),
+        cmocka_unit_test(admin_acts_for_new_and_unknown_apps),
         cmocka_unit_test(authentication_errors),
         cmocka_unit_test(pipelined_requests_all_answered),
         cmocka_unit_test(rate_limit),
