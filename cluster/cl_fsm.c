@@ -160,8 +160,12 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
     *bufs = buf;
     *n_bufs = 1;
     fsm->stats.snapshots_taken++;
-    RT_INFO("marker snapshot of shard %u at index %llu", (unsigned)cl_fsm_shard(fsm),
-            (unsigned long long)applied);
+    /* raft drops its log up to the snapshot but for the trailing entries set now; the count
+     * tells an operator (and test_cluster) which followers will need the whole shard. */
+    RT_INFO("marker snapshot of shard %u at index %llu (raft index %llu), keeping %u entries "
+            "before it",
+            (unsigned)cl_fsm_shard(fsm), (unsigned long long)applied,
+            (unsigned long long)raft_last_applied(fsm->raft), fsm->raft->snapshot.trailing);
     return 0;
 }
 

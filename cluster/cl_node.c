@@ -1594,7 +1594,7 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     for (uint16_t s = 0; s < shards; s++) {
         struct group *g = &node->groups[s];
         uint64_t leader = g->closed ? 0 : group_leader(g);
-        rt_mp_write_map(w, 10);
+        rt_mp_write_map(w, 12);
         rt_mp_write_cstr(w, "shard_id");
         rt_mp_write_uint(w, s);
         rt_mp_write_cstr(w, "leader");
@@ -1625,6 +1625,13 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
         rt_mp_write_uint(w, durable);
         rt_mp_write_cstr(w, "history_mismatches");
         rt_mp_write_uint(w, g->history_mismatches);
+        /* How far back this replica's raft log reaches: as a leader it must send the whole
+         * shard to a follower that lacks an entry before log_first_index. raft 0.15 has no
+         * accessor; its log struct is public. */
+        rt_mp_write_cstr(w, "snapshot_index");
+        rt_mp_write_uint(w, g->raft.log.snapshot.last_index);
+        rt_mp_write_cstr(w, "log_first_index");
+        rt_mp_write_uint(w, g->raft.log.offset + 1);
     }
 }
 

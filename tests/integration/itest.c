@@ -481,6 +481,8 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                         views[s].commit = v;
                     } else if (rt_mp_key_is(k, kl, "history_hash")) {
                         views[s].history = v;
+                    } else if (rt_mp_key_is(k, kl, "log_first_index")) {
+                        views[s].log_first = v;
                     }
                 } else if (ok) {
                     ok = rt_mp_skip(&r) == 0;

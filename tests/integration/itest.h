@@ -104,6 +104,7 @@ struct itest_shard {
     uint64_t applied;
     uint64_t commit;
     uint64_t history;
+    uint64_t log_first; /* The first raft entry the node still holds. */
 };
 
 /* cluster.status of node @id into @views[0..cluster->shards) (and itest_map_ready); false if
