@@ -103,7 +103,8 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     uint64_t index = raft_last_applied(fsm->raft) + 1;
     fsm_count_log_bytes(fsm, index, buf->len);
     size_t len = fsm_unpadded_len(buf->base, buf->len);
-    int rv = rt_engine_apply(&fsm->engine, index, buf->base, len);
+    int rv = rt_engine_apply(&fsm->engine, index, buf->base, len); /* Tags lines with the shard. */
+    rt_log_set_shard(-1);
     *result = NULL;
     fsm_remember(fsm);
     switch (rv) {
@@ -116,9 +117,9 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     case RT_ETOOLARGE: /* Skipped by every replica alike; the engine logged it. */
         return 0;
     default:
-        RT_ERROR("apply of index %llu failed: %s; stopping so that this replica cannot "
-                 "diverge (a restart replays the raft log)",
-                 (unsigned long long)index, rt_strerror(rv));
+        RT_ERROR("shard %u: apply of index %llu failed: %s; stopping so that this replica "
+                 "cannot diverge (a restart replays the raft log)",
+                 (unsigned)cl_fsm_shard(fsm), (unsigned long long)index, rt_strerror(rv));
         abort();
     }
 }
@@ -127,7 +128,8 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
  * Snapshots). Made on the loop thread; the store is synced before raft writes the marker
  * and drops log entries, by fsm_snapshot_async on a worker when raft's io has one (a node),
  * else right here (an io without workers). */
-static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     fsm->log_bytes = 0;
@@ -203,7 +205,7 @@ static int fsm_stream_sink(void *arg, uint8_t *chunk, size_t len)
     return 0;
 }
 
-int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
+static int fsm_fill_untagged(void *arg, struct raft_snapshot *snapshot)
 {
     /* Often on a worker thread (cl_durable.h): reads only the shard number (set at init), the
      * store through a RocksDB snapshot of its own, and the snapshot raft handed over; the
@@ -335,7 +337,7 @@ nomem:
     return RT_ENOMEM;
 }
 
-static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
+static int fsm_restore_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     assert(buf != NULL);
@@ -396,6 +398,32 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
             (size_t)buf->len);
     raft_free(buf->base); /* On success the FSM owns the restored buffer. */
     return 0;
+}
+
+/* The lines an FSM callback logs carry its shard (rt_log.h: the tag is per thread, and a fill
+ * runs on a worker); the loop's other lines carry none rather than the shard it last served. */
+static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    rt_log_set_shard(cl_fsm_shard(fsm_of(raft_fsm)));
+    int rv = fsm_snapshot_untagged(raft_fsm, bufs, n_bufs);
+    rt_log_set_shard(-1);
+    return rv;
+}
+
+int cl_fsm_snapshot_fill(void *arg, struct raft_snapshot *snapshot)
+{
+    rt_log_set_shard(cl_fsm_shard(arg));
+    int rv = fsm_fill_untagged(arg, snapshot);
+    rt_log_set_shard(-1);
+    return rv;
+}
+
+static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
+{
+    rt_log_set_shard(cl_fsm_shard(fsm_of(raft_fsm)));
+    int rv = fsm_restore_untagged(raft_fsm, buf);
+    rt_log_set_shard(-1);
+    return rv;
 }
 
 int cl_fsm_init(struct cl_fsm *fsm, struct store_rocks *db, const struct rt_engine_config *config)

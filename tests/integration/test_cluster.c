@@ -391,10 +391,9 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
 #define SNAP_ROUND    1500
 #define SNAP_MORE_MAX 9000
 #define SNAP_DEPTH    32 /* Requests in flight on one connection. */
-/* cl_fsm's lines do not all name the shard (their shard= tag is whatever shard that thread
- * last applied for); "marker snapshot of shard S at index" (a snapshot taken) and
- * store_snapshot's "snapshot [restore] of shard S at index" (a full stream made for a
- * follower, or restored from one) do. */
+/* Lines matched by their text, which names the shard: "marker snapshot of shard S at index"
+ * (a snapshot taken) and store_snapshot's "snapshot [restore] of shard S at index" (a full
+ * stream made for a follower, or restored from one). */
 #define SNAP_TAKEN  "marker snapshot of shard"
 #define SNAP_KEPT   "not restored: the store already holds index"
 #define SNAP_LOADED "snapshot restored: applied index"
