@@ -162,8 +162,8 @@ static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *
     *bufs = buf;
     *n_bufs = 1;
     fsm->stats.snapshots_taken++;
-    /* raft drops its log up to the snapshot but for the trailing entries set now; the count
-     * tells an operator (and test_cluster) which followers will need the whole shard. */
+    /* raft drops its log up to the snapshot but for the trailing entries set now: a follower
+     * whose log ends before them will need the whole shard (cluster.status: log_first_index). */
     RT_INFO("marker snapshot of shard %u at index %llu (raft index %llu), keeping %u entries "
             "before it",
             (unsigned)cl_fsm_shard(fsm), (unsigned long long)applied,
