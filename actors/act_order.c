@@ -17,7 +17,8 @@
 #include "rt_key.h"
 
 /* Fields of the order object / stored state, in encoding order (which is a persistent format:
- * replicas must write the same bytes). ORDER_F_V is only in stored state. */
+ * replicas must write the same bytes). ORDER_F_V is only in stored state: the key "v" of the
+ * version-1 map, which stores still written by older builds may hold. */
 enum order_field {
     ORDER_F_ORDER_ID,
     ORDER_F_APP_ID,
@@ -294,10 +295,13 @@ static void order_reader_init(struct rt_mp_reader *r, const uint8_t *data, size_
 
 /* ---- Encoding ---- */
 
-static void order_write_key(struct rt_mp_writer *w, enum order_field f)
+/* The object names every field; stored state (version 2) is positional. */
+static void order_write_key(struct rt_mp_writer *w, bool named, enum order_field f)
 {
     assert(f >= 0 && f < ORDER_F_ALL);
-    rt_mp_write_cstr(w, order_field_names[f]);
+    if (named) {
+        rt_mp_write_cstr(w, order_field_names[f]);
+    }
 }
 
 /* Optional string: nil when empty. */
@@ -322,48 +326,48 @@ static void order_write_opt_time(struct rt_mp_writer *w, bool has, uint64_t ms)
     }
 }
 
-/* The ORDER_F_COUNT key/value pairs of the object, in field order. */
-static void order_write_fields(const struct act_order *o, struct rt_mp_writer *w)
+/* The ORDER_F_COUNT fields in field order: key/value pairs if @named, else values only. */
+static void order_write_fields(const struct act_order *o, bool named, struct rt_mp_writer *w)
 {
     assert(o != NULL && w != NULL);
     assert(o->status < ACT_ORDER_STATUS_COUNT && o->channel < ACT_CHANNEL_COUNT);
     assert(o->product < ACT_PRODUCT_COUNT);
     assert(o->amount >= 1 && o->refunded_amount >= 0);
-    order_write_key(w, ORDER_F_ORDER_ID);
+    order_write_key(w, named, ORDER_F_ORDER_ID);
     rt_mp_write_cstr(w, o->order_id);
-    order_write_key(w, ORDER_F_APP_ID);
+    order_write_key(w, named, ORDER_F_APP_ID);
     rt_mp_write_cstr(w, o->app_id);
-    order_write_key(w, ORDER_F_MONO);
+    order_write_key(w, named, ORDER_F_MONO);
     rt_mp_write_cstr(w, o->merchant_order_no);
-    order_write_key(w, ORDER_F_AMOUNT);
+    order_write_key(w, named, ORDER_F_AMOUNT);
     rt_mp_write_uint(w, (uint64_t)o->amount);
-    order_write_key(w, ORDER_F_CURRENCY);
+    order_write_key(w, named, ORDER_F_CURRENCY);
     rt_mp_write_cstr(w, o->currency);
-    order_write_key(w, ORDER_F_SUBJECT);
+    order_write_key(w, named, ORDER_F_SUBJECT);
     rt_mp_write_cstr(w, o->subject);
-    order_write_key(w, ORDER_F_CHANNEL);
+    order_write_key(w, named, ORDER_F_CHANNEL);
     rt_mp_write_cstr(w, act_channel_name((enum act_channel)o->channel));
-    order_write_key(w, ORDER_F_STATUS);
+    order_write_key(w, named, ORDER_F_STATUS);
     rt_mp_write_cstr(w, act_order_status_name((enum act_order_status)o->status));
-    order_write_key(w, ORDER_F_PAY_URL);
+    order_write_key(w, named, ORDER_F_PAY_URL);
     order_write_opt_str(w, o->pay_url);
-    order_write_key(w, ORDER_F_CHANNEL_TRADE_NO);
+    order_write_key(w, named, ORDER_F_CHANNEL_TRADE_NO);
     order_write_opt_str(w, o->channel_trade_no);
-    order_write_key(w, ORDER_F_REFUNDED_AMOUNT);
+    order_write_key(w, named, ORDER_F_REFUNDED_AMOUNT);
     rt_mp_write_uint(w, (uint64_t)o->refunded_amount);
-    order_write_key(w, ORDER_F_CREATED_AT);
+    order_write_key(w, named, ORDER_F_CREATED_AT);
     rt_mp_write_uint(w, o->created_at_ms);
-    order_write_key(w, ORDER_F_PAID_AT);
+    order_write_key(w, named, ORDER_F_PAID_AT);
     order_write_opt_time(w, o->has_paid_at, o->paid_at_ms);
-    order_write_key(w, ORDER_F_EXPIRE_AT);
+    order_write_key(w, named, ORDER_F_EXPIRE_AT);
     rt_mp_write_uint(w, o->expire_at_ms);
-    order_write_key(w, ORDER_F_PRODUCT);
+    order_write_key(w, named, ORDER_F_PRODUCT);
     rt_mp_write_cstr(w, act_product_name((enum act_product)o->product));
-    order_write_key(w, ORDER_F_NOTIFY_URL);
+    order_write_key(w, named, ORDER_F_NOTIFY_URL);
     order_write_opt_str(w, o->notify_url);
-    order_write_key(w, ORDER_F_ATTACH);
+    order_write_key(w, named, ORDER_F_ATTACH);
     order_write_opt_str(w, o->attach);
-    order_write_key(w, ORDER_F_CLOSED_AT);
+    order_write_key(w, named, ORDER_F_CLOSED_AT);
     order_write_opt_time(w, o->has_closed_at, o->closed_at_ms);
 }
 
@@ -372,7 +376,7 @@ int act_order_encode_object(const struct act_order *order, struct rt_mp_writer *
     assert(order != NULL);
     assert(w != NULL);
     rt_mp_write_map(w, ORDER_F_COUNT);
-    order_write_fields(order, w);
+    order_write_fields(order, true, w);
     return rt_mp_writer_error(w);
 }
 
@@ -380,11 +384,10 @@ int act_order_encode_state(const struct act_order *order, struct rt_mp_writer *w
 {
     assert(order != NULL);
     assert(w != NULL);
-    rt_mp_write_map(w, ORDER_F_COUNT + 1);
+    rt_mp_write_array(w, ORDER_F_COUNT + 1);
     /* Version first so that a reader can tell the format before the fields. */
-    order_write_key(w, ORDER_F_V);
     rt_mp_write_uint(w, ACT_ORDER_STATE_VERSION);
-    order_write_fields(order, w);
+    order_write_fields(order, false, w);
     return rt_mp_writer_error(w);
 }
 
@@ -543,6 +546,29 @@ static bool order_valid(const struct act_order *o)
     }
 }
 
+/* Stored state, version 2: [2, the ORDER_F_COUNT values in field order]. The version is read
+ * before the length so that another version is told apart from damage. */
+static int order_decode_positional(struct rt_mp_reader *r, struct act_order *o)
+{
+    uint32_t count = 0;
+    uint64_t v = 0;
+    if (rt_mp_read_array(r, &count) != 0 || count == 0 || rt_mp_read_uint(r, &v) != 0) {
+        return RT_ECORRUPT;
+    }
+    if (v != ACT_ORDER_STATE_VERSION) {
+        return RT_EVERSION;
+    }
+    if (count != ORDER_F_COUNT + 1) {
+        return RT_ECORRUPT;
+    }
+    for (int f = 0; f < ORDER_F_COUNT; f++) {
+        if (!order_read_field(r, (enum order_field)f, o)) {
+            return RT_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
 static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bool state)
 {
     assert(o != NULL);
@@ -550,6 +576,14 @@ static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bo
     memset(o, 0, sizeof(*o));
     struct rt_mp_reader r;
     order_reader_init(&r, data, len);
+    if (state && len > 0 && rt_mp_peek(&r) == RT_MP_ARRAY) {
+        int rv = order_decode_positional(&r, o);
+        if (rv != 0) {
+            return rv;
+        }
+        return rt_mp_remaining(&r) == 0 && order_valid(o) ? 0 : RT_ECORRUPT;
+    }
+    /* The object, or stored state version 1: the object's map with "v": 1 first. */
     uint32_t count = 0;
     uint32_t want = state ? ORDER_F_COUNT + 1 : ORDER_F_COUNT;
     if (rt_mp_read_map(&r, &count) != 0 || count != want) {
@@ -573,7 +607,7 @@ static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bo
             if (rt_mp_read_uint(&r, &v) != 0) {
                 return RT_ECORRUPT;
             }
-            if (v != ACT_ORDER_STATE_VERSION) {
+            if (v != ACT_ORDER_STATE_VERSION_MAP) {
                 return RT_EVERSION;
             }
             continue;

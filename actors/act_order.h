@@ -56,8 +56,11 @@
  *   channel_trade_no, refunded_amount, created_at, paid_at, expire_at
  * followed by the extra keys product, notify_url, attach, closed_at. Times are unix ms.
  *
- * Stored state (persistent format): the same map with "v": 1 as its first key. Encoding is
- * deterministic (fixed key order) so every replica stores the same bytes.
+ * Stored state (persistent format), version 2: a msgpack array [2, then the object's values
+ * in the order above], the enums by name as in the object. The field names were more than
+ * half of every stored order, written again by every flush and compaction. Version 1, the
+ * object's map with "v": 1 as its first key, is still decoded. Encoding is deterministic
+ * (fixed order) so every replica stores the same bytes.
  */
 #ifndef ACT_ORDER_H
 #define ACT_ORDER_H
@@ -92,8 +95,10 @@
 /* "oid:" + order_id. */
 #define ACT_ORDER_INDEX_PREFIX        "oid:"
 #define ACT_ORDER_INDEX_KEY_BYTES_MAX (4u + RT_ID_BYTES_MAX)
-/* Stored state format version ("v"). */
-#define ACT_ORDER_STATE_VERSION 1u
+/* Stored state format: version 2 is positional (written now); version 1, the named map, is
+ * still read. */
+#define ACT_ORDER_STATE_VERSION     2u
+#define ACT_ORDER_STATE_VERSION_MAP 1u
 /* The id kind letter of pay orders (rt_id_make). */
 #define ACT_ORDER_ID_KIND 'P'
 
@@ -178,9 +183,10 @@ const char *act_order_status_name(enum act_order_status status);
 const char *act_channel_name(enum act_channel channel);
 const char *act_product_name(enum act_product product);
 
-/* Decode stored state (a map with "v": 1 and every field) into @order. RT_ECORRUPT if it is
- * not exactly that (unknown or missing key, wrong type, value out of range, inconsistent
- * status), RT_EVERSION for another "v". @order is unspecified on error. */
+/* Decode stored state (version 2, or a version-1 map with "v": 1 and every field) into @order.
+ * RT_ECORRUPT if it is not exactly that (wrong length, unknown or missing key, wrong type,
+ * value out of range, inconsistent status), RT_EVERSION for another version. @order is
+ * unspecified on error. */
 int act_order_decode(const uint8_t *data, size_t len, struct act_order *order);
 /* Decode an order object (a reply body: no "v") with the same checks. For clients/tests. */
 int act_order_decode_object(const uint8_t *data, size_t len, struct act_order *order);

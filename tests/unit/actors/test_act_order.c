@@ -1219,19 +1219,43 @@ static void codec_round_trip_and_checks(void **state)
     /* Another format version. */
     make_order(&m);
     encode(&m, true, &buf);
-    /* 19 keys: map16 header (3 bytes), then "v" (fixstr 1) and its value. */
-    assert_int_equal(buf.data[0], 0xde);
-    assert_int_equal(buf.data[3], 0xa1);
-    assert_int_equal(buf.data[4], 'v');
-    assert_int_equal(buf.data[5], ACT_ORDER_STATE_VERSION);
-    buf.data[5] = 2;
+    /* Version 2: array16 header of 19 (3 bytes), then the version, then the values. */
+    assert_int_equal(buf.data[0], 0xdc);
+    assert_int_equal(buf.data[2], 19);
+    assert_int_equal(buf.data[3], ACT_ORDER_STATE_VERSION);
+    buf.data[3] = 3;
     assert_int_equal(act_order_decode(buf.data, buf.len, &d), RT_EVERSION);
+    buf.data[3] = ACT_ORDER_STATE_VERSION;
+    buf.data[2] = 18; /* A length that is not version 2's. */
+    assert_int_equal(act_order_decode(buf.data, buf.len, &d), RT_ECORRUPT);
     rt_buf_free(&buf);
-    /* Object form: no "v"; not accepted as state, and vice versa. */
+    /* Object form: no version; not accepted as state, and vice versa. */
     encode(&m, false, &buf);
     assert_int_equal(act_order_decode_object(buf.data, buf.len, &d), 0);
     assert_memory_equal(&m, &d, sizeof(m));
     assert_int_equal(act_order_decode(buf.data, buf.len, &d), RT_ECORRUPT);
+    struct rt_buf state_buf;
+    encode(&m, true, &state_buf);
+    assert_int_equal(act_order_decode_object(state_buf.data, state_buf.len, &d), RT_ECORRUPT);
+    /* Version 1 (stores written by older builds): the object's map with "v": 1 first. The
+     * object is a map16 of 18 (3 bytes of header); the state map has 19 keys. */
+    assert_int_equal(buf.data[0], 0xde);
+    struct rt_buf v1;
+    rt_buf_init(&v1, RT_ACTOR_STATE_BYTES_MAX);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &v1);
+    rt_mp_write_map(&w, 19);
+    rt_mp_write_cstr(&w, "v");
+    rt_mp_write_uint(&w, ACT_ORDER_STATE_VERSION_MAP);
+    assert_int_equal(rt_buf_append(&v1, buf.data + 3, buf.len - 3), 0);
+    assert_int_equal(act_order_decode(v1.data, v1.len, &d), 0);
+    assert_memory_equal(&m, &d, sizeof(m));
+    /* Version 2 is the smaller by the field names. */
+    assert_true(state_buf.len + 150 < v1.len);
+    v1.data[5] = 2; /* "v": 2 in a map is no known version. */
+    assert_int_equal(act_order_decode(v1.data, v1.len, &d), RT_EVERSION);
+    rt_buf_free(&v1);
+    rt_buf_free(&state_buf);
     rt_buf_free(&buf);
 }
 
