@@ -569,24 +569,12 @@ static int order_decode_positional(struct rt_mp_reader *r, struct act_order *o)
     return 0;
 }
 
-static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bool state)
+/* The object, or (@state) stored state version 1: the object's map with "v": 1 first. */
+static int order_decode_named(struct rt_mp_reader *r, struct act_order *o, bool state)
 {
-    assert(o != NULL);
-    assert(data != NULL || len == 0);
-    memset(o, 0, sizeof(*o));
-    struct rt_mp_reader r;
-    order_reader_init(&r, data, len);
-    if (state && len > 0 && rt_mp_peek(&r) == RT_MP_ARRAY) {
-        int rv = order_decode_positional(&r, o);
-        if (rv != 0) {
-            return rv;
-        }
-        return rt_mp_remaining(&r) == 0 && order_valid(o) ? 0 : RT_ECORRUPT;
-    }
-    /* The object, or stored state version 1: the object's map with "v": 1 first. */
     uint32_t count = 0;
     uint32_t want = state ? ORDER_F_COUNT + 1 : ORDER_F_COUNT;
-    if (rt_mp_read_map(&r, &count) != 0 || count != want) {
+    if (rt_mp_read_map(r, &count) != 0 || count != want) {
         return RT_ECORRUPT;
     }
     uint32_t seen = 0;
@@ -594,7 +582,7 @@ static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bo
     for (uint32_t i = 0; i < count; i++) {
         const char *k = NULL;
         uint32_t k_len = 0;
-        if (rt_mp_read_str(&r, &k, &k_len) != 0) {
+        if (rt_mp_read_str(r, &k, &k_len) != 0) {
             return RT_ECORRUPT;
         }
         int f = order_name_lookup(order_field_names, state ? ORDER_F_ALL : ORDER_F_COUNT, k, k_len);
@@ -604,7 +592,7 @@ static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bo
         seen |= 1u << f;
         if (f == ORDER_F_V) {
             uint64_t v = 0;
-            if (rt_mp_read_uint(&r, &v) != 0) {
+            if (rt_mp_read_uint(r, &v) != 0) {
                 return RT_ECORRUPT;
             }
             if (v != ACT_ORDER_STATE_VERSION_MAP) {
@@ -612,16 +600,29 @@ static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bo
             }
             continue;
         }
-        if (!order_read_field(&r, (enum order_field)f, o)) {
+        if (!order_read_field(r, (enum order_field)f, o)) {
             return RT_ECORRUPT;
         }
     }
-    /* count == want and no repeats: every key was present. Nothing may follow the map. */
+    /* count == want and no repeats: every key was present. */
     assert(seen == (1u << want) - 1);
-    if (rt_mp_remaining(&r) != 0 || !order_valid(o)) {
-        return RT_ECORRUPT;
-    }
     return 0;
+}
+
+static int order_decode(const uint8_t *data, size_t len, struct act_order *o, bool state)
+{
+    assert(o != NULL);
+    assert(data != NULL || len == 0);
+    memset(o, 0, sizeof(*o));
+    struct rt_mp_reader r;
+    order_reader_init(&r, data, len);
+    int rv = state && len > 0 && rt_mp_peek(&r) == RT_MP_ARRAY ? order_decode_positional(&r, o)
+                                                               : order_decode_named(&r, o, state);
+    if (rv != 0) {
+        return rv;
+    }
+    /* Nothing may follow the order. */
+    return rt_mp_remaining(&r) == 0 && order_valid(o) ? 0 : RT_ECORRUPT;
 }
 
 int act_order_decode(const uint8_t *data, size_t len, struct act_order *order)

@@ -134,31 +134,25 @@ static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *
     struct cl_fsm *fsm = fsm_of(raft_fsm);
     fsm->log_bytes = 0;
     fsm->log_entries = 0;
-    struct raft_buffer *buf = malloc(sizeof(*buf));
-    uint8_t *marker = malloc(STORE_SNAPSHOT_HEADER_BYTES);
-    if (buf == NULL || marker == NULL) {
-        free(buf);
-        free(marker);
-        return RAFT_NOMEM; /* raft tries again after a later apply. */
-    }
     /* The store's applied index, not the engine's: the engine also counts entries it skipped
      * (malformed, another batch version), which write nothing, and a marker must never claim
      * more than the store holds (fsm_restore refuses to start on such a marker). */
     uint64_t applied = 0;
     struct rt_store *store = fsm->engine.config.store;
-    if (store->ops->applied_index(store, cl_fsm_shard(fsm), &applied) != 0) {
+    if (store->ops->applied_index(store, cl_fsm_shard(fsm), &applied) != 0 ||
+        (fsm->raft_fsm.snapshot_async == NULL && store_rocks_sync(fsm->db) != 0)) {
+        return RAFT_IOERR; /* raft tries again after a later apply. */
+    }
+    struct raft_buffer *buf = malloc(sizeof(*buf));
+    uint8_t *marker = malloc(STORE_SNAPSHOT_HEADER_BYTES);
+    if (buf == NULL || marker == NULL) {
         free(buf);
         free(marker);
-        return RAFT_IOERR;
+        return RAFT_NOMEM;
     }
     store_snapshot_marker(cl_fsm_shard(fsm), applied, marker);
     buf->base = marker;
     buf->len = STORE_SNAPSHOT_HEADER_BYTES;
-    if (fsm->raft_fsm.snapshot_async == NULL && store_rocks_sync(fsm->db) != 0) {
-        free(buf);
-        free(marker);
-        return RAFT_IOERR;
-    }
     *bufs = buf;
     *n_bufs = 1;
     fsm->stats.snapshots_taken++;
