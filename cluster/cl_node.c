@@ -9,6 +9,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "cl_durable.h"
 #include "cl_fsm.h"
 #include "cl_link.h"
+#include "cl_raftwire.h"
 #include "rt_clock.h"
 #include "rt_error.h"
 #include "rt_key.h"
@@ -32,6 +34,7 @@ enum {
     MSG_REPLY = 2,   /* [2, req_id, code, body, msg] */
     MSG_REPORT = 3,  /* [3, shard, applied_index, history_hash, durable_index, durable_term,
                         raft_applied] */
+    MSG_RAFT = 4,    /* [4, shard, raft message (cl_raftwire.h)] */
 };
 enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 
@@ -41,6 +44,8 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 #define NODE_FORWARDS_SLOTS   131072u /* Power of two, > 2 x CL_INFLIGHT_MAX. */
 #define NODE_TIMERS_PER_ENTRY 256u
 #define NODE_EXPIRY_SCAN_MS   250u
+/* How long raft hears of its io's close after raft_uv reports it (group_io_closed). */
+#define NODE_IO_CLOSE_GRACE_MS 50u
 
 struct waiter {
     cl_reply_cb cb;
@@ -90,8 +95,18 @@ struct group {
     uint32_t group_id; /* On the peer port: the shard id, or CL_PEER_GROUP_META. */
     char dir[PATH_MAX + 32];
     struct raft raft;
-    struct raft_io io;
+    struct raft_io io; /* raft_uv's, with send, start and close replaced (Raft messages). */
     struct raft_uv_transport transport;
+    /* raft_uv's own send, start and close: send for what the links cannot carry. */
+    int (*uv_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
+                   raft_io_send_cb cb);
+    int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    void (*uv_close)(struct raft_io *io, raft_io_close_cb cb);
+    raft_io_recv_cb recv;           /* raft's, between start and close: where link messages go. */
+    raft_io_close_cb raft_close_cb; /* Called NODE_IO_CLOSE_GRACE_MS after raft_uv's report. */
+    bool io_close_reported;
+    bool io_close_delivered;
+    uint64_t io_close_reported_ms;
     struct cl_fsm fsm;
     bool started;
     bool closed;
@@ -148,6 +163,23 @@ struct out_link {
     uint64_t next_try_ms;
 };
 
+/* A raft send whose message left on a link (or could not): raft hears of it from the loop,
+ * never inside its own send call. */
+struct raft_sent {
+    struct raft_io_send *req;
+    struct group *group;
+    int status;
+};
+
+/* How raft messages travelled (cluster.status "raft_messages"). */
+struct raft_message_stats {
+    uint64_t sent_on_links;
+    uint64_t sent_by_raft_uv; /* Too large for a link, or to a node not in the member list. */
+    uint64_t send_failures;   /* No link to the peer, or its queue was full. */
+    uint64_t received;
+    uint64_t dropped; /* For a group that is not running, or no memory to decode. */
+};
+
 struct deferred {
     struct deferred *next;
     struct waiter waiter;
@@ -187,7 +219,11 @@ struct cl_node {
     uv_idle_t idle;
     uv_timer_t tick;
     uint64_t last_timer_scan_ms;
-    struct rt_buf msg; /* Scratch for encoding link messages. */
+    struct rt_buf msg;      /* Scratch for encoding link messages. */
+    struct rt_buf raft_msg; /* The same for raft's messages, which raft may send at any time. */
+    struct raft_sent *sent; /* Completed raft sends whose callbacks are due. */
+    size_t sent_count, sent_cap;
+    struct raft_message_stats raft_stats;
     /* Stopping. */
     bool stopping;
     unsigned stop_pending; /* Transfers or closes not yet done. */
@@ -377,6 +413,181 @@ static struct rt_mp_writer node_msg_begin(struct cl_node *node)
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, &node->msg);
     return w;
+}
+
+/* ---- Raft messages on the links ----
+ *
+ * raft_uv would open a connection per group to every peer and read each message in two or
+ * three syscalls; instead a group's raft_io sends on the node's one link per peer, where
+ * every group's messages of a loop turn leave in one write (cl_raftwire.h,
+ * docs/architecture.md).
+ * raft_uv keeps the log, the snapshots and its clock; only send, start (to learn raft's
+ * receive callback) and close (to finish our sends first) are ours. A message that does not
+ * fit on a link (a large snapshot, a long catch-up) or goes to a node outside the member list
+ * still goes through raft_uv's own transport. */
+
+static struct group *group_of_io(struct raft_io *io)
+{
+    return (struct group *)((char *)io - offsetof(struct group, io));
+}
+
+static void raft_sent_push(struct cl_node *node, struct group *g, struct raft_io_send *req,
+                           int status)
+{
+    if (node->sent_count == node->sent_cap) {
+        size_t cap = node->sent_cap != 0 ? 2 * node->sent_cap : 64;
+        struct raft_sent *grown = realloc(node->sent, cap * sizeof(*grown));
+        if (grown == NULL) {
+            /* Out of memory: tell raft now rather than never (its callbacks tolerate it). */
+            if (req->cb != NULL) {
+                req->cb(req, status);
+            }
+            return;
+        }
+        node->sent = grown;
+        node->sent_cap = cap;
+    }
+    node->sent[node->sent_count++] = (struct raft_sent){req, g, status};
+    uv_idle_start(&node->idle, node_idle_cb); /* Due in this loop turn, even if it is idle. */
+}
+
+/* Call the callbacks of completed sends: all of them (@only NULL), or @only's. A callback may
+ * send again; what it sends is due in a later call. */
+static void raft_sent_run(struct cl_node *node, struct group *only)
+{
+    size_t due = node->sent_count, kept = 0;
+    for (size_t i = 0; i < due; i++) {
+        struct raft_sent s = node->sent[i];
+        if (only != NULL && s.group != only) {
+            node->sent[kept++] = s;
+            continue;
+        }
+        if (s.req->cb != NULL) {        /* raft sends some messages without a callback. */
+            s.req->cb(s.req, s.status); /* May append to node->sent (and move it). */
+        }
+    }
+    memmove(node->sent + kept, node->sent + due, (node->sent_count - due) * sizeof(*node->sent));
+    node->sent_count = kept + (node->sent_count - due);
+}
+
+static int group_io_send(struct raft_io *io, struct raft_io_send *req,
+                         const struct raft_message *msg, raft_io_send_cb cb)
+{
+    struct group *g = group_of_io(io);
+    struct cl_node *node = g->node;
+    unsigned m = node_member_index(node, msg->server_id);
+    if (m == CL_MEMBERS_MAX || m == node->self) {
+        node->raft_stats.sent_by_raft_uv++;
+        return g->uv_send(io, req, msg, cb);
+    }
+    rt_buf_reset(&node->raft_msg);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &node->raft_msg);
+    rt_mp_write_array(&w, 3);
+    rt_mp_write_uint(&w, MSG_RAFT);
+    rt_mp_write_uint(&w, g->shard);
+    if (cl_raftwire_encode(&w, msg) != 0 || rt_mp_writer_error(&w) != 0 ||
+        node->raft_msg.len > CL_LINK_MESSAGE_BYTES_MAX) {
+        node->raft_stats.sent_by_raft_uv++;
+        return g->uv_send(io, req, msg, cb);
+    }
+    req->cb = cb;
+    int status = 0;
+    if (node->out[m].link == NULL ||
+        cl_link_send(node->out[m].link, node->raft_msg.data, node->raft_msg.len) != 0) {
+        status = RAFT_NOCONNECTION; /* raft treats it as a lost message, as raft_uv's would be. */
+        node->raft_stats.send_failures++;
+    } else {
+        node->raft_stats.sent_on_links++;
+    }
+    raft_sent_push(node, g, req, status);
+    return 0;
+}
+
+static int group_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                          raft_io_recv_cb recv)
+{
+    struct group *g = group_of_io(io);
+    g->recv = recv;
+    return g->uv_start(io, msecs, tick, recv);
+}
+
+/* raft_uv 0.15 may report its close twice. Its close callback fires once every handle it
+ * tracks is closed, but it does not track the writer of the open log segment it finalizes on
+ * close, whose close callback checks again and fires it a second time. Handed straight to
+ * raft, the first report frees raft's log and lets us free raft_uv's memory, which the second
+ * report then reads (a crash at shutdown, seen in the kernel log as a segfault in libraft).
+ * So raft hears of the close from the tick, NODE_IO_CLOSE_GRACE_MS after the first report;
+ * the writer's close needs one loop turn, and a repeated report only finds the flag set. */
+static void group_io_closed(struct raft_io *io)
+{
+    struct group *g = group_of_io(io);
+    if (!g->io_close_reported) {
+        g->io_close_reported = true;
+        g->io_close_reported_ms = node_now(g->node);
+    }
+}
+
+/* From the tick: tell raft of the closes that have had their grace. */
+static void node_deliver_io_closes(struct cl_node *node, uint64_t now)
+{
+    for (uint16_t s = 0; s < node->groups_started; s++) {
+        struct group *g = &node->groups[s];
+        if (g->io_close_reported && !g->io_close_delivered &&
+            now - g->io_close_reported_ms >= NODE_IO_CLOSE_GRACE_MS) {
+            g->io_close_delivered = true;
+            g->raft_close_cb(&g->io); /* raft's: ends in group_closed_cb. */
+        }
+    }
+}
+
+static void group_io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct group *g = group_of_io(io);
+    g->recv = NULL; /* Nothing more reaches raft from the links. */
+    raft_sent_run(g->node, g);
+    g->raft_close_cb = cb;
+    g->uv_close(io, group_io_closed);
+}
+
+/* Take over raft_uv's send, start and close in g->io (raft_uv_init has filled it in). */
+static void group_io_hook(struct group *g)
+{
+    g->uv_send = g->io.send;
+    g->uv_start = g->io.start;
+    g->uv_close = g->io.close;
+    g->io.send = group_io_send;
+    g->io.start = group_io_start;
+    g->io.close = group_io_close;
+}
+
+/* A raft message from member @member: hand it to its group's raft. */
+static int node_on_raft(struct cl_node *node, unsigned member, struct rt_mp_reader *r)
+{
+    uint64_t shard;
+    struct raft_message msg;
+    if (rt_mp_read_uint(r, &shard) != 0 || shard > node->config.shard_count) {
+        return RT_EMALFORMED;
+    }
+    int rv = cl_raftwire_decode(r, &msg);
+    if (rv == RT_ENOMEM) {
+        node->raft_stats.dropped++; /* Lost, as far as raft can tell: it sends again. */
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    struct group *g = &node->groups[shard];
+    if (shard >= node->groups_started || !g->started || g->closed || g->recv == NULL) {
+        node->raft_stats.dropped++;
+        cl_raftwire_release(&msg);
+        return 0;
+    }
+    node->raft_stats.received++;
+    msg.server_id = node->members[member].id;
+    msg.server_address = node->members[member].peer_addr;
+    g->recv(&g->io, &msg); /* raft owns what the message holds from here. */
+    return 0;
 }
 
 /* ---- Forwarded requests (this node waits for another's reply) ---- */
@@ -1002,6 +1213,13 @@ static void node_on_message(struct cl_link *link, const uint8_t *msg, size_t len
     case MSG_REPORT:
         node_on_report(node, member, &r);
         break;
+    case MSG_RAFT:
+        if (fields != 3 || node_on_raft(node, member, &r) != 0) {
+            RT_WARN("malformed raft message from node %llu",
+                    (unsigned long long)cl_link_remote(link));
+            cl_link_close(link);
+        }
+        break;
     default:
         RT_WARN("unknown message type %llu from node %llu", (unsigned long long)type,
                 (unsigned long long)cl_link_remote(link));
@@ -1232,8 +1450,9 @@ static void node_check_cb(uv_check_t *check)
 static void node_idle_cb(uv_idle_t *idle)
 {
     struct cl_node *node = idle->data;
+    raft_sent_run(node, NULL);
     node_run_deferred(node);
-    if (node->deferred_head == NULL) {
+    if (node->deferred_head == NULL && node->sent_count == 0) {
         uv_idle_stop(idle);
     }
 }
@@ -1242,6 +1461,7 @@ static void node_tick_cb(uv_timer_t *timer)
 {
     struct cl_node *node = timer->data;
     if (node->stopping) {
+        node_deliver_io_closes(node, node_now(node));
         return;
     }
     uint64_t now = node_now(node);
@@ -1359,6 +1579,7 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t index)
         return RT_EIO;
     }
     raft_uv_set_snapshot_compression(&g->io, false); /* Our chunks are zstd already. */
+    group_io_hook(g);
     cl_durable_init(&g->durable, &g->io);
     cl_durable_set_fill(&g->durable, cl_fsm_snapshot_fill, &g->fsm);
     if (raft_init(&g->raft, &g->durable.io, &g->fsm.raft_fsm, node->config.node_id,
@@ -1451,6 +1672,9 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     node->config.data_dir = node->data_dir;
     rt_clock_init_system(&node->clock);
     rt_buf_init(&node->msg, CL_LINK_MESSAGE_BYTES_MAX);
+    rt_buf_init(&node->raft_msg, CL_LINK_MESSAGE_BYTES_MAX);
+    uv_idle_init(loop, &node->idle); /* Before any group: raft's sends may start it. */
+    node->idle.data = node;
     node->forwards = calloc(NODE_FORWARDS_SLOTS, sizeof(*node->forwards));
     node->groups = calloc(config->shard_count + 1u, sizeof(*node->groups)); /* + meta */
     int rv = node->forwards != NULL && node->groups != NULL ? 0 : RT_ENOMEM;
@@ -1509,8 +1733,6 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     uv_check_init(loop, &node->check);
     node->check.data = node;
     uv_check_start(&node->check, node_check_cb);
-    uv_idle_init(loop, &node->idle);
-    node->idle.data = node;
     uv_timer_init(loop, &node->tick);
     node->tick.data = node;
     uv_timer_start(&node->tick, node_tick_cb, NODE_TICK_MS, NODE_TICK_MS);
@@ -1546,7 +1768,19 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
-    rt_mp_write_map(w, 8);
+    rt_mp_write_map(w, 9);
+    rt_mp_write_cstr(w, "raft_messages");
+    rt_mp_write_map(w, 5);
+    rt_mp_write_cstr(w, "sent_on_links");
+    rt_mp_write_uint(w, node->raft_stats.sent_on_links);
+    rt_mp_write_cstr(w, "sent_by_raft_uv");
+    rt_mp_write_uint(w, node->raft_stats.sent_by_raft_uv);
+    rt_mp_write_cstr(w, "send_failures");
+    rt_mp_write_uint(w, node->raft_stats.send_failures);
+    rt_mp_write_cstr(w, "received");
+    rt_mp_write_uint(w, node->raft_stats.received);
+    rt_mp_write_cstr(w, "dropped");
+    rt_mp_write_uint(w, node->raft_stats.dropped);
     rt_mp_write_cstr(w, "meta");
     rt_mp_write_map(w, 4);
     rt_mp_write_cstr(w, "leader");
@@ -1785,6 +2019,8 @@ static void node_finish(struct cl_node *node)
     store_rocks_close(node->meta_db);
     rt_cache_free(&node->cache);
     rt_buf_free(&node->msg);
+    rt_buf_free(&node->raft_msg);
+    free(node->sent);
     free(node->groups);
     free(node->forwards);
     void (*cb)(void *) = node->stop_cb;

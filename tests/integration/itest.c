@@ -24,6 +24,7 @@
 #endif
 
 bool itest_map_ready;
+struct itest_raft_messages itest_raft_messages;
 
 uint64_t itest_now_ms(void)
 {
@@ -455,6 +456,26 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                     ok = rt_mp_read_bool(&r, &itest_map_ready) == 0;
                 } else if (ok) {
                     ok = rt_mp_skip(&r) == 0;
+                }
+            }
+            continue;
+        }
+        if (ok && rt_mp_key_is(k, kl, "raft_messages")) {
+            uint32_t mf;
+            memset(&itest_raft_messages, 0, sizeof(itest_raft_messages));
+            ok = rt_mp_read_map(&r, &mf) == 0;
+            for (uint32_t f = 0; ok && f < mf; f++) {
+                uint64_t v = 0;
+                ok = rt_mp_read_str(&r, &k, &kl) == 0 && rt_mp_read_uint(&r, &v) == 0;
+                struct itest_raft_messages *m = &itest_raft_messages;
+                uint64_t *field = rt_mp_key_is(k, kl, "sent_on_links")     ? &m->sent_on_links
+                                  : rt_mp_key_is(k, kl, "sent_by_raft_uv") ? &m->sent_by_raft_uv
+                                  : rt_mp_key_is(k, kl, "send_failures")   ? &m->send_failures
+                                  : rt_mp_key_is(k, kl, "received")        ? &m->received
+                                  : rt_mp_key_is(k, kl, "dropped")         ? &m->dropped
+                                                                           : NULL;
+                if (ok && field != NULL) {
+                    *field = v;
                 }
             }
             continue;

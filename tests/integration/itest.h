@@ -111,6 +111,11 @@ struct itest_shard {
  * it does not answer. */
 bool itest_shard_views(const struct itest_cluster *cluster, unsigned id,
                        struct itest_shard views[ITEST_SHARDS]);
+/* The node's raft message counters, as the last itest_shard_views read them. */
+struct itest_raft_messages {
+    uint64_t sent_on_links, sent_by_raft_uv, send_failures, received, dropped;
+};
+extern struct itest_raft_messages itest_raft_messages;
 /* Every shard has a leader and the node has the cluster map. */
 bool itest_all_leaders(const struct itest_cluster *cluster, unsigned id);
 extern bool itest_map_ready;
