@@ -466,8 +466,11 @@ static void raft_sent_run(struct cl_node *node, struct group *only)
             s.req->cb(s.req, s.status); /* May append to node->sent (and move it). */
         }
     }
-    memmove(node->sent + kept, node->sent + due, (node->sent_count - due) * sizeof(*node->sent));
-    node->sent_count = kept + (node->sent_count - due);
+    size_t later = node->sent_count - due; /* Pushed by the callbacks above. */
+    if (later > 0 && kept != due) {
+        memmove(node->sent + kept, node->sent + due, later * sizeof(*node->sent));
+    }
+    node->sent_count = kept + later;
 }
 
 static int group_io_send(struct raft_io *io, struct raft_io_send *req,
