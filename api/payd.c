@@ -3,6 +3,7 @@
  *   payd --node-id N --data-dir DIR --api H:P --peer H:P --http H:P --cluster-id HEX
  *        --cluster-secret-file F --admin-secret-file F [--shards S]
  *        --member ID,PEER,API,HTTP [--member ...] [--app-rate N] [--snapshot-bytes N]
+ *        [--raft-link-bytes N]
  *
  * Every member of the bootstrap membership is given with --member (this node included); the
  * same list on every node. The first start of a data dir bootstraps it; later starts find the
@@ -21,6 +22,7 @@
 #include "act_registry.h"
 #include "api_server.h"
 #include "cl_fsm.h"
+#include "cl_link.h"
 #include "cl_node.h"
 #include "rt_error.h"
 #include "rt_log.h"
@@ -31,6 +33,10 @@
  * 64 KiB snapshots would run almost every entry; above 1 GiB the log alone could fill memory. */
 #define PAYD_SNAPSHOT_BYTES_MIN (64u * 1024u)
 #define PAYD_SNAPSHOT_BYTES_MAX (1024u * 1024u * 1024u)
+/* --raft-link-bytes: raft messages larger than this leave through raft_uv's own connection
+ * rather than the node link (cl_node.h). The default is everything a link message can hold;
+ * smaller values exist to exercise that path (tests/integration/test_cluster.c). */
+#define PAYD_RAFT_LINK_BYTES_MIN 4096u
 
 struct payd {
     uv_loop_t *loop;
@@ -54,9 +60,12 @@ static void usage(void)
             "default %u)]\n"
             "            [--snapshot-bytes N (raft log bytes per shard before a snapshot, "
             "%u..%u, default %u)]\n"
+            "            [--raft-link-bytes N (raft messages larger than this use their own "
+            "connection, %u..%u, default %u)]\n"
             "Every member of the cluster is listed with --member, this node included.\n",
             RT_SHARDS_MAX, RT_SHARDS_DEFAULT, API_RATE_DEFAULT, PAYD_SNAPSHOT_BYTES_MIN,
-            PAYD_SNAPSHOT_BYTES_MAX, CL_FSM_LOG_BYTES_MAX);
+            PAYD_SNAPSHOT_BYTES_MAX, CL_FSM_LOG_BYTES_MAX, PAYD_RAFT_LINK_BYTES_MIN,
+            CL_LINK_MESSAGE_BYTES_MAX, CL_LINK_MESSAGE_BYTES_MAX);
 }
 
 /* glibc keeps freed memory in its heaps; under a steady load of small allocations of every size
@@ -205,7 +214,7 @@ int main(int argc, char **argv)
     struct cl_member members[CL_MEMBERS_MAX];
     unsigned member_count = 0;
     uint64_t node_id = 0, cluster_id = 0, shards = RT_SHARDS_DEFAULT, app_rate = API_RATE_DEFAULT;
-    uint64_t snapshot_bytes = CL_FSM_LOG_BYTES_MAX;
+    uint64_t snapshot_bytes = CL_FSM_LOG_BYTES_MAX, raft_link_bytes = CL_LINK_MESSAGE_BYTES_MAX;
     const char *data_dir = NULL, *api = NULL, *peer = NULL, *http = NULL;
     const char *cluster_secret_file = NULL, *admin_secret_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -227,6 +236,9 @@ int main(int argc, char **argv)
         } else if (strcmp(flag, "--snapshot-bytes") == 0) {
             bad = parse_u64(value, 10, PAYD_SNAPSHOT_BYTES_MIN, PAYD_SNAPSHOT_BYTES_MAX,
                             &snapshot_bytes);
+        } else if (strcmp(flag, "--raft-link-bytes") == 0) {
+            bad = parse_u64(value, 10, PAYD_RAFT_LINK_BYTES_MIN, CL_LINK_MESSAGE_BYTES_MAX,
+                            &raft_link_bytes);
         } else if (strcmp(flag, "--data-dir") == 0) {
             data_dir = value;
         } else if (strcmp(flag, "--api") == 0) {
@@ -301,6 +313,7 @@ int main(int argc, char **argv)
         .members = members,
         .member_count = member_count,
         .snapshot_log_bytes = (size_t)snapshot_bytes,
+        .raft_link_bytes_max = (size_t)raft_link_bytes,
     };
     if (cl_node_start(payd.loop, &config, &registry, &payd.node) != 0) {
         fprintf(stderr, "payd: node %" PRIu64 " could not start (see the log above)\n", node_id);

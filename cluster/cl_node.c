@@ -490,7 +490,7 @@ static int group_io_send(struct raft_io *io, struct raft_io_send *req,
     rt_mp_write_uint(&w, MSG_RAFT);
     rt_mp_write_uint(&w, g->shard);
     if (cl_raftwire_encode(&w, msg) != 0 || rt_mp_writer_error(&w) != 0 ||
-        node->raft_msg.len > CL_LINK_MESSAGE_BYTES_MAX) {
+        node->raft_msg.len > node->config.raft_link_bytes_max) {
         node->raft_stats.sent_by_raft_uv++;
         return g->uv_send(io, req, msg, cb);
     }
@@ -1673,6 +1673,10 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     node->config.secret = node->secret;
     snprintf(node->data_dir, sizeof(node->data_dir), "%s", config->data_dir);
     node->config.data_dir = node->data_dir;
+    if (node->config.raft_link_bytes_max == 0 ||
+        node->config.raft_link_bytes_max > CL_LINK_MESSAGE_BYTES_MAX) {
+        node->config.raft_link_bytes_max = CL_LINK_MESSAGE_BYTES_MAX;
+    }
     rt_clock_init_system(&node->clock);
     rt_buf_init(&node->msg, CL_LINK_MESSAGE_BYTES_MAX);
     rt_buf_init(&node->raft_msg, CL_LINK_MESSAGE_BYTES_MAX);

@@ -87,6 +87,10 @@ struct cl_node_config {
     /* Raft log bytes per group that trigger a snapshot (cl_fsm.h, Snapshots); 0 =
      * CL_FSM_LOG_BYTES_MAX. Smaller: less memory, more snapshots. */
     size_t snapshot_log_bytes;
+    /* Raft messages whose encoding is larger go through raft_uv's own connection instead of
+     * the node's link to the peer (docs/architecture.md, The cluster); 0 or more than
+     * CL_LINK_MESSAGE_BYTES_MAX = CL_LINK_MESSAGE_BYTES_MAX. */
+    size_t raft_link_bytes_max;
 };
 
 /* The outcome of a command or query; the views are valid during the call only. */

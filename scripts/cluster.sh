@@ -84,6 +84,7 @@ start_node() {
     --cluster-secret-file "$dir/cluster.secret" --admin-secret-file "$dir/admin.secret"
     --shards "$(cat "$dir/shards")" --app-rate "${PAYRAFT_APP_RATE:-100000}")
   [ -z "${PAYRAFT_SNAPSHOT_BYTES:-}" ] || args+=(--snapshot-bytes "$PAYRAFT_SNAPSHOT_BYTES")
+  [ -z "${PAYRAFT_RAFT_LINK_BYTES:-}" ] || args+=(--raft-link-bytes "$PAYRAFT_RAFT_LINK_BYTES")
   while IFS= read -r m; do args+=(--member "$m"); done < "$dir/members"
   nohup "$payd" "${args[@]}" >> "$dir/node$i/payd.log" 2>&1 &
   echo $! > "$dir/node$i/payd.pid"

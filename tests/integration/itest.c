@@ -35,16 +35,19 @@ uint64_t itest_now_ms(void)
 
 static bool run(const struct itest_cluster *c, const char *verb)
 {
-    char cmd[2048], snapshot[64] = "";
+    char cmd[2048], snapshot[64] = "", link[64] = "";
     if (c->snapshot_bytes != 0) {
         snprintf(snapshot, sizeof(snapshot), "PAYRAFT_SNAPSHOT_BYTES=%u ", c->snapshot_bytes);
+    }
+    if (c->raft_link_bytes != 0) {
+        snprintf(link, sizeof(link), "PAYRAFT_RAFT_LINK_BYTES=%u ", c->raft_link_bytes);
     }
     /* The shard count is read at the first start only (cluster.sh keeps it in the cluster's
      * dir); the snapshot size at every start, so a restarted node keeps it too. */
     snprintf(cmd, sizeof(cmd),
-             "cd '%s' && PAYRAFT_PAYD='%s' PAYRAFT_PORT_BASE=%u PAYRAFT_SHARDS=%u %s"
+             "cd '%s' && PAYRAFT_PAYD='%s' PAYRAFT_PORT_BASE=%u PAYRAFT_SHARDS=%u %s%s"
              "scripts/cluster.sh %s --dir '%s'",
-             c->root, ITEST_PAYD, c->base, c->shards, snapshot, verb, c->dir);
+             c->root, ITEST_PAYD, c->base, c->shards, snapshot, link, verb, c->dir);
     int rv = system(cmd);
     if (rv != 0) {
         fprintf(stderr, "itest: '%s' failed (%d)\n", cmd, rv);
@@ -55,11 +58,11 @@ static bool run(const struct itest_cluster *c, const char *verb)
 
 bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset)
 {
-    return itest_cluster_start_with(c, nodes, offset, 0, 0);
+    return itest_cluster_start_with(c, nodes, offset, 0, 0, 0);
 }
 
 bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned offset,
-                              unsigned shards, unsigned snapshot_bytes)
+                              unsigned shards, unsigned snapshot_bytes, unsigned raft_link_bytes)
 {
     memset(c, 0, sizeof(*c));
     if (shards > ITEST_SHARDS) {
@@ -71,6 +74,7 @@ bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned 
     c->nodes = nodes;
     c->shards = shards != 0 ? shards : ITEST_SHARDS;
     c->snapshot_bytes = snapshot_bytes;
+    c->raft_link_bytes = raft_link_bytes;
     snprintf(c->root, sizeof(c->root), "%s", ITEST_SOURCE_DIR);
     const char *tmp = getenv("TMPDIR");
     snprintf(c->dir, sizeof(c->dir), "%s/payraft-itest-XXXXXX", tmp != NULL ? tmp : "/tmp");

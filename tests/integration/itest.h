@@ -17,8 +17,9 @@ struct itest_cluster {
     char root[512]; /* The source tree (for scripts/cluster.sh). */
     unsigned base;  /* PAYRAFT_PORT_BASE for this cluster. */
     unsigned nodes;
-    unsigned shards;         /* PAYRAFT_SHARDS: ITEST_SHARDS unless started with options. */
-    unsigned snapshot_bytes; /* PAYRAFT_SNAPSHOT_BYTES (payd --snapshot-bytes); 0: default. */
+    unsigned shards;          /* PAYRAFT_SHARDS: ITEST_SHARDS unless started with options. */
+    unsigned snapshot_bytes;  /* PAYRAFT_SNAPSHOT_BYTES (payd --snapshot-bytes); 0: default. */
+    unsigned raft_link_bytes; /* PAYRAFT_RAFT_LINK_BYTES (payd --raft-link-bytes); 0: default. */
     uint8_t admin_secret[128];
     size_t admin_secret_len;
 };
@@ -38,10 +39,11 @@ struct itest_reply {
 /* Start an @nodes-node cluster in a fresh temp dir with ports from PAYRAFT_PORT_BASE + @offset.
  * Aborts the test (returns false) with a message on failure. */
 bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offset);
-/* The same with @shards shards (1..ITEST_SHARDS; 0: ITEST_SHARDS) and payd --snapshot-bytes
- * @snapshot_bytes (0: payd's default), kept for every later restart of the cluster's nodes. */
+/* The same with @shards shards (1..ITEST_SHARDS; 0: ITEST_SHARDS), payd --snapshot-bytes
+ * @snapshot_bytes and --raft-link-bytes @raft_link_bytes (0: payd's defaults), kept for every
+ * later restart of the cluster's nodes. */
 bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned offset,
-                              unsigned shards, unsigned snapshot_bytes);
+                              unsigned shards, unsigned snapshot_bytes, unsigned raft_link_bytes);
 bool itest_cluster_stop(struct itest_cluster *c);
 /* scripts/cluster.sh kill/restart ID. */
 bool itest_cluster_kill(struct itest_cluster *c, unsigned id);

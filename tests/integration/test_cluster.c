@@ -10,7 +10,8 @@
  * A second cluster (two shards, the smallest --snapshot-bytes) takes many raft snapshots: a node
  * stopped cleanly restarts from its own store rather than from its last snapshot, and a node
  * SIGKILLed while the others write catches up through snapshots; both serve every order from
- * their own replica afterwards. */
+ * their own replica afterwards. Its nodes also send raft messages above 4 KiB through raft_uv's
+ * own connections (the smallest --raft-link-bytes), the rest on the node links. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,13 +126,14 @@ static bool read_order(unsigned node, const char *mono, const char *consistency,
     return ok;
 }
 
-/* Start @cl (NODES nodes, @shards shards, payd --snapshot-bytes @snapshot_bytes or its
- * default for 0), wait until every node knows every shard's leader and the cluster map, and
- * create the app "itest" the orders belong to. 0, or -1 with a message. */
+/* Start @cl (NODES nodes, @shards shards, payd --snapshot-bytes @snapshot_bytes and
+ * --raft-link-bytes @raft_link_bytes or their defaults for 0), wait until every node knows every
+ * shard's leader and the cluster map, and create the app "itest" the orders belong to. 0, or -1
+ * with a message. */
 static int cluster_up(struct itest_cluster *cl, unsigned offset, unsigned shards,
-                      unsigned snapshot_bytes)
+                      unsigned snapshot_bytes, unsigned raft_link_bytes)
 {
-    if (!itest_cluster_start_with(cl, NODES, offset, shards, snapshot_bytes)) {
+    if (!itest_cluster_start_with(cl, NODES, offset, shards, snapshot_bytes, raft_link_bytes)) {
         return -1;
     }
     uint64_t t0 = itest_now_ms();
@@ -224,7 +226,7 @@ static int cluster_up(struct itest_cluster *cl, unsigned offset, unsigned shards
 static int setup(void **state)
 {
     (void)state;
-    return cluster_up(&cluster, PORT_OFFSET, SHARDS, 0);
+    return cluster_up(&cluster, PORT_OFFSET, SHARDS, 0, 0);
 }
 
 static int teardown(void **state)
@@ -395,6 +397,10 @@ static void leader_kill_loses_no_acknowledged_write(void **state)
 #define SNAP_OFFSET 70 /* test_api uses 60: ports BASE+170.., +270.., +370... */
 #define SNAP_SHARDS 2
 #define SNAP_BYTES  65536
+/* payd's smallest --raft-link-bytes: raft messages above 4 KiB (the full copies sent to node 3,
+ * catch-ups of many entries, some busy appends) leave through raft_uv's own connections, the
+ * rest on the node links, so both paths and their interleaving carry this case. */
+#define SNAP_LINK_BYTES 4096
 /* An order is ~90 bytes of raft log (group commit packs several in one entry): each shard takes
  * a snapshot about every 750 orders. */
 #define SNAP_FIRST 6000 /* Orders before the restarts: 4 snapshots per shard. */
@@ -425,7 +431,7 @@ enum snap_op { SNAP_CREATE, SNAP_GET_STALE };
 static int snap_setup(void **state)
 {
     (void)state;
-    return cluster_up(&snap, SNAP_OFFSET, SNAP_SHARDS, SNAP_BYTES);
+    return cluster_up(&snap, SNAP_OFFSET, SNAP_SHARDS, SNAP_BYTES, SNAP_LINK_BYTES);
 }
 
 static int snap_teardown(void **state)
@@ -806,6 +812,18 @@ static void snapshots_restart_and_catch_up(void **state)
             fail();
         }
     }
+    /* Both ways of sending raft messages were used (SNAP_LINK_BYTES). */
+    uint64_t on_links = 0, by_raft_uv = 0;
+    for (unsigned n = 1; n <= NODES; n++) {
+        struct itest_shard views[ITEST_SHARDS];
+        assert_true(itest_shard_views(&snap, n, views));
+        on_links += itest_raft_messages.sent_on_links;
+        by_raft_uv += itest_raft_messages.sent_by_raft_uv;
+    }
+    printf("itest: snapshots: raft messages: %llu sent on links, %llu by raft_uv\n",
+           (unsigned long long)on_links, (unsigned long long)by_raft_uv);
+    assert_true(on_links > 0);
+    assert_true(by_raft_uv > 0);
     uint64_t t4 = itest_now_ms();
     assert_true(snap_run(3, SNAP_GET_STALE, 0, total, t4 + 30000));
     printf("itest: snapshots: node 3 read all %u orders from its replica in %llu ms; %u shards "
