@@ -105,9 +105,38 @@ bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned 
     return true;
 }
 
+/* Did node @id's last run end cleanly? payd's last log line is "node N stopped", written after
+ * every raft group has closed and the stores have synced; a crash or a SIGKILL skips it. */
+static bool node_stopped_cleanly(const struct itest_cluster *c, unsigned id)
+{
+    char path[600], line[1024], last[1024] = "";
+    snprintf(path, sizeof(path), "%s/node%u/payd.log", c->dir, id);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (line[0] != '\n') {
+            memcpy(last, line, sizeof(last));
+        }
+    }
+    fclose(f);
+    char want[64];
+    snprintf(want, sizeof(want), "node %u stopped", id);
+    if (strstr(last, want) == NULL) {
+        fprintf(stderr, "itest: node %u did not stop cleanly; its log (%s) ends with: %s", id, path,
+                last);
+        return false;
+    }
+    return true;
+}
+
 bool itest_cluster_stop(struct itest_cluster *c)
 {
     bool ok = run(c, "stop");
+    for (unsigned id = 1; ok && id <= c->nodes; id++) {
+        ok = node_stopped_cleanly(c, id); /* On failure the directory is kept for a look. */
+    }
     if (ok && getenv("PAYRAFT_KEEP_ITEST") == NULL) {
         char cmd[700];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);

@@ -44,6 +44,8 @@ bool itest_cluster_start(struct itest_cluster *c, unsigned nodes, unsigned offse
  * later restart of the cluster's nodes. */
 bool itest_cluster_start_with(struct itest_cluster *c, unsigned nodes, unsigned offset,
                               unsigned shards, unsigned snapshot_bytes, unsigned raft_link_bytes);
+/* scripts/cluster.sh stop; false unless every node's log ends with its clean-stop line. The
+ * directory is removed unless PAYRAFT_KEEP_ITEST is set or the stop was not clean. */
 bool itest_cluster_stop(struct itest_cluster *c);
 /* scripts/cluster.sh kill/restart ID. */
 bool itest_cluster_kill(struct itest_cluster *c, unsigned id);
