@@ -76,8 +76,10 @@ step "Closing the order while node 1 is down, then restarting node 1"
 "$payctl" "${app[@]}" order.close --order-id "$order_id" | grep '"status"' | sed 's/^/   /'
 scripts/cluster.sh restart 1 --dir "$dir" | sed 's/^/   /'
 for _ in $(seq 1 50); do
-  status=$("$payctl" --server "$api1" --app demo_shop --secret-file "$dir/demo_shop.secret" \
-    order.get --order-id "$order_id" --consistency stale 2>/dev/null | sed -n 's/.*"status": *"\([A-Z]*\)".*/\1/p')
+  # Right after its restart node 1 may still answer UNAVAILABLE (no leader known yet): retry.
+  status=$({ "$payctl" --server "$api1" --app demo_shop --secret-file "$dir/demo_shop.secret" \
+    order.get --order-id "$order_id" --consistency stale 2>/dev/null || true; } |
+    sed -n 's/.*"status": *"\([A-Z]*\)".*/\1/p')
   [ "$status" = "CLOSED" ] && break
   sleep 0.2
 done
