@@ -397,14 +397,31 @@ static void node_maintain_links(struct cl_node *node)
     }
 }
 
+/* The link to member @m: the one this node opened, or while that one is down (the peer
+ * restarted, and we reconnect only every NODE_RECONNECT_MS) one the peer opened to us, which
+ * carries messages both ways. NULL if there is none. */
+static struct cl_link *node_link_to(struct cl_node *node, unsigned m)
+{
+    if (node->out[m].link != NULL) {
+        return node->out[m].link;
+    }
+    for (unsigned i = 0; i < sizeof(node->in) / sizeof(node->in[0]); i++) {
+        if (node->in[i] != NULL && cl_link_remote(node->in[i]) == node->members[m].id) {
+            return node->in[i];
+        }
+    }
+    return NULL;
+}
+
 /* Send the message encoded in node->msg to member @m. */
 static int node_send(struct cl_node *node, unsigned m)
 {
     assert(m < node->config.member_count);
-    if (node->out[m].link == NULL) {
+    struct cl_link *link = node_link_to(node, m);
+    if (link == NULL) {
         return RT_EUNAVAIL;
     }
-    return cl_link_send(node->out[m].link, node->msg.data, node->msg.len);
+    return cl_link_send(link, node->msg.data, node->msg.len);
 }
 
 static struct rt_mp_writer node_msg_begin(struct cl_node *node)
@@ -496,8 +513,8 @@ static int group_io_send(struct raft_io *io, struct raft_io_send *req,
     }
     req->cb = cb;
     int status = 0;
-    if (node->out[m].link == NULL ||
-        cl_link_send(node->out[m].link, node->raft_msg.data, node->raft_msg.len) != 0) {
+    struct cl_link *link = node_link_to(node, m);
+    if (link == NULL || cl_link_send(link, node->raft_msg.data, node->raft_msg.len) != 0) {
         status = RAFT_NOCONNECTION; /* raft treats it as a lost message, as raft_uv's would be. */
         node->raft_stats.send_failures++;
     } else {
