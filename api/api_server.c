@@ -465,11 +465,11 @@ static int server_app(struct api_conn *conn, const struct api_request *req,
     return server_dispatch(conn, req->id, &meta, &cmd, true, CL_READ_LINEARIZABLE);
 }
 
-/* order.create / order.get / order.close. An app acts on its own orders; admin acts for the
- * app named by body.app_id. */
 static int server_ask_meta_leader(struct api_conn *conn, const uint8_t *payload, size_t len,
                                   uint8_t op, const char *app, uint32_t app_len);
 
+/* order.create / order.get / order.close. An app acts on its own orders; admin acts for the
+ * app named by body.app_id. */
 static int server_order(struct api_conn *conn, const struct api_request *req,
                         const struct api_auth *auth, const uint8_t *payload, size_t len,
                         const char **reason)

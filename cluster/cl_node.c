@@ -103,10 +103,8 @@ struct group {
     int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     void (*uv_close)(struct raft_io *io, raft_io_close_cb cb);
     raft_io_recv_cb recv;           /* raft's, between start and close: where link messages go. */
-    raft_io_close_cb raft_close_cb; /* Called NODE_IO_CLOSE_GRACE_MS after raft_uv's report. */
-    bool io_close_reported;
-    bool io_close_delivered;
-    uint64_t io_close_reported_ms;
+    raft_io_close_cb raft_close_cb; /* Until called, NODE_IO_CLOSE_GRACE_MS after ... */
+    uint64_t io_close_reported_ms;  /* ...raft_uv first reported its close (0: not yet). */
     struct cl_fsm fsm;
     bool started;
     bool closed;
@@ -167,7 +165,6 @@ struct out_link {
  * never inside its own send call. */
 struct raft_sent {
     struct raft_io_send *req;
-    struct group *group;
     int status;
 };
 
@@ -448,8 +445,7 @@ static struct group *group_of_io(struct raft_io *io)
     return (struct group *)((char *)io - offsetof(struct group, io));
 }
 
-static void raft_sent_push(struct cl_node *node, struct group *g, struct raft_io_send *req,
-                           int status)
+static void raft_sent_push(struct cl_node *node, struct raft_io_send *req, int status)
 {
     if (node->sent_count == node->sent_cap) {
         size_t cap = node->sent_cap != 0 ? 2 * node->sent_cap : 64;
@@ -464,30 +460,26 @@ static void raft_sent_push(struct cl_node *node, struct group *g, struct raft_io
         node->sent = grown;
         node->sent_cap = cap;
     }
-    node->sent[node->sent_count++] = (struct raft_sent){req, g, status};
+    node->sent[node->sent_count++] = (struct raft_sent){req, status};
     uv_idle_start(&node->idle, node_idle_cb); /* Due in this loop turn, even if it is idle. */
 }
 
-/* Call the callbacks of completed sends: all of them (@only NULL), or @only's. A callback may
- * send again; what it sends is due in a later call. */
-static void raft_sent_run(struct cl_node *node, struct group *only)
+/* Call the callbacks of the completed sends. A callback may send again; what it sends is due
+ * in a later call. */
+static void raft_sent_run(struct cl_node *node)
 {
-    size_t due = node->sent_count, kept = 0;
+    size_t due = node->sent_count;
     for (size_t i = 0; i < due; i++) {
         struct raft_sent s = node->sent[i];
-        if (only != NULL && s.group != only) {
-            node->sent[kept++] = s;
-            continue;
-        }
         if (s.req->cb != NULL) {        /* raft sends some messages without a callback. */
             s.req->cb(s.req, s.status); /* May append to node->sent (and move it). */
         }
     }
     size_t later = node->sent_count - due; /* Pushed by the callbacks above. */
-    if (later > 0 && kept != due) {
-        memmove(node->sent + kept, node->sent + due, later * sizeof(*node->sent));
+    if (later > 0) {
+        memmove(node->sent, node->sent + due, later * sizeof(*node->sent));
     }
-    node->sent_count = kept + later;
+    node->sent_count = later;
 }
 
 static int group_io_send(struct raft_io *io, struct raft_io_send *req,
@@ -520,7 +512,7 @@ static int group_io_send(struct raft_io *io, struct raft_io_send *req,
     } else {
         node->raft_stats.sent_on_links++;
     }
-    raft_sent_push(node, g, req, status);
+    raft_sent_push(node, req, status);
     return 0;
 }
 
@@ -538,13 +530,13 @@ static int group_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb ti
  * raft, the first report frees raft's log and lets us free raft_uv's memory, which the second
  * report then reads (a crash at shutdown, seen in the kernel log as a segfault in libraft).
  * So raft hears of the close from the tick, NODE_IO_CLOSE_GRACE_MS after the first report;
- * the writer's close needs one loop turn, and a repeated report only finds the flag set. */
+ * the writer's close needs one loop turn, and a repeated report finds the time already noted.
+ * Timed by the loop's monotonic clock (uv_now: milliseconds since boot, never 0 here). */
 static void group_io_closed(struct raft_io *io)
 {
     struct group *g = group_of_io(io);
-    if (!g->io_close_reported) {
-        g->io_close_reported = true;
-        g->io_close_reported_ms = node_now(g->node);
+    if (g->io_close_reported_ms == 0) {
+        g->io_close_reported_ms = uv_now(g->node->loop);
     }
 }
 
@@ -553,10 +545,11 @@ static void node_deliver_io_closes(struct cl_node *node, uint64_t now)
 {
     for (uint16_t s = 0; s < node->groups_started; s++) {
         struct group *g = &node->groups[s];
-        if (g->io_close_reported && !g->io_close_delivered &&
+        if (g->raft_close_cb != NULL && g->io_close_reported_ms != 0 &&
             now - g->io_close_reported_ms >= NODE_IO_CLOSE_GRACE_MS) {
-            g->io_close_delivered = true;
-            g->raft_close_cb(&g->io); /* raft's: ends in group_closed_cb. */
+            raft_io_close_cb cb = g->raft_close_cb;
+            g->raft_close_cb = NULL;
+            cb(&g->io); /* raft's: ends in group_closed_cb. */
         }
     }
 }
@@ -564,8 +557,8 @@ static void node_deliver_io_closes(struct cl_node *node, uint64_t now)
 static void group_io_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct group *g = group_of_io(io);
-    g->recv = NULL; /* Nothing more reaches raft from the links. */
-    raft_sent_run(g->node, g);
+    g->recv = NULL;         /* Nothing more reaches raft from the links. */
+    raft_sent_run(g->node); /* Every completed send, this group's among them. */
     g->raft_close_cb = cb;
     g->uv_close(io, group_io_closed);
 }
@@ -1470,7 +1463,7 @@ static void node_check_cb(uv_check_t *check)
 static void node_idle_cb(uv_idle_t *idle)
 {
     struct cl_node *node = idle->data;
-    raft_sent_run(node, NULL);
+    raft_sent_run(node);
     node_run_deferred(node);
     if (node->deferred_head == NULL && node->sent_count == 0) {
         uv_idle_stop(idle);
@@ -1481,7 +1474,7 @@ static void node_tick_cb(uv_timer_t *timer)
 {
     struct cl_node *node = timer->data;
     if (node->stopping) {
-        node_deliver_io_closes(node, node_now(node));
+        node_deliver_io_closes(node, uv_now(node->loop));
         return;
     }
     uint64_t now = node_now(node);
