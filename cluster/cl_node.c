@@ -20,6 +20,7 @@
 #include "cl_durable.h"
 #include "cl_fsm.h"
 #include "cl_link.h"
+#include "cl_raftlog.h"
 #include "cl_raftwire.h"
 #include "rt_clock.h"
 #include "rt_error.h"
@@ -95,13 +96,25 @@ struct group {
     uint32_t group_id; /* On the peer port: the shard id, or CL_PEER_GROUP_META. */
     char dir[PATH_MAX + 32];
     struct raft raft;
-    struct raft_io io; /* raft_uv's, with send, start and close replaced (Raft messages). */
+    /* raft_uv's, with send, start and close replaced (Raft messages on the links), and load,
+     * append, truncate and snapshot_put going through the node's log (cl_raftlog.h). */
+    struct raft_io io;
     struct raft_uv_transport transport;
     /* raft_uv's own send, start and close: send for what the links cannot carry. */
     int (*uv_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
                    raft_io_send_cb cb);
     int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     void (*uv_close)(struct raft_io *io, raft_io_close_cb cb);
+    int (*uv_load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries);
+    int (*uv_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    /* The snapshot put in flight (raft has at most one per group). */
+    struct raft_io_snapshot_put snapshot_put_inner;  /* What raft_uv sees. */
+    struct raft_io_snapshot_put *snapshot_put_outer; /* raft's. */
+    raft_index snapshot_put_index;
+    unsigned snapshot_put_trailing;
     raft_io_recv_cb recv;           /* raft's, between start and close: where link messages go. */
     raft_io_close_cb raft_close_cb; /* Until called, NODE_IO_CLOSE_GRACE_MS after ... */
     uint64_t io_close_reported_ms;  /* ...raft_uv first reported its close (0: not yet). */
@@ -197,6 +210,7 @@ struct cl_node {
     struct rt_clock clock;
     struct store_rocks *db;
     struct store_rocks *meta_db; /* The meta group's own store: its keys never mix with shards'. */
+    struct cl_raftlog *raftlog;  /* Every group's raft log (cl_raftlog.h). */
     bool map_ready;              /* The cluster map is initialised in the meta group. */
     bool map_init_in_flight;
     struct rt_cache cache;
@@ -540,13 +554,16 @@ static void group_io_closed(struct raft_io *io)
     }
 }
 
-/* From the tick: tell raft of the closes that have had their grace. */
+/* From the tick: tell raft of the closes that have had their grace, once the node's raft log
+ * holds no append of the group (raft frees its log in the close callback: an append callback
+ * after it would find it gone). */
 static void node_deliver_io_closes(struct cl_node *node, uint64_t now)
 {
     for (uint16_t s = 0; s < node->groups_started; s++) {
         struct group *g = &node->groups[s];
         if (g->raft_close_cb != NULL && g->io_close_reported_ms != 0 &&
-            now - g->io_close_reported_ms >= NODE_IO_CLOSE_GRACE_MS) {
+            now - g->io_close_reported_ms >= NODE_IO_CLOSE_GRACE_MS &&
+            cl_raftlog_outstanding(node->raftlog, s) == 0) {
             raft_io_close_cb cb = g->raft_close_cb;
             g->raft_close_cb = NULL;
             cb(&g->io); /* raft's: ends in group_closed_cb. */
@@ -563,15 +580,103 @@ static void group_io_close(struct raft_io *io, raft_io_close_cb cb)
     g->uv_close(io, group_io_closed);
 }
 
-/* Take over raft_uv's send, start and close in g->io (raft_uv_init has filled it in). */
+/* ---- The raft log: one per node (cl_raftlog.h) ---- */
+
+static void snapshot_free(struct raft_snapshot *snapshot)
+{
+    raft_configuration_close(&snapshot->configuration);
+    for (unsigned i = 0; i < snapshot->n_bufs; i++) {
+        raft_free(snapshot->bufs[i].base);
+    }
+    raft_free(snapshot->bufs);
+    raft_free(snapshot);
+}
+
+/* raft_uv loads the term, the vote and the snapshot; the node's log has the entries. */
+static int group_io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                         struct raft_snapshot **snapshot, raft_index *start_index,
+                         struct raft_entry *entries[], size_t *n_entries)
+{
+    struct group *g = group_of_io(io);
+    int rv = g->uv_load(io, term, voted_for, snapshot, start_index, entries, n_entries);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = cl_raftlog_load(g->node->raftlog, g->shard, *snapshot, start_index, entries, n_entries);
+    if (rv != 0 && *snapshot != NULL) {
+        snapshot_free(*snapshot);
+        *snapshot = NULL;
+    }
+    return rv;
+}
+
+static int group_io_append(struct raft_io *io, struct raft_io_append *req,
+                           const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct group *g = group_of_io(io);
+    return cl_raftlog_append(g->node->raftlog, g->shard, req, entries, n, cb);
+}
+
+static int group_io_truncate(struct raft_io *io, raft_index index)
+{
+    struct group *g = group_of_io(io);
+    cl_raftlog_truncate(g->node->raftlog, g->shard, index);
+    return 0;
+}
+
+/* raft_uv stores the snapshot; once it is durable, the log lets go of what it covers. */
+static void group_snapshot_put_cb(struct raft_io_snapshot_put *inner, int status)
+{
+    struct group *g = inner->data;
+    if (status == 0) {
+        if (g->snapshot_put_trailing == 0) { /* Installed from the leader: the log restarts. */
+            cl_raftlog_reset(g->node->raftlog, g->shard, g->snapshot_put_index + 1);
+        } else if (g->snapshot_put_index > g->snapshot_put_trailing) {
+            cl_raftlog_forget(g->node->raftlog, g->shard,
+                              g->snapshot_put_index - g->snapshot_put_trailing + 1);
+        }
+    }
+    struct raft_io_snapshot_put *req = g->snapshot_put_outer;
+    g->snapshot_put_outer = NULL;
+    req->cb(req, status);
+}
+
+static int group_io_snapshot_put(struct raft_io *io, unsigned trailing,
+                                 struct raft_io_snapshot_put *req,
+                                 const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct group *g = group_of_io(io);
+    assert(g->snapshot_put_outer == NULL); /* raft puts one snapshot at a time. */
+    req->cb = cb;
+    g->snapshot_put_outer = req;
+    g->snapshot_put_index = snapshot->index;
+    g->snapshot_put_trailing = trailing;
+    g->snapshot_put_inner.data = g;
+    int rv =
+        g->uv_snapshot_put(io, trailing, &g->snapshot_put_inner, snapshot, group_snapshot_put_cb);
+    if (rv != 0) {
+        g->snapshot_put_outer = NULL;
+    }
+    return rv;
+}
+
+/* Take over raft_uv's send, start and close (raft messages on the links), and its load,
+ * append, truncate and snapshot_put (the node's log), in g->io, which raft_uv_init has filled
+ * in. raft_uv keeps the term and vote, the snapshots, the clock and the large messages. */
 static void group_io_hook(struct group *g)
 {
     g->uv_send = g->io.send;
     g->uv_start = g->io.start;
     g->uv_close = g->io.close;
+    g->uv_load = g->io.load;
+    g->uv_snapshot_put = g->io.snapshot_put;
     g->io.send = group_io_send;
     g->io.start = group_io_start;
     g->io.close = group_io_close;
+    g->io.load = group_io_load;
+    g->io.append = group_io_append;
+    g->io.truncate = group_io_truncate;
+    g->io.snapshot_put = group_io_snapshot_put;
 }
 
 /* A raft message from member @member: hand it to its group's raft. */
@@ -1723,6 +1828,10 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         rv = store_rocks_open(path, &so, &node->meta_db);
     }
     if (rv == 0) {
+        snprintf(path, sizeof(path), "%s/raftlog", node->data_dir);
+        rv = cl_raftlog_open(loop, path, (uint16_t)(config->shard_count + 1), &node->raftlog);
+    }
+    if (rv == 0) {
         rv = rt_cache_init(&node->cache,
                            config->cache_bytes != 0 ? config->cache_bytes : RT_CACHE_BYTES_DEFAULT);
     }
@@ -1755,7 +1864,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
     uv_timer_start(&node->tick, node_tick_cb, NODE_TICK_MS, NODE_TICK_MS);
     uv_timer_init(loop, &node->stop_timer);
     node->stop_timer.data = node;
-    node->handles_open = 5;
+    node->handles_open = 6; /* With the raft log's. */
     node_maintain_links(node);
     RT_INFO("node %llu started: %u shards, %u members, data in %s",
             (unsigned long long)config->node_id, (unsigned)config->shard_count,
@@ -1785,7 +1894,19 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
-    rt_mp_write_map(w, 9);
+    rt_mp_write_map(w, 10);
+    struct cl_raftlog_stats log_stats;
+    cl_raftlog_get_stats(node->raftlog, &log_stats);
+    rt_mp_write_cstr(w, "raft_log");
+    rt_mp_write_map(w, 4);
+    rt_mp_write_cstr(w, "writes");
+    rt_mp_write_uint(w, log_stats.writes);
+    rt_mp_write_cstr(w, "entries");
+    rt_mp_write_uint(w, log_stats.entries);
+    rt_mp_write_cstr(w, "bytes");
+    rt_mp_write_uint(w, log_stats.bytes);
+    rt_mp_write_cstr(w, "failures");
+    rt_mp_write_uint(w, log_stats.failures);
     rt_mp_write_cstr(w, "raft_messages");
     rt_mp_write_map(w, 5);
     rt_mp_write_cstr(w, "sent_on_links");
@@ -1918,13 +2039,25 @@ uint64_t cl_node_id(const struct cl_node *node)
 
 static void node_finish(struct cl_node *node);
 
-static void node_handle_closed(uv_handle_t *handle)
+/* One of the node's handles (or its raft log) is closed; the last one finishes the stop. */
+static void node_release(struct cl_node *node)
 {
-    struct cl_node *node = handle->data;
     assert(node->handles_open > 0);
     if (--node->handles_open == 0) {
         node_finish(node);
     }
+}
+
+static void node_handle_closed(uv_handle_t *handle)
+{
+    node_release(handle->data);
+}
+
+static void node_raftlog_closed(void *arg)
+{
+    struct cl_node *node = arg;
+    node->raftlog = NULL;
+    node_release(node);
 }
 
 static void node_peer_destroyed(void *arg)
@@ -1935,6 +2068,7 @@ static void node_peer_destroyed(void *arg)
     uv_close((uv_handle_t *)&node->tick, node_handle_closed);
     uv_close((uv_handle_t *)&node->stop_timer, node_handle_closed);
     cl_flusher_close(&node->flusher, node_handle_closed);
+    cl_raftlog_close(node->raftlog, node_raftlog_closed, node);
 }
 
 static void node_close_links_and_peer(struct cl_node *node)

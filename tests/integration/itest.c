@@ -25,6 +25,7 @@
 
 bool itest_map_ready;
 struct itest_raft_messages itest_raft_messages;
+struct itest_raft_log itest_raft_log;
 
 uint64_t itest_now_ms(void)
 {
@@ -489,6 +490,25 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                     ok = rt_mp_read_bool(&r, &itest_map_ready) == 0;
                 } else if (ok) {
                     ok = rt_mp_skip(&r) == 0;
+                }
+            }
+            continue;
+        }
+        if (ok && rt_mp_key_is(k, kl, "raft_log")) {
+            uint32_t mf;
+            memset(&itest_raft_log, 0, sizeof(itest_raft_log));
+            ok = rt_mp_read_map(&r, &mf) == 0;
+            for (uint32_t f = 0; ok && f < mf; f++) {
+                uint64_t v = 0;
+                ok = rt_mp_read_str(&r, &k, &kl) == 0 && rt_mp_read_uint(&r, &v) == 0;
+                struct itest_raft_log *l = &itest_raft_log;
+                uint64_t *field = rt_mp_key_is(k, kl, "writes")     ? &l->writes
+                                  : rt_mp_key_is(k, kl, "entries")  ? &l->entries
+                                  : rt_mp_key_is(k, kl, "bytes")    ? &l->bytes
+                                  : rt_mp_key_is(k, kl, "failures") ? &l->failures
+                                                                    : NULL;
+                if (ok && field != NULL) {
+                    *field = v;
                 }
             }
             continue;

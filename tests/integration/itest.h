@@ -120,6 +120,11 @@ struct itest_raft_messages {
     uint64_t sent_on_links, sent_by_raft_uv, send_failures, received, dropped;
 };
 extern struct itest_raft_messages itest_raft_messages;
+/* cluster.status raft_log of the node last asked (itest_shard_views). */
+struct itest_raft_log {
+    uint64_t writes, entries, bytes, failures;
+};
+extern struct itest_raft_log itest_raft_log;
 /* Every shard has a leader and the node has the cluster map. */
 bool itest_all_leaders(const struct itest_cluster *cluster, unsigned id);
 extern bool itest_map_ready;

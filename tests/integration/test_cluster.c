@@ -273,6 +273,15 @@ static void writes_through_every_node(void **state)
         assert_true(itest_raft_messages.sent_on_links > 0);
         assert_true(itest_raft_messages.received > 0);
         assert_int_equal(itest_raft_messages.sent_by_raft_uv, 0);
+        /* Every group's entries went to the node's one log (cl_raftlog.h). Here one request
+         * at a time: one entry per write (several groups' per write under load,
+         * docs/benchmarks.md). */
+        printf("itest: node %u raft log: %llu entries in %llu writes, %llu bytes\n", node,
+               (unsigned long long)itest_raft_log.entries,
+               (unsigned long long)itest_raft_log.writes, (unsigned long long)itest_raft_log.bytes);
+        assert_true(itest_raft_log.entries > 0);
+        assert_true(itest_raft_log.writes > 0);
+        assert_int_equal(itest_raft_log.failures, 0);
     }
     /* Idempotency and conflicts across nodes. */
     struct itest_client c;

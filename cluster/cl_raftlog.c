@@ -1,0 +1,595 @@
+/* cl_raftlog: one raft log for every raft group of a node. See cl_raftlog.h. */
+
+#include "cl_raftlog.h"
+
+#include <assert.h>
+#include <rocksdb/c.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_error.h"
+#include "rt_log.h"
+
+/* Memtable (two at most: RocksDB's default). 32 MiB cost ~25 MiB of RSS per node for no
+ * throughput we could tell from the noise (docs/benchmarks.md, optimisation log). */
+#define RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
+#define RAFTLOG_LOG_FILES_KEPT     4
+#define RAFTLOG_LOG_FILE_BYTES_MAX (4u * 1024u * 1024u)
+
+#define RAFTLOG_KEY_BYTES  11 /* 'e' group(2) index(8) */
+#define RAFTLOG_HEAD_BYTES 9  /* term(8) type(1) */
+
+/* An append whose write has not completed. */
+struct raftlog_append {
+    struct raft_io_append *req;
+    uint16_t group;
+};
+
+struct raftlog_appends {
+    struct raftlog_append *items;
+    size_t count, cap;
+};
+
+struct cl_raftlog {
+    uv_loop_t *loop;
+    rocksdb_t *db;
+    rocksdb_options_t *options;
+    rocksdb_writeoptions_t *sync_write;
+    rocksdb_readoptions_t *read;
+    uint16_t group_count;
+    raft_index *next_index; /* Per group: the index the next appended entry gets. */
+    unsigned *outstanding;  /* Per group: appends not yet completed. */
+    /* The batch of this loop turn, and the one being written. */
+    rocksdb_writebatch_t *pending;
+    struct raftlog_appends pending_appends;
+    bool pending_dirty; /* pending holds something (an append, a truncation or a forget). */
+    rocksdb_writebatch_t *flying;
+    struct raftlog_appends flying_appends;
+    bool writing;
+    bool failed;       /* A write failed: the log is no longer contiguous on disk; refuse more. */
+    char *write_error; /* Set by the worker; read after it is done. */
+    uv_work_t work;
+    uv_prepare_t prepare;
+    struct cl_raftlog_stats stats;
+    /* Closing. */
+    bool closing;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static void raftlog_key(uint8_t key[RAFTLOG_KEY_BYTES], uint16_t group, raft_index index)
+{
+    key[0] = 'e';
+    key[1] = (uint8_t)(group >> 8);
+    key[2] = (uint8_t)group;
+    for (int i = 0; i < 8; i++) {
+        key[3 + i] = (uint8_t)(index >> (56 - 8 * i));
+    }
+}
+
+static uint64_t raftlog_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static void raftlog_marker_key(uint8_t key[3], uint16_t group)
+{
+    key[0] = 'm';
+    key[1] = (uint8_t)(group >> 8);
+    key[2] = (uint8_t)group;
+}
+
+/* Put @entry at @index into @batch. */
+static void raftlog_put(rocksdb_writebatch_t *batch, uint16_t group, raft_index index,
+                        const struct raft_entry *entry)
+{
+    uint8_t key[RAFTLOG_KEY_BYTES];
+    raftlog_key(key, group, index);
+    uint8_t head[RAFTLOG_HEAD_BYTES];
+    for (int i = 0; i < 8; i++) {
+        head[i] = (uint8_t)(entry->term >> (56 - 8 * i));
+    }
+    head[8] = (uint8_t)entry->type;
+    const char *parts[2] = {(const char *)head, entry->buf.base};
+    size_t sizes[2] = {sizeof(head), entry->buf.len};
+    const char *key_parts[1] = {(const char *)key};
+    size_t key_sizes[1] = {sizeof(key)};
+    rocksdb_writebatch_putv(batch, 1, key_parts, key_sizes, 2, parts, sizes);
+}
+
+/* Drop @group's entries in [@from, @to). */
+static void raftlog_delete(rocksdb_writebatch_t *batch, uint16_t group, raft_index from,
+                           raft_index to)
+{
+    uint8_t start[RAFTLOG_KEY_BYTES], end[RAFTLOG_KEY_BYTES];
+    raftlog_key(start, group, from);
+    raftlog_key(end, group, to);
+    rocksdb_writebatch_delete_range(batch, (const char *)start, sizeof(start), (const char *)end,
+                                    sizeof(end));
+}
+
+static int appends_push(struct raftlog_appends *a, struct raft_io_append *req, uint16_t group)
+{
+    if (a->count == a->cap) {
+        size_t cap = a->cap != 0 ? a->cap * 2 : 64;
+        struct raftlog_append *grown = realloc(a->items, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return RAFT_NOMEM;
+        }
+        a->items = grown;
+        a->cap = cap;
+    }
+    a->items[a->count++] = (struct raftlog_append){req, group};
+    return 0;
+}
+
+/* ---- Writing ---- */
+
+static void raftlog_kick(struct cl_raftlog *log);
+static void raftlog_close_now(struct cl_raftlog *log);
+static void raftlog_finish_close(struct cl_raftlog *log);
+
+/* Fire the callbacks of @appends with @status, in order, and empty the list. */
+static void raftlog_complete(struct cl_raftlog *log, struct raftlog_appends *appends, int status)
+{
+    for (size_t i = 0; i < appends->count; i++) {
+        assert(log->outstanding[appends->items[i].group] > 0);
+        log->outstanding[appends->items[i].group]--;
+    }
+    /* Callbacks may push to the other list only: iterate over a copy of the count. */
+    size_t count = appends->count;
+    for (size_t i = 0; i < count; i++) {
+        struct raft_io_append *req = appends->items[i].req;
+        req->cb(req, status);
+    }
+    assert(appends->count == count);
+    appends->count = 0;
+}
+
+static void raftlog_work(uv_work_t *work)
+{
+    struct cl_raftlog *log = work->data;
+    char *err = NULL;
+    rocksdb_write(log->db, log->sync_write, log->flying, &err);
+    log->write_error = err;
+}
+
+static void raftlog_written(uv_work_t *work, int status)
+{
+    struct cl_raftlog *log = work->data;
+    assert(status == 0); /* Never cancelled. */
+    (void)status;
+    int rv = 0;
+    if (log->write_error != NULL) {
+        RT_ERROR("raft log write: %s", log->write_error);
+        rocksdb_free(log->write_error);
+        log->write_error = NULL;
+        log->stats.failures++;
+        log->failed = true;
+        rv = RAFT_IOERR;
+    } else {
+        log->stats.writes++;
+    }
+    rocksdb_writebatch_clear(log->flying);
+    /* The callbacks may append again (to the pending batch) or close the log (which then
+     * waits for the end of this function, as the write is still in flight). */
+    raftlog_complete(log, &log->flying_appends, rv);
+    log->writing = false;
+    if (log->closing) {
+        raftlog_close_now(log);
+        return;
+    }
+    raftlog_kick(log);
+}
+
+/* Start writing the pending batch, unless a write is in flight (it starts when that ends). */
+static void raftlog_kick(struct cl_raftlog *log)
+{
+    if (log->writing || !log->pending_dirty) {
+        return;
+    }
+    if (log->failed) {
+        /* What follows a failed write would leave a hole: fail it instead (raft_uv also stops
+         * writing after an error). The node needs a restart, which loads what is durable. */
+        rocksdb_writebatch_clear(log->pending);
+        log->pending_dirty = false;
+        raftlog_complete(log, &log->pending_appends, RAFT_IOERR);
+        return;
+    }
+    rocksdb_writebatch_t *batch = log->flying;
+    log->flying = log->pending;
+    log->pending = batch;
+    struct raftlog_appends appends = log->flying_appends;
+    log->flying_appends = log->pending_appends;
+    log->pending_appends = appends;
+    log->pending_dirty = false;
+    log->writing = true;
+    log->work.data = log;
+    int rv = uv_queue_work(log->loop, &log->work, raftlog_work, raftlog_written);
+    assert(rv == 0); /* Fails only for a NULL callback. */
+    (void)rv;
+}
+
+/* Just before the loop waits: this turn's entries of every group go to disk together. */
+static void raftlog_prepare_cb(uv_prepare_t *prepare)
+{
+    raftlog_kick(prepare->data);
+}
+
+/* ---- Open and close ---- */
+
+int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
+                    struct cl_raftlog **out)
+{
+    assert(loop != NULL && path != NULL && out != NULL && group_count > 0);
+    *out = NULL;
+    struct cl_raftlog *log = calloc(1, sizeof(*log));
+    if (log == NULL) {
+        return RT_ENOMEM;
+    }
+    log->loop = loop;
+    log->group_count = group_count;
+    log->next_index = calloc(group_count, sizeof(*log->next_index));
+    log->outstanding = calloc(group_count, sizeof(*log->outstanding));
+    log->pending = rocksdb_writebatch_create();
+    log->flying = rocksdb_writebatch_create();
+    log->options = rocksdb_options_create();
+    log->sync_write = rocksdb_writeoptions_create();
+    log->read = rocksdb_readoptions_create();
+    if (log->next_index == NULL || log->outstanding == NULL) {
+        free(log->next_index);
+        free(log->outstanding);
+        rocksdb_writebatch_destroy(log->pending);
+        rocksdb_writebatch_destroy(log->flying);
+        rocksdb_options_destroy(log->options);
+        rocksdb_writeoptions_destroy(log->sync_write);
+        rocksdb_readoptions_destroy(log->read);
+        free(log);
+        return RT_ENOMEM;
+    }
+    for (uint16_t g = 0; g < group_count; g++) {
+        log->next_index[g] = 1;
+    }
+    rocksdb_options_set_create_if_missing(log->options, 1);
+    /* Every write is synced and is the whole of a turn's appends: a torn one is dropped whole
+     * at recovery, the ones before it kept. */
+    rocksdb_options_set_wal_recovery_mode(log->options, rocksdb_point_in_time_recovery);
+    rocksdb_options_set_write_buffer_size(log->options, RAFTLOG_WRITE_BUFFER_BYTES);
+    /* Entries are small msgpack batches that live a few seconds: not worth compressing. */
+    rocksdb_options_set_compression(log->options, rocksdb_no_compression);
+    rocksdb_options_set_keep_log_file_num(log->options, RAFTLOG_LOG_FILES_KEPT);
+    rocksdb_options_set_max_log_file_size(log->options, RAFTLOG_LOG_FILE_BYTES_MAX);
+    rocksdb_writeoptions_set_sync(log->sync_write, 1);
+    char *err = NULL;
+    log->db = rocksdb_open(log->options, path, &err);
+    if (log->db == NULL) {
+        RT_ERROR("raft log %s: %s", path, err != NULL ? err : "cannot open");
+        rocksdb_free(err);
+        log->closing = true;
+        raftlog_finish_close(log);
+        return RT_EIO;
+    }
+    uv_prepare_init(loop, &log->prepare);
+    log->prepare.data = log;
+    uv_prepare_start(&log->prepare, raftlog_prepare_cb);
+    /* The prepare handle alone does not keep the loop running: the node's handles do. */
+    uv_unref((uv_handle_t *)&log->prepare);
+    *out = log;
+    return 0;
+}
+
+static void raftlog_prepare_closed(uv_handle_t *handle)
+{
+    struct cl_raftlog *log = handle->data;
+    void (*cb)(void *) = log->close_cb;
+    void *arg = log->close_arg;
+    free(log);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}
+
+/* Free everything but the prepare handle and the struct; then close the handle (if open). */
+static void raftlog_finish_close(struct cl_raftlog *log)
+{
+    assert(log->closing && !log->writing);
+    if (log->db != NULL) {
+        rocksdb_close(log->db);
+    }
+    rocksdb_options_destroy(log->options);
+    rocksdb_writeoptions_destroy(log->sync_write);
+    rocksdb_readoptions_destroy(log->read);
+    rocksdb_writebatch_destroy(log->pending);
+    rocksdb_writebatch_destroy(log->flying);
+    free(log->pending_appends.items);
+    free(log->flying_appends.items);
+    free(log->next_index);
+    free(log->outstanding);
+    if (log->db == NULL) {
+        free(log); /* Failed open: the handle was never initialised. */
+        return;
+    }
+    uv_close((uv_handle_t *)&log->prepare, raftlog_prepare_closed);
+}
+
+void cl_raftlog_close(struct cl_raftlog *log, void (*cb)(void *arg), void *arg)
+{
+    assert(log != NULL && !log->closing);
+    assert(log->pending_appends.count == 0);
+    log->closing = true;
+    log->close_cb = cb;
+    log->close_arg = arg;
+    if (!log->writing) { /* Else raftlog_written closes. */
+        raftlog_close_now(log);
+    }
+}
+
+/* Write what is pending (truncations, forgets, resets: no append is outstanding) on the loop
+ * thread, as nothing else runs any more, and close. */
+static void raftlog_close_now(struct cl_raftlog *log)
+{
+    assert(log->closing && !log->writing && log->pending_appends.count == 0);
+    if (log->pending_dirty && !log->failed) {
+        char *err = NULL;
+        rocksdb_write(log->db, log->sync_write, log->pending, &err);
+        if (err != NULL) {
+            RT_WARN("raft log: last write at close: %s", err);
+            rocksdb_free(err);
+        }
+    }
+    raftlog_finish_close(log);
+}
+
+/* ---- raft_io ---- */
+
+int cl_raftlog_append(struct cl_raftlog *log, uint16_t group, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    assert(log != NULL && group < log->group_count && req != NULL && n > 0);
+    assert(!log->closing);
+    if (log->failed) {
+        return RAFT_IOERR;
+    }
+    if (appends_push(&log->pending_appends, req, group) != 0) {
+        return RAFT_NOMEM;
+    }
+    req->cb = cb;
+    raft_index index = log->next_index[group];
+    for (unsigned i = 0; i < n; i++) {
+        raftlog_put(log->pending, group, index + i, &entries[i]);
+        log->stats.bytes += entries[i].buf.len;
+    }
+    log->next_index[group] = index + n;
+    log->outstanding[group]++;
+    log->stats.entries += n;
+    log->pending_dirty = true;
+    return 0;
+}
+
+void cl_raftlog_truncate(struct cl_raftlog *log, uint16_t group, raft_index index)
+{
+    assert(log != NULL && group < log->group_count && index > 0);
+    raftlog_delete(log->pending, group, index, UINT64_MAX);
+    log->next_index[group] = index;
+    log->pending_dirty = true;
+}
+
+void cl_raftlog_forget(struct cl_raftlog *log, uint16_t group, raft_index index)
+{
+    assert(log != NULL && group < log->group_count);
+    if (index <= 1) {
+        return;
+    }
+    raftlog_delete(log->pending, group, 0, index);
+    log->pending_dirty = true;
+}
+
+void cl_raftlog_reset(struct cl_raftlog *log, uint16_t group, raft_index next_index)
+{
+    assert(log != NULL && group < log->group_count && next_index > 0);
+    raftlog_delete(log->pending, group, 0, UINT64_MAX);
+    log->next_index[group] = next_index;
+    log->pending_dirty = true;
+}
+
+unsigned cl_raftlog_outstanding(const struct cl_raftlog *log, uint16_t group)
+{
+    assert(log != NULL && group < log->group_count);
+    return log->outstanding[group];
+}
+
+void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats *out)
+{
+    assert(log != NULL && out != NULL);
+    *out = log->stats;
+}
+
+/* ---- Load ---- */
+
+static void entries_free(struct raft_entry *entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* Entries of one batch are contiguous: free each batch once. */
+        if (entries[i].batch != NULL && (i == 0 || entries[i].batch != entries[i - 1].batch)) {
+            raft_free(entries[i].batch);
+        }
+    }
+    raft_free(entries);
+}
+
+/* Copy raft_uv's entries here, with the group's marker, in one synced write. */
+static int raftlog_migrate(struct cl_raftlog *log, uint16_t group, raft_index start_index,
+                           const struct raft_entry *entries, size_t n)
+{
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++) {
+        raftlog_put(batch, group, start_index + i, &entries[i]);
+    }
+    uint8_t marker[3];
+    raftlog_marker_key(marker, group);
+    rocksdb_writebatch_put(batch, (const char *)marker, sizeof(marker), "", 0);
+    char *err = NULL;
+    rocksdb_write(log->db, log->sync_write, batch, &err);
+    rocksdb_writebatch_destroy(batch);
+    if (err != NULL) {
+        RT_ERROR("raft log: group %u: migrating raft_uv's entries: %s", group, err);
+        rocksdb_free(err);
+        return RAFT_IOERR;
+    }
+    if (n > 0) {
+        RT_INFO("raft log: group %u: took over %zu entries from raft_uv's log", group, n);
+    }
+    return 0;
+}
+
+static int raftlog_has_marker(struct cl_raftlog *log, uint16_t group, bool *has)
+{
+    uint8_t marker[3];
+    raftlog_marker_key(marker, group);
+    size_t len = 0;
+    char *err = NULL;
+    char *value = rocksdb_get(log->db, log->read, (const char *)marker, sizeof(marker), &len, &err);
+    if (err != NULL) {
+        RT_ERROR("raft log: group %u: %s", group, err);
+        rocksdb_free(err);
+        return RAFT_IOERR;
+    }
+    *has = value != NULL;
+    rocksdb_free(value);
+    return 0;
+}
+
+/* Read @group's entries: contiguous, each with its own raft_malloc'd batch. */
+static int raftlog_read(struct cl_raftlog *log, uint16_t group, raft_index *first,
+                        struct raft_entry **out, size_t *n_out)
+{
+    uint8_t lower[RAFTLOG_KEY_BYTES], upper[RAFTLOG_KEY_BYTES];
+    raftlog_key(lower, group, 0);
+    raftlog_key(upper, group, UINT64_MAX);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, sizeof(upper));
+    rocksdb_iterator_t *it = rocksdb_create_iterator(log->db, ro);
+    struct raft_entry *entries = NULL;
+    size_t n = 0, cap = 0;
+    int rv = 0;
+    *first = 0;
+    for (rocksdb_iter_seek(it, (const char *)lower, sizeof(lower)); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const uint8_t *value = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        if (klen != RAFTLOG_KEY_BYTES || vlen < RAFTLOG_HEAD_BYTES) {
+            RT_ERROR("raft log: group %u: malformed record", group);
+            rv = RAFT_CORRUPT;
+            break;
+        }
+        raft_index index = raftlog_be64(key + 3);
+        if (n == 0) {
+            *first = index;
+        } else if (index != *first + n) {
+            RT_ERROR("raft log: group %u: entry %llu follows %llu", group,
+                     (unsigned long long)index, (unsigned long long)(*first + n - 1));
+            rv = RAFT_CORRUPT;
+            break;
+        }
+        if (n == cap) {
+            cap = cap != 0 ? cap * 2 : 256;
+            struct raft_entry *grown = raft_realloc(entries, cap * sizeof(*grown));
+            if (grown == NULL) {
+                rv = RAFT_NOMEM;
+                break;
+            }
+            entries = grown;
+        }
+        size_t len = vlen - RAFTLOG_HEAD_BYTES;
+        void *data = raft_malloc(len > 0 ? len : 1);
+        if (data == NULL) {
+            rv = RAFT_NOMEM;
+            break;
+        }
+        memcpy(data, value + RAFTLOG_HEAD_BYTES, len);
+        entries[n] = (struct raft_entry){.term = raftlog_be64(value),
+                                         .type = value[8],
+                                         .buf = {.base = data, .len = len},
+                                         .batch = data};
+        n++;
+    }
+    if (rv == 0) {
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        if (err != NULL) {
+            RT_ERROR("raft log: group %u: %s", group, err);
+            rocksdb_free(err);
+            rv = RAFT_IOERR;
+        }
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rv != 0) {
+        entries_free(entries, n);
+        return rv;
+    }
+    *out = entries;
+    *n_out = n;
+    return 0;
+}
+
+int cl_raftlog_load(struct cl_raftlog *log, uint16_t group, const struct raft_snapshot *snapshot,
+                    raft_index *start_index, struct raft_entry *entries[], size_t *n_entries)
+{
+    assert(log != NULL && group < log->group_count);
+    assert(start_index != NULL && entries != NULL && n_entries != NULL);
+    bool has_marker = false;
+    int rv = raftlog_has_marker(log, group, &has_marker);
+    if (rv == 0 && !has_marker) {
+        /* First load with this module: raft_uv's entries are the log. */
+        rv = raftlog_migrate(log, group, *start_index, *entries, *n_entries);
+    }
+    if (*entries != NULL) {
+        entries_free(*entries, *n_entries);
+    }
+    *entries = NULL;
+    *n_entries = 0;
+    if (rv != 0) {
+        return rv;
+    }
+    raft_index first;
+    struct raft_entry *ours;
+    size_t n;
+    rv = raftlog_read(log, group, &first, &ours, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    raft_index after_snapshot = snapshot != NULL ? snapshot->index + 1 : 1;
+    if (n > 0 && snapshot != NULL) {
+        raft_index last = first + n - 1;
+        bool stale = last < snapshot->index; /* Left by an install the crash did not finish. */
+        if (!stale && first <= snapshot->index &&
+            ours[snapshot->index - first].term != snapshot->term) {
+            stale = true; /* Not the log the snapshot came from. */
+        }
+        if (stale) {
+            RT_WARN("raft log: group %u: dropping %zu entries the snapshot at %llu replaced", group,
+                    n, (unsigned long long)snapshot->index);
+            entries_free(ours, n);
+            ours = NULL;
+            n = 0;
+            cl_raftlog_reset(log, group, after_snapshot);
+        }
+    }
+    if (n > 0 && first > after_snapshot) {
+        RT_ERROR("raft log: group %u: entries start at %llu, after a gap from %llu", group,
+                 (unsigned long long)first, (unsigned long long)after_snapshot);
+        entries_free(ours, n);
+        return RAFT_CORRUPT;
+    }
+    *start_index = n > 0 ? first : after_snapshot;
+    *entries = ours;
+    *n_entries = n;
+    log->next_index[group] = *start_index + n;
+    return 0;
+}
