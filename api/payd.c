@@ -200,6 +200,19 @@ static void on_signal(uv_signal_t *handle, int signum)
     api_server_stop(payd->api, api_stopped, payd);
 }
 
+/* The node cannot go on (cl_node_config.on_fatal): stop as for SIGTERM, exit with 1. */
+static void on_node_fatal(void *arg)
+{
+    struct payd *payd = arg;
+    payd->exit_code = 1;
+    if (payd->stopping) {
+        return;
+    }
+    payd->stopping = true;
+    RT_ERROR("the node failed: stopping");
+    api_server_stop(payd->api, api_stopped, payd);
+}
+
 /* libuv's worker threads (4 unless UV_THREADPOOL_SIZE says otherwise) serve raft_uv's disk
  * work for every group, the store syncs before snapshots, and the full snapshots made for
  * followers (at most CL_FSM_FILLS_MAX at a time, cl_fsm.h). Enough that those copies can never
@@ -314,6 +327,8 @@ int main(int argc, char **argv)
         .member_count = member_count,
         .snapshot_log_bytes = (size_t)snapshot_bytes,
         .raft_link_bytes_max = (size_t)raft_link_bytes,
+        .on_fatal = on_node_fatal,
+        .fatal_arg = &payd,
     };
     if (cl_node_start(payd.loop, &config, &registry, &payd.node) != 0) {
         fprintf(stderr, "payd: node %" PRIu64 " could not start (see the log above)\n", node_id);

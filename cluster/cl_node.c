@@ -592,6 +592,17 @@ static void snapshot_free(struct raft_snapshot *snapshot)
     raft_free(snapshot);
 }
 
+/* Fail-stop: a node whose log cannot write would keep its leaderships (its heartbeats go on)
+ * while refusing every write. Its owner stops it, handing the leaderships over. */
+static void node_raftlog_failed(void *arg)
+{
+    struct cl_node *node = arg;
+    RT_ERROR("raft log write failed: this node must stop (restart it once its disk is fixed)");
+    if (node->config.on_fatal != NULL) {
+        node->config.on_fatal(node->config.fatal_arg);
+    }
+}
+
 /* raft_uv loads the term, the vote and the snapshot; the node's log has the entries. */
 static int group_io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
                          struct raft_snapshot **snapshot, raft_index *start_index,
@@ -628,13 +639,11 @@ static int group_io_truncate(struct raft_io *io, raft_index index)
 static void group_snapshot_put_cb(struct raft_io_snapshot_put *inner, int status)
 {
     struct group *g = inner->data;
-    if (status == 0) {
-        if (g->snapshot_put_trailing == 0) { /* Installed from the leader: the log restarts. */
-            cl_raftlog_reset(g->node->raftlog, g->shard, g->snapshot_put_index + 1);
-        } else if (g->snapshot_put_index > g->snapshot_put_trailing) {
-            cl_raftlog_forget(g->node->raftlog, g->shard,
-                              g->snapshot_put_index - g->snapshot_put_trailing + 1);
-        }
+    if (g->snapshot_put_trailing == 0) { /* Installed from the leader: the log restarts. */
+        cl_raftlog_install_end(g->node->raftlog, g->shard, status);
+    } else if (status == 0 && g->snapshot_put_index > g->snapshot_put_trailing) {
+        cl_raftlog_forget(g->node->raftlog, g->shard,
+                          g->snapshot_put_index - g->snapshot_put_trailing + 1);
     }
     struct raft_io_snapshot_put *req = g->snapshot_put_outer;
     g->snapshot_put_outer = NULL;
@@ -652,10 +661,18 @@ static int group_io_snapshot_put(struct raft_io *io, unsigned trailing,
     g->snapshot_put_index = snapshot->index;
     g->snapshot_put_trailing = trailing;
     g->snapshot_put_inner.data = g;
+    if (trailing == 0) {
+        /* raft has dropped its log already, and may append (as a leader elected meanwhile)
+         * before the snapshot is durable: those appends wait in the log (cl_raftlog.h). */
+        cl_raftlog_install_begin(g->node->raftlog, g->shard, snapshot->index + 1);
+    }
     int rv =
         g->uv_snapshot_put(io, trailing, &g->snapshot_put_inner, snapshot, group_snapshot_put_cb);
     if (rv != 0) {
         g->snapshot_put_outer = NULL;
+        if (trailing == 0) {
+            cl_raftlog_install_end(g->node->raftlog, g->shard, rv);
+        }
     }
     return rv;
 }
@@ -1653,6 +1670,40 @@ static int mkdir_p(const char *path)
     return RT_EIO;
 }
 
+/* Open the node's raft log (cl_raftlog.h). Once a data dir has one, raft/NODE_LOG says so, and
+ * a start without it is refused: a new empty log would let raft_uv's entries from before the
+ * move come back as the log, without the entries written since. */
+static int node_open_raftlog(struct cl_node *node)
+{
+    char log_dir[PATH_MAX + 16], current[PATH_MAX + 32], moved[PATH_MAX + 32];
+    snprintf(log_dir, sizeof(log_dir), "%s/raftlog", node->data_dir);
+    snprintf(current, sizeof(current), "%s/CURRENT", log_dir);
+    snprintf(moved, sizeof(moved), "%s/raft/NODE_LOG", node->data_dir);
+    struct stat st;
+    bool has_moved = stat(moved, &st) == 0;
+    if (has_moved && stat(current, &st) != 0) {
+        RT_ERROR("%s is missing, but %s says the raft log is there: refusing to start (restore "
+                 "it, or remove the node's data dir and add the node again)",
+                 log_dir, moved);
+        return RT_EIO;
+    }
+    int rv = cl_raftlog_open(node->loop, log_dir, (uint16_t)(node->config.shard_count + 1),
+                             &node->raftlog);
+    if (rv != 0) {
+        return rv;
+    }
+    cl_raftlog_set_failure_cb(node->raftlog, node_raftlog_failed, node);
+    if (!has_moved) {
+        FILE *f = fopen(moved, "w");
+        bool written = f != NULL && fputs("raft logs are in ../raftlog (cl_raftlog.h)\n", f) != EOF;
+        if (f == NULL || fclose(f) != 0 || !written) {
+            RT_ERROR("cannot write %s: %s", moved, strerror(errno));
+            return RT_EIO;
+        }
+    }
+    return 0;
+}
+
 /* Start group @index: a shard (index < shard_count) over the node's store, or the meta group
  * (index == shard_count) over its own store as a one-shard engine. */
 static int group_start(struct cl_node *node, struct group *g, uint16_t index)
@@ -1828,8 +1879,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         rv = store_rocks_open(path, &so, &node->meta_db);
     }
     if (rv == 0) {
-        snprintf(path, sizeof(path), "%s/raftlog", node->data_dir);
-        rv = cl_raftlog_open(loop, path, (uint16_t)(config->shard_count + 1), &node->raftlog);
+        rv = node_open_raftlog(node);
     }
     if (rv == 0) {
         rv = rt_cache_init(&node->cache,

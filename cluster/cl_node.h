@@ -91,6 +91,11 @@ struct cl_node_config {
      * the node's link to the peer (docs/architecture.md, The cluster); 0 or more than
      * CL_LINK_MESSAGE_BYTES_MAX = CL_LINK_MESSAGE_BYTES_MAX. */
     size_t raft_link_bytes_max;
+    /* Called once if the node can no longer do its work (its raft log failed to write: every
+     * group it leads stops taking writes, while it keeps sending heartbeats that stop other
+     * nodes from taking over); the owner should stop the node. May be NULL. */
+    void (*on_fatal)(void *arg);
+    void *fatal_arg;
 };
 
 /* The outcome of a command or query; the views are valid during the call only. */

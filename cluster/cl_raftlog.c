@@ -30,6 +30,15 @@ struct raftlog_appends {
     size_t count, cap;
 };
 
+/* An append made while its group installs a snapshot: written once the install is durable. */
+struct raftlog_held {
+    struct raft_io_append *req;
+    const struct raft_entry *entries; /* raft keeps them until the callback. */
+    unsigned n;
+    raft_index index;
+    uint16_t group;
+};
+
 struct cl_raftlog {
     uv_loop_t *loop;
     rocksdb_t *db;
@@ -39,6 +48,10 @@ struct cl_raftlog {
     uint16_t group_count;
     raft_index *next_index; /* Per group: the index the next appended entry gets. */
     unsigned *outstanding;  /* Per group: appends not yet completed. */
+    bool *installing;       /* Per group: between install_begin and install_end. */
+    bool *broken;           /* Per group: an install failed; appends fail until a restart. */
+    struct raftlog_held *held;
+    size_t held_count, held_cap;
     /* The batch of this loop turn, and the one being written. */
     rocksdb_writebatch_t *pending;
     struct raftlog_appends pending_appends;
@@ -51,6 +64,8 @@ struct cl_raftlog {
     uv_work_t work;
     uv_prepare_t prepare;
     struct cl_raftlog_stats stats;
+    void (*failure_cb)(void *arg);
+    void *failure_arg;
     /* Closing. */
     bool closing;
     void (*close_cb)(void *arg);
@@ -179,6 +194,9 @@ static void raftlog_written(uv_work_t *work, int status)
      * waits for the end of this function, as the write is still in flight). */
     raftlog_complete(log, &log->flying_appends, rv);
     log->writing = false;
+    if (rv != 0 && log->stats.failures == 1 && log->failure_cb != NULL) {
+        log->failure_cb(log->failure_arg);
+    }
     if (log->closing) {
         raftlog_close_now(log);
         return;
@@ -235,14 +253,19 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
     log->group_count = group_count;
     log->next_index = calloc(group_count, sizeof(*log->next_index));
     log->outstanding = calloc(group_count, sizeof(*log->outstanding));
+    log->installing = calloc(group_count, sizeof(*log->installing));
+    log->broken = calloc(group_count, sizeof(*log->broken));
     log->pending = rocksdb_writebatch_create();
     log->flying = rocksdb_writebatch_create();
     log->options = rocksdb_options_create();
     log->sync_write = rocksdb_writeoptions_create();
     log->read = rocksdb_readoptions_create();
-    if (log->next_index == NULL || log->outstanding == NULL) {
+    if (log->next_index == NULL || log->outstanding == NULL || log->installing == NULL ||
+        log->broken == NULL) {
         free(log->next_index);
         free(log->outstanding);
+        free(log->installing);
+        free(log->broken);
         rocksdb_writebatch_destroy(log->pending);
         rocksdb_writebatch_destroy(log->flying);
         rocksdb_options_destroy(log->options);
@@ -309,6 +332,9 @@ static void raftlog_finish_close(struct cl_raftlog *log)
     free(log->flying_appends.items);
     free(log->next_index);
     free(log->outstanding);
+    free(log->installing);
+    free(log->broken);
+    free(log->held);
     if (log->db == NULL) {
         free(log); /* Failed open: the handle was never initialised. */
         return;
@@ -333,6 +359,7 @@ void cl_raftlog_close(struct cl_raftlog *log, void (*cb)(void *arg), void *arg)
 static void raftlog_close_now(struct cl_raftlog *log)
 {
     assert(log->closing && !log->writing && log->pending_appends.count == 0);
+    assert(log->held_count == 0);
     if (log->pending_dirty && !log->failed) {
         char *err = NULL;
         rocksdb_write(log->db, log->sync_write, log->pending, &err);
@@ -351,14 +378,30 @@ int cl_raftlog_append(struct cl_raftlog *log, uint16_t group, struct raft_io_app
 {
     assert(log != NULL && group < log->group_count && req != NULL && n > 0);
     assert(!log->closing);
-    if (log->failed) {
+    if (log->failed || log->broken[group]) {
         return RAFT_IOERR;
+    }
+    raft_index index = log->next_index[group];
+    if (log->installing[group]) {
+        if (log->held_count == log->held_cap) {
+            size_t cap = log->held_cap != 0 ? log->held_cap * 2 : 16;
+            struct raftlog_held *grown = realloc(log->held, cap * sizeof(*grown));
+            if (grown == NULL) {
+                return RAFT_NOMEM;
+            }
+            log->held = grown;
+            log->held_cap = cap;
+        }
+        log->held[log->held_count++] = (struct raftlog_held){req, entries, n, index, group};
+        req->cb = cb;
+        log->next_index[group] = index + n;
+        log->outstanding[group]++;
+        return 0;
     }
     if (appends_push(&log->pending_appends, req, group) != 0) {
         return RAFT_NOMEM;
     }
     req->cb = cb;
-    raft_index index = log->next_index[group];
     for (unsigned i = 0; i < n; i++) {
         raftlog_put(log->pending, group, index + i, &entries[i]);
         log->stats.bytes += entries[i].buf.len;
@@ -396,10 +439,64 @@ void cl_raftlog_reset(struct cl_raftlog *log, uint16_t group, raft_index next_in
     log->pending_dirty = true;
 }
 
+void cl_raftlog_install_begin(struct cl_raftlog *log, uint16_t group, raft_index next_index)
+{
+    assert(log != NULL && group < log->group_count && next_index > 0);
+    assert(!log->installing[group]);
+    log->installing[group] = true;
+    log->next_index[group] = next_index;
+}
+
+void cl_raftlog_install_end(struct cl_raftlog *log, uint16_t group, int status)
+{
+    assert(log != NULL && group < log->group_count && log->installing[group]);
+    log->installing[group] = false;
+    if (status == 0) {
+        raftlog_delete(log->pending, group, 0, UINT64_MAX);
+        log->pending_dirty = true;
+    } else {
+        /* raft dropped its log for the snapshot it could not store: what it appends next does
+         * not follow what is on disk. */
+        RT_ERROR("raft log: group %u: snapshot install failed; the group stops appending "
+                 "until the node restarts",
+                 group);
+        log->broken[group] = true;
+    }
+    /* The held appends, in order: written after the range delete, or failed. */
+    size_t kept = 0;
+    for (size_t i = 0; i < log->held_count; i++) {
+        struct raftlog_held h = log->held[i];
+        if (h.group != group) {
+            log->held[kept++] = h;
+            continue;
+        }
+        if (!log->broken[group] && appends_push(&log->pending_appends, h.req, group) == 0) {
+            for (unsigned e = 0; e < h.n; e++) {
+                raftlog_put(log->pending, group, h.index + e, &h.entries[e]);
+                log->stats.bytes += h.entries[e].buf.len;
+            }
+            log->stats.entries += h.n;
+            continue;
+        }
+        log->broken[group] = true; /* No memory to queue it: the log cannot stay contiguous. */
+        assert(log->outstanding[group] > 0);
+        log->outstanding[group]--;
+        h.req->cb(h.req, RAFT_IOERR);
+    }
+    log->held_count = kept;
+}
+
 unsigned cl_raftlog_outstanding(const struct cl_raftlog *log, uint16_t group)
 {
     assert(log != NULL && group < log->group_count);
     return log->outstanding[group];
+}
+
+void cl_raftlog_set_failure_cb(struct cl_raftlog *log, void (*cb)(void *arg), void *arg)
+{
+    assert(log != NULL);
+    log->failure_cb = cb;
+    log->failure_arg = arg;
 }
 
 void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats *out)

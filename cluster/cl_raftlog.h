@@ -24,7 +24,8 @@
  *
  * Upgrading: a group whose directory holds a raft_uv log from before this module, and no
  * marker here, has raft_uv's entries copied here at its first load (with the marker, in one
- * synced write); from then on raft_uv's entries are ignored. Downgrading is not supported.
+ * synced write); from then on raft_uv's entries are ignored. Downgrading is not supported, nor
+ * losing the database (cl_node refuses to start without it once it existed).
  *
  * Loop thread only (the worker touches only the batch in flight and the database).
  */
@@ -73,13 +74,27 @@ void cl_raftlog_truncate(struct cl_raftlog *log, uint16_t group, raft_index inde
  * a crash may keep them, which load tolerates. */
 void cl_raftlog_forget(struct cl_raftlog *log, uint16_t group, raft_index index);
 
-/* A snapshot at @next_index - 1 was installed: drop all of @group's entries; the next append
- * gets @next_index. */
+/* Drop all of @group's entries; the next append gets @next_index (load uses it for entries a
+ * snapshot replaced). */
 void cl_raftlog_reset(struct cl_raftlog *log, uint16_t group, raft_index next_index);
+
+/* A snapshot at @next_index - 1 is being installed from the leader (raft_uv's snapshot_put
+ * with no trailing entries; raft has already dropped its log). Until install_end, @group's
+ * appends get indexes from @next_index on and are held in memory: the old entries must stay
+ * on disk until the snapshot is. install_end with status 0 (the snapshot is durable) drops
+ * them and queues the held appends after that; with an error, the held appends fail and so
+ * do the group's later ones, until the node restarts (raft's log no longer matches what is on
+ * disk). The callbacks of failed appends run inside install_end. */
+void cl_raftlog_install_begin(struct cl_raftlog *log, uint16_t group, raft_index next_index);
+void cl_raftlog_install_end(struct cl_raftlog *log, uint16_t group, int status);
 
 /* Appends of @group not yet completed: its raft_uv close must wait for them. */
 unsigned cl_raftlog_outstanding(const struct cl_raftlog *log, uint16_t group);
 
 void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats *out);
+
+/* @cb(@arg) runs once, on the loop thread, after the first failed write (its appends have
+ * failed; the log refuses every later one). */
+void cl_raftlog_set_failure_cb(struct cl_raftlog *log, void (*cb)(void *arg), void *arg);
 
 #endif

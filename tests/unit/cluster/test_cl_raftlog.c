@@ -484,6 +484,69 @@ static void test_reset_restarts_the_log(void **state)
     expect_log(fx, 0, 20, 77, 21, 2, 1); /* Nothing at 20: the snapshot's term is not checked. */
 }
 
+/* Append entries @first.. of @group from storage that outlives the call, as raft's does (the
+ * module keeps pointers to a held append's entries until it writes them). */
+static int append_kept(struct fx *fx, uint16_t group, raft_index first, unsigned n, unsigned seed)
+{
+    static struct raft_entry es[PER_REQ_MAX];
+    static uint8_t data[PER_REQ_MAX][DATA_MAX];
+    assert_true(n > 0 && n <= PER_REQ_MAX && fx->n_reqs < REQS_MAX);
+    for (unsigned i = 0; i < n; i++) {
+        entry_make(&es[i], data[i], group, first + i, seed);
+    }
+    int id = fx->n_reqs++;
+    fx->reqs[id].data = fx;
+    fx->status[id] = PENDING;
+    assert_int_equal(cl_raftlog_append(fx->log, group, &fx->reqs[id], es, n, append_cb), 0);
+    return id;
+}
+
+/* A snapshot install: the old entries stay on disk until it is durable, and what raft appends
+ * meanwhile (a leader elected during the install) waits, numbered after the snapshot. */
+static void test_install_holds_appends_until_durable(void **state)
+{
+    struct fx *fx = *state;
+    fill(fx, 0, 5);
+    cl_raftlog_install_begin(fx->log, 0, 21); /* Installing a snapshot at 20. */
+    int id = append_kept(fx, 0, 21, 2, 1);
+    run_for(fx, 20);
+    assert_int_equal(fx->status[id], PENDING); /* Held: not written, not completed. */
+    assert_int_equal(cl_raftlog_outstanding(fx->log, 0), 1);
+    struct cl_raftlog_stats before;
+    cl_raftlog_get_stats(fx->log, &before);
+    cl_raftlog_install_end(fx->log, 0, 0);
+    wait_done(fx, 2);
+    assert_true(fx->writes_at_cb[id] > before.writes);
+    log_reopen(fx);
+    expect_log(fx, 0, 20, 77, 21, 2, 1);
+}
+
+/* A failed install: raft's log no longer follows what is on disk, so the held append fails
+ * and so does every later one of the group (other groups go on); the old entries stay. */
+static void test_failed_install_stops_the_group(void **state)
+{
+    struct fx *fx = *state;
+    fill(fx, 0, 5);
+    expect_log(fx, 1, 0, 0, 1, 0, 0);
+    cl_raftlog_install_begin(fx->log, 0, 21);
+    int id = append_kept(fx, 0, 21, 1, 1);
+    cl_raftlog_install_end(fx->log, 0, RAFT_IOERR);
+    assert_int_equal(fx->status[id], RAFT_IOERR); /* Failed inside install_end. */
+    assert_int_equal(cl_raftlog_outstanding(fx->log, 0), 0);
+    struct raft_entry e;
+    uint8_t data[DATA_MAX];
+    entry_make(&e, data, 0, 22, 1);
+    struct raft_io_append req = {.data = fx};
+    assert_int_equal(cl_raftlog_append(fx->log, 0, &req, &e, 1, append_cb), RAFT_IOERR);
+    int other = append(fx, 1, 1, 1, 2);
+    fx->want_done = 3; /* fill's append, the failed one and group 1's. */
+    assert_true(test_run_until(&fx->loop, pred_done, fx, TEST_WAIT_MS));
+    assert_int_equal(fx->status[other], 0);
+    log_reopen(fx);
+    expect_log(fx, 0, 0, 0, 1, 5, 0);
+    expect_log(fx, 1, 0, 0, 1, 1, 2);
+}
+
 static void test_stale_entries_are_dropped(void **state)
 {
     struct fx *fx = *state;
@@ -648,6 +711,8 @@ int main(void)
         CASE(test_truncate_then_append),
         CASE(test_forget_keeps_what_the_snapshot_needs),
         CASE(test_reset_restarts_the_log),
+        CASE(test_install_holds_appends_until_durable),
+        CASE(test_failed_install_stops_the_group),
         CASE(test_stale_entries_are_dropped),
         CASE(test_gap_is_corrupt),
         CASE(test_append_from_callback_goes_in_next_write),
