@@ -278,9 +278,12 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
         log->next_index[g] = 1;
     }
     rocksdb_options_set_create_if_missing(log->options, 1);
-    /* Every write is synced and is the whole of a turn's appends: a torn one is dropped whole
-     * at recovery, the ones before it kept. */
-    rocksdb_options_set_wal_recovery_mode(log->options, rocksdb_point_in_time_recovery);
+    /* Every write is synced and is the whole of a turn's appends. At recovery a torn last
+     * record (a crash inside the write) is dropped, and that write was never acknowledged;
+     * corruption before the end fails the open instead of silently dropping the synced writes
+     * after it (point-in-time recovery would), which raft may have counted in a quorum. */
+    rocksdb_options_set_wal_recovery_mode(log->options,
+                                          rocksdb_tolerate_corrupted_tail_records_recovery);
     rocksdb_options_set_write_buffer_size(log->options, RAFTLOG_WRITE_BUFFER_BYTES);
     /* Entries are small msgpack batches that live a few seconds: not worth compressing. */
     rocksdb_options_set_compression(log->options, rocksdb_no_compression);
