@@ -72,14 +72,19 @@ struct cl_raftlog {
     void *close_arg;
 };
 
+static void raftlog_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+    }
+}
+
 static void raftlog_key(uint8_t key[RAFTLOG_KEY_BYTES], uint16_t group, raft_index index)
 {
     key[0] = 'e';
     key[1] = (uint8_t)(group >> 8);
     key[2] = (uint8_t)group;
-    for (int i = 0; i < 8; i++) {
-        key[3 + i] = (uint8_t)(index >> (56 - 8 * i));
-    }
+    raftlog_put_be64(key + 3, index);
 }
 
 static uint64_t raftlog_be64(const uint8_t *p)
@@ -105,9 +110,7 @@ static void raftlog_put(rocksdb_writebatch_t *batch, uint16_t group, raft_index 
     uint8_t key[RAFTLOG_KEY_BYTES];
     raftlog_key(key, group, index);
     uint8_t head[RAFTLOG_HEAD_BYTES];
-    for (int i = 0; i < 8; i++) {
-        head[i] = (uint8_t)(entry->term >> (56 - 8 * i));
-    }
+    raftlog_put_be64(head, entry->term);
     head[8] = (uint8_t)entry->type;
     const char *parts[2] = {(const char *)head, entry->buf.base};
     size_t sizes[2] = {sizeof(head), entry->buf.len};
@@ -211,8 +214,8 @@ static void raftlog_kick(struct cl_raftlog *log)
         return;
     }
     if (log->failed) {
-        /* What follows a failed write would leave a hole: fail it instead (raft_uv also stops
-         * writing after an error). The node needs a restart, which loads what is durable. */
+        /* What follows a failed write would leave a hole: fail it instead. The node stops
+         * (cl_raftlog_set_failure_cb); a restart loads what is durable. */
         rocksdb_writebatch_clear(log->pending);
         log->pending_dirty = false;
         raftlog_complete(log, &log->pending_appends, RAFT_IOERR);
