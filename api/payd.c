@@ -10,6 +10,7 @@
  * raft state and rejoin. SIGTERM/SIGINT stop cleanly: leaderships are handed over, every raft
  * group closed, RocksDB flushed. scripts/cluster.sh runs it; docs/operations.md explains it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -188,6 +189,14 @@ static void api_stopped(void *arg)
     cl_node_stop(payd->node, node_stopped, payd);
 }
 
+/* Stop the API, then the node (handing its leaderships over). */
+static void payd_stop(struct payd *payd)
+{
+    assert(!payd->stopping);
+    payd->stopping = true;
+    api_server_stop(payd->api, api_stopped, payd);
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
     struct payd *payd = handle->data;
@@ -195,9 +204,8 @@ static void on_signal(uv_signal_t *handle, int signum)
         RT_WARN("signal %d while stopping: still stopping", signum);
         return;
     }
-    payd->stopping = true;
     RT_INFO("signal %d: stopping", signum);
-    api_server_stop(payd->api, api_stopped, payd);
+    payd_stop(payd);
 }
 
 /* The node cannot go on (cl_node_config.on_fatal): stop as for SIGTERM, exit with 1. */
@@ -205,12 +213,10 @@ static void on_node_fatal(void *arg)
 {
     struct payd *payd = arg;
     payd->exit_code = 1;
-    if (payd->stopping) {
-        return;
+    if (!payd->stopping) {
+        RT_ERROR("the node failed: stopping");
+        payd_stop(payd);
     }
-    payd->stopping = true;
-    RT_ERROR("the node failed: stopping");
-    api_server_stop(payd->api, api_stopped, payd);
 }
 
 /* libuv's worker threads (4 unless UV_THREADPOOL_SIZE says otherwise) serve raft_uv's disk

@@ -299,8 +299,7 @@ static int durable_snapshot_put(struct raft_io *io, unsigned trailing,
     return durable_rv(d, rv);
 }
 
-/* Free a snapshot the way raft frees one it loaded (raft_io's snapshot_get allocates it). */
-static void durable_snapshot_destroy(struct raft_snapshot *snapshot)
+void cl_durable_snapshot_free(struct raft_snapshot *snapshot)
 {
     raft_configuration_close(&snapshot->configuration);
     for (unsigned i = 0; i < snapshot->n_bufs; i++) {
@@ -317,7 +316,7 @@ static void durable_get_finish(struct durable_get *g)
     if (g->status != 0 && g->loaded) {
         /* raft does not touch the snapshot of a failed get; it retries the follower. A failed
          * load is passed on as raft_uv made it (its fields may be unset: not ours to free). */
-        durable_snapshot_destroy(snapshot);
+        cl_durable_snapshot_free(snapshot);
         snapshot = NULL;
     }
     struct raft_io_snapshot_get *outer = g->outer;

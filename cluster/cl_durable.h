@@ -80,4 +80,8 @@ static inline int cl_durable_confirms(raft_index index, raft_term term, raft_ind
     return term == leader_term && leader_term != 0 && index >= entry;
 }
 
+/* Free a snapshot the way raft frees one it loaded (raft_io's load and snapshot_get allocate
+ * it): its configuration, each buffer, the buffer array, the struct. */
+void cl_durable_snapshot_free(struct raft_snapshot *snapshot);
+
 #endif /* CL_DURABLE_H */

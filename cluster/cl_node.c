@@ -100,7 +100,8 @@ struct group {
      * append, truncate and snapshot_put going through the node's log (cl_raftlog.h). */
     struct raft_io io;
     struct raft_uv_transport transport;
-    /* raft_uv's own send, start and close: send for what the links cannot carry. */
+    /* raft_uv's own methods that ours wrap: send for what the links cannot carry, load and
+     * snapshot_put for the term, vote and snapshots (group_io_hook). */
     int (*uv_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
                    raft_io_send_cb cb);
     int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
@@ -449,8 +450,8 @@ static struct rt_mp_writer node_msg_begin(struct cl_node *node)
  * three syscalls; instead a group's raft_io sends on the node's one link per peer, where
  * every group's messages of a loop turn leave in one write (cl_raftwire.h,
  * docs/architecture.md).
- * raft_uv keeps the log, the snapshots and its clock; only send, start (to learn raft's
- * receive callback) and close (to finish our sends first) are ours. A message that does not
+ * Of raft_uv's transport side only send, start (to learn raft's receive callback) and close
+ * (to finish our sends first) are ours; its log side is the next section's. A message that does not
  * fit on a link (a large snapshot, a long catch-up) or goes to a node outside the member list
  * still goes through raft_uv's own transport. */
 
@@ -582,16 +583,6 @@ static void group_io_close(struct raft_io *io, raft_io_close_cb cb)
 
 /* ---- The raft log: one per node (cl_raftlog.h) ---- */
 
-static void snapshot_free(struct raft_snapshot *snapshot)
-{
-    raft_configuration_close(&snapshot->configuration);
-    for (unsigned i = 0; i < snapshot->n_bufs; i++) {
-        raft_free(snapshot->bufs[i].base);
-    }
-    raft_free(snapshot->bufs);
-    raft_free(snapshot);
-}
-
 /* Fail-stop: a node whose log cannot write would keep its leaderships (its heartbeats go on)
  * while refusing every write. Its owner stops it, handing the leaderships over. */
 static void node_raftlog_failed(void *arg)
@@ -615,7 +606,7 @@ static int group_io_load(struct raft_io *io, raft_term *term, raft_id *voted_for
     }
     rv = cl_raftlog_load(g->node->raftlog, g->shard, *snapshot, start_index, entries, n_entries);
     if (rv != 0 && *snapshot != NULL) {
-        snapshot_free(*snapshot);
+        cl_durable_snapshot_free(*snapshot);
         *snapshot = NULL;
     }
     return rv;

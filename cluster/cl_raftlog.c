@@ -379,6 +379,22 @@ static void raftlog_close_now(struct cl_raftlog *log)
 
 /* ---- raft_io ---- */
 
+/* Put @n entries of @group from @index into the pending batch, for @req's write. */
+static int raftlog_queue(struct cl_raftlog *log, uint16_t group, struct raft_io_append *req,
+                         raft_index index, const struct raft_entry entries[], unsigned n)
+{
+    if (appends_push(&log->pending_appends, req, group) != 0) {
+        return RAFT_NOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        raftlog_put(log->pending, group, index + i, &entries[i]);
+        log->stats.bytes += entries[i].buf.len;
+    }
+    log->stats.entries += n;
+    log->pending_dirty = true;
+    return 0;
+}
+
 int cl_raftlog_append(struct cl_raftlog *log, uint16_t group, struct raft_io_append *req,
                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
@@ -399,23 +415,12 @@ int cl_raftlog_append(struct cl_raftlog *log, uint16_t group, struct raft_io_app
             log->held_cap = cap;
         }
         log->held[log->held_count++] = (struct raftlog_held){req, entries, n, index, group};
-        req->cb = cb;
-        log->next_index[group] = index + n;
-        log->outstanding[group]++;
-        return 0;
-    }
-    if (appends_push(&log->pending_appends, req, group) != 0) {
+    } else if (raftlog_queue(log, group, req, index, entries, n) != 0) {
         return RAFT_NOMEM;
     }
     req->cb = cb;
-    for (unsigned i = 0; i < n; i++) {
-        raftlog_put(log->pending, group, index + i, &entries[i]);
-        log->stats.bytes += entries[i].buf.len;
-    }
     log->next_index[group] = index + n;
     log->outstanding[group]++;
-    log->stats.entries += n;
-    log->pending_dirty = true;
     return 0;
 }
 
@@ -476,12 +481,7 @@ void cl_raftlog_install_end(struct cl_raftlog *log, uint16_t group, int status)
             log->held[kept++] = h;
             continue;
         }
-        if (!log->broken[group] && appends_push(&log->pending_appends, h.req, group) == 0) {
-            for (unsigned e = 0; e < h.n; e++) {
-                raftlog_put(log->pending, group, h.index + e, &h.entries[e]);
-                log->stats.bytes += h.entries[e].buf.len;
-            }
-            log->stats.entries += h.n;
+        if (!log->broken[group] && raftlog_queue(log, group, h.req, h.index, h.entries, h.n) == 0) {
             continue;
         }
         log->broken[group] = true; /* No memory to queue it: the log cannot stay contiguous. */

@@ -458,6 +458,34 @@ size_t itest_order_key_body(struct rt_buf *out, const char *app, const char *mon
     return rt_mp_writer_error(&w) == 0 ? out->len : 0;
 }
 
+/* A map of counters (str -> uint) from cluster.status: each of @names into its field (0 if
+ * absent); other counters are read and ignored; a value that is not a uint fails. */
+static bool read_counters(struct rt_mp_reader *r, const char *const names[],
+                          uint64_t *const fields[], size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        *fields[i] = 0;
+    }
+    uint32_t pairs;
+    if (rt_mp_read_map(r, &pairs) != 0) {
+        return false;
+    }
+    for (uint32_t p = 0; p < pairs; p++) {
+        const char *k;
+        uint32_t kl;
+        uint64_t v;
+        if (rt_mp_read_str(r, &k, &kl) != 0 || rt_mp_read_uint(r, &v) != 0) {
+            return false;
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (rt_mp_key_is(k, kl, names[i])) {
+                *fields[i] = v;
+            }
+        }
+    }
+    return true;
+}
+
 bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                        struct itest_shard views[ITEST_SHARDS])
 {
@@ -495,42 +523,19 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
             continue;
         }
         if (ok && rt_mp_key_is(k, kl, "raft_log")) {
-            uint32_t mf;
-            memset(&itest_raft_log, 0, sizeof(itest_raft_log));
-            ok = rt_mp_read_map(&r, &mf) == 0;
-            for (uint32_t f = 0; ok && f < mf; f++) {
-                uint64_t v = 0;
-                ok = rt_mp_read_str(&r, &k, &kl) == 0 && rt_mp_read_uint(&r, &v) == 0;
-                struct itest_raft_log *l = &itest_raft_log;
-                uint64_t *field = rt_mp_key_is(k, kl, "writes")     ? &l->writes
-                                  : rt_mp_key_is(k, kl, "entries")  ? &l->entries
-                                  : rt_mp_key_is(k, kl, "bytes")    ? &l->bytes
-                                  : rt_mp_key_is(k, kl, "failures") ? &l->failures
-                                                                    : NULL;
-                if (ok && field != NULL) {
-                    *field = v;
-                }
-            }
+            struct itest_raft_log *l = &itest_raft_log;
+            static const char *const names[] = {"writes", "entries", "bytes", "failures"};
+            uint64_t *fields[] = {&l->writes, &l->entries, &l->bytes, &l->failures};
+            ok = read_counters(&r, names, fields, 4);
             continue;
         }
         if (ok && rt_mp_key_is(k, kl, "raft_messages")) {
-            uint32_t mf;
-            memset(&itest_raft_messages, 0, sizeof(itest_raft_messages));
-            ok = rt_mp_read_map(&r, &mf) == 0;
-            for (uint32_t f = 0; ok && f < mf; f++) {
-                uint64_t v = 0;
-                ok = rt_mp_read_str(&r, &k, &kl) == 0 && rt_mp_read_uint(&r, &v) == 0;
-                struct itest_raft_messages *m = &itest_raft_messages;
-                uint64_t *field = rt_mp_key_is(k, kl, "sent_on_links")     ? &m->sent_on_links
-                                  : rt_mp_key_is(k, kl, "sent_by_raft_uv") ? &m->sent_by_raft_uv
-                                  : rt_mp_key_is(k, kl, "send_failures")   ? &m->send_failures
-                                  : rt_mp_key_is(k, kl, "received")        ? &m->received
-                                  : rt_mp_key_is(k, kl, "dropped")         ? &m->dropped
-                                                                           : NULL;
-                if (ok && field != NULL) {
-                    *field = v;
-                }
-            }
+            struct itest_raft_messages *m = &itest_raft_messages;
+            static const char *const names[] = {"sent_on_links", "sent_by_raft_uv", "send_failures",
+                                                "received", "dropped"};
+            uint64_t *fields[] = {&m->sent_on_links, &m->sent_by_raft_uv, &m->send_failures,
+                                  &m->received, &m->dropped};
+            ok = read_counters(&r, names, fields, 5);
             continue;
         }
         if (!ok || !rt_mp_key_is(k, kl, "shards")) {
