@@ -46,7 +46,8 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 #define NODE_TIMERS_PER_ENTRY 256u
 #define NODE_EXPIRY_SCAN_MS   250u
 /* How long raft hears of its io's close after raft_uv reports it (group_io_closed). */
-#define NODE_IO_CLOSE_GRACE_MS 50u
+#define NODE_IO_CLOSE_GRACE_MS      50u
+#define NODE_MEMTABLE_STAGGER_BYTES (2u * 1024u * 1024u) /* A step of node_memtable_stagger. */
 
 struct waiter {
     cl_reply_cb cb;
@@ -1661,6 +1662,16 @@ static int mkdir_p(const char *path)
     return RT_EIO;
 }
 
+/* How much larger this node's memtables are than the default: 2 MiB per step of its id mod 4
+ * (+0 to +6 MiB). Replicas apply the same entries, so equal memtables would fill, flush and
+ * then compact at the same moment on every node, and each flush's CPU and disk burst would
+ * slow every replica of every shard at once, quorum included. Staggered, one node flushes at a
+ * time and the other two still commit (docs/benchmarks.md, optimisation log). */
+static size_t node_memtable_stagger(uint64_t node_id)
+{
+    return (size_t)(node_id % 4) * NODE_MEMTABLE_STAGGER_BYTES;
+}
+
 /* Open the node's raft log (cl_raftlog.h). Once a data dir has one, raft/NODE_LOG says so, and
  * a start without it is refused: a new empty log would let raft_uv's entries from before the
  * move come back as the log, without the entries written since. */
@@ -1678,8 +1689,10 @@ static int node_open_raftlog(struct cl_node *node)
                  log_dir, moved);
         return RT_EIO;
     }
+    size_t memtable_bytes =
+        CL_RAFTLOG_WRITE_BUFFER_BYTES + node_memtable_stagger(node->config.node_id);
     int rv = cl_raftlog_open(node->loop, log_dir, (uint16_t)(node->config.shard_count + 1),
-                             &node->raftlog);
+                             memtable_bytes, &node->raftlog);
     if (rv != 0) {
         return rv;
     }
@@ -1857,6 +1870,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         struct store_rocks_options so;
         store_rocks_options_default(&so);
         so.create_if_missing = 1;
+        so.write_buffer_bytes += node_memtable_stagger(config->node_id);
         snprintf(path, sizeof(path), "%s/db", node->data_dir);
         rv = store_rocks_open(path, &so, &node->db);
     }

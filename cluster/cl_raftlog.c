@@ -9,10 +9,8 @@
 
 #include "rt_error.h"
 #include "rt_log.h"
+#include "store_rocks.h"
 
-/* Memtable (two at most: RocksDB's default). 32 MiB cost ~25 MiB of RSS per node for no
- * throughput we could tell from the noise (docs/benchmarks.md, optimisation log). */
-#define RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
 #define RAFTLOG_LOG_FILES_KEPT     4
 #define RAFTLOG_LOG_FILE_BYTES_MAX (4u * 1024u * 1024u)
 
@@ -244,7 +242,7 @@ static void raftlog_prepare_cb(uv_prepare_t *prepare)
 /* ---- Open and close ---- */
 
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
-                    struct cl_raftlog **out)
+                    size_t write_buffer_bytes, struct cl_raftlog **out)
 {
     assert(loop != NULL && path != NULL && out != NULL && group_count > 0);
     *out = NULL;
@@ -287,11 +285,13 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
      * after it (point-in-time recovery would), which raft may have counted in a quorum. */
     rocksdb_options_set_wal_recovery_mode(log->options,
                                           rocksdb_tolerate_corrupted_tail_records_recovery);
-    rocksdb_options_set_write_buffer_size(log->options, RAFTLOG_WRITE_BUFFER_BYTES);
+    rocksdb_options_set_write_buffer_size(
+        log->options, write_buffer_bytes != 0 ? write_buffer_bytes : CL_RAFTLOG_WRITE_BUFFER_BYTES);
     /* Entries are small msgpack batches that live a few seconds: not worth compressing. */
     rocksdb_options_set_compression(log->options, rocksdb_no_compression);
     rocksdb_options_set_keep_log_file_num(log->options, RAFTLOG_LOG_FILES_KEPT);
     rocksdb_options_set_max_log_file_size(log->options, RAFTLOG_LOG_FILE_BYTES_MAX);
+    store_rocks_background_options(log->options);
     rocksdb_writeoptions_set_sync(log->sync_write, 1);
     char *err = NULL;
     log->db = rocksdb_open(log->options, path, &err);

@@ -34,6 +34,7 @@
 
 #include <raft.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -46,10 +47,16 @@ struct cl_raftlog_stats {
     uint64_t failures; /* Writes that failed (their appends got RAFT_IOERR). */
 };
 
+/* Memtable size when cl_raftlog_open is given 0 (two memtables at most: RocksDB's default).
+ * 32 MiB cost ~25 MiB of RSS per node for no throughput we could tell from the noise
+ * (docs/benchmarks.md, optimisation log). */
+#define CL_RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
+
 /* Open (creating if missing) the log database in directory @path, for groups 0 to
- * @group_count - 1; 0 or an RT_ code. */
+ * @group_count - 1, with memtables of @write_buffer_bytes (0 = CL_RAFTLOG_WRITE_BUFFER_BYTES);
+ * 0 or an RT_ code. */
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
-                    struct cl_raftlog **out);
+                    size_t write_buffer_bytes, struct cl_raftlog **out);
 
 /* Close once nothing is outstanding in any group (the write in flight, if any, is waited for);
  * @cb(@arg) runs when the database is closed and @log freed. */

@@ -26,6 +26,14 @@ struct store_rocks_options {
 };
 
 struct store_rocks; /* Opaque; its first member is a struct rt_store. */
+struct rocksdb_options_t;
+
+/* What every RocksDB database of a node sets, whoever opens it (this module, cl_raftlog):
+ * background work that does not get in the loops' way. Files are written back in 1 MiB steps
+ * as they grow, not in one burst at their fsync; and RocksDB's flush and compaction threads,
+ * which every database of the process shares, run at the lowest CPU priority. Why, and what
+ * it measured: store_rocks.c. */
+void store_rocks_background_options(struct rocksdb_options_t *options);
 
 void store_rocks_options_default(struct store_rocks_options *options);
 /* Open (or create) the database at @path. RT_EIO with the reason logged (a path that is not

@@ -194,7 +194,7 @@ static void on_closed(void *arg)
 static void log_open(struct fx *fx)
 {
     fx->log = NULL;
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, &fx->log), 0);
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, &fx->log), 0);
     assert_non_null(fx->log);
 }
 
@@ -694,7 +694,7 @@ static void test_open_failure_leaks_nothing(void **state)
     close(fd);
     snprintf(fx->path, sizeof(fx->path), "%s/file/log", fx->dir);
     struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, &log), RT_EIO);
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, &log), RT_EIO);
     assert_null(log);
     /* The teardown's uv_loop_close fails if a handle was left behind; ASan sees the rest. */
 }
