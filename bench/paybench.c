@@ -2,7 +2,7 @@
  *
  *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
  *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json] [--route]
- *            [--rate R]
+ *            [--rate R] [--slow-ms M]
  *
  * --route: ask the cluster where each shard's leader is (cluster.shards) and have each
  * connection create only orders whose shard its node leads, so that no request is forwarded
@@ -11,6 +11,11 @@
  *
  * --rate R: send at most R requests per second in all (0 = as fast as replies come): a steady
  * load for latency at a given throughput and for long runs (memory over time).
+ *
+ * --slow-ms M: also print to stderr each measured reply that took more than M ms, as
+ * "slow <UTC time of the reply> <ms> conn <n> server <host:port>", at most PB_SLOW_LINES_MAX
+ * lines: to see when a tail happens and line it up with the servers' logs (docs/benchmarks.md,
+ * optimisation log, "where the tail came from").
  *
  * N connections (spread over the servers) each keep D requests in flight. Latency is measured
  * per request from send to reply and kept in a log-linear histogram (no averages), throughput
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "api_envelope.h"
@@ -45,6 +51,8 @@
 #define PB_SERVERS_MAX     16u
 #define PB_SECONDS_MAX     3600u
 #define PB_RATE_MAX        10000000u
+#define PB_SLOW_MS_MAX     3600000u
+#define PB_SLOW_LINES_MAX  1000000u
 /* Histogram: 64 octaves of microseconds x 32 linear sub-buckets (~3% resolution). */
 #define PB_SUB       32u
 #define PB_BUCKETS   (64u * PB_SUB)
@@ -72,8 +80,10 @@ struct pb {
     uint8_t secret[256];
     size_t secret_len;
     unsigned connections, depth, seconds, warmup, rate;
-    uint64_t start_us, sent; /* For --rate: requests sent since start_us. */
-    uv_timer_t pacer;        /* --rate: sends what connections owe, every millisecond. */
+    unsigned slow_ms;                  /* --slow-ms; 0 = off. */
+    uint64_t slow_lines, slow_dropped; /* Printed, and past PB_SLOW_LINES_MAX. */
+    uint64_t start_us, sent;           /* For --rate: requests sent since start_us. */
+    uv_timer_t pacer;                  /* --rate: sends what connections owe, every millisecond. */
     enum pb_op op;
     bool json;
     char run_id[17];
@@ -107,6 +117,24 @@ struct pb_conn {
 static uint64_t now_us(void)
 {
     return uv_hrtime() / 1000u;
+}
+
+/* --slow-ms: one line for a reply that took @took_us, stamped with the wall clock (now). */
+static void pb_print_slow(struct pb *pb, const struct pb_conn *c, uint64_t took_us)
+{
+    if (pb->slow_lines == PB_SLOW_LINES_MAX) {
+        pb->slow_dropped++;
+        return;
+    }
+    pb->slow_lines++;
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "slow %04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %.3f conn %u server %s\n",
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000L, (double)took_us / 1000.0, c->index,
+            pb->server_names[c->index % pb->server_count]);
 }
 
 static unsigned hist_bucket(uint64_t us)
@@ -310,7 +338,11 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
     uint64_t t = now_us();
     if (rt_monotonic_ms() >= pb->measure_ms && !pb->stopping && id > 0) {
         pb->ops++;
-        pb->hist[hist_bucket(t - c->sent_us[id % pb->depth])]++;
+        uint64_t took_us = t - c->sent_us[id % pb->depth];
+        pb->hist[hist_bucket(took_us)]++;
+        if (pb->slow_ms != 0 && took_us > (uint64_t)pb->slow_ms * 1000u) {
+            pb_print_slow(pb, c, took_us);
+        }
         if (code != NULL) {
             if (code_len == 2 && memcmp(code, "OK", 2) == 0) {
                 pb->ok++;
@@ -560,8 +592,9 @@ static void usage(void)
             "default 16)]\n"
             "                [--seconds S (default 10)] [--warmup S (default 2)]\n"
             "                [--op create|create-get|pay] [--json] [--route]\n"
-            "                [--rate R (requests/s in all, 0 = unlimited, default 0)]\n",
-            PB_CONNECTIONS_MAX, PB_DEPTH_MAX);
+            "                [--rate R (requests/s in all, 0 = unlimited, default 0)]\n"
+            "                [--slow-ms M (1..%u: print each reply slower than M ms to stderr)]\n",
+            PB_CONNECTIONS_MAX, PB_DEPTH_MAX, PB_SLOW_MS_MAX);
 }
 
 int main(int argc, char **argv)
@@ -601,6 +634,8 @@ int main(int argc, char **argv)
             bad = parse_uint(v, 1, PB_SECONDS_MAX, &pb.seconds);
         } else if (strcmp(argv[i], "--rate") == 0) {
             bad = parse_uint(v, 0, PB_RATE_MAX, &pb.rate);
+        } else if (strcmp(argv[i], "--slow-ms") == 0) {
+            bad = parse_uint(v, 1, PB_SLOW_MS_MAX, &pb.slow_ms);
         } else if (strcmp(argv[i], "--warmup") == 0) {
             bad = parse_uint(v, 0, PB_SECONDS_MAX, &pb.warmup);
         } else if (strcmp(argv[i], "--op") == 0) {
@@ -667,9 +702,18 @@ int main(int argc, char **argv)
         pb.pacer.data = &pb;
         uv_timer_start(&pb.pacer, pb_pace, 1, 1);
     }
+    if (pb.slow_ms != 0) {
+        /* Slow lines may come by the thousand: buffered, not a write() each. Flushed at exit. */
+        setvbuf(stderr, NULL, _IOFBF, 1u << 16);
+    }
     double cpu0 = rt_process_cpu_seconds();
     uv_run(pb.loop, UV_RUN_DEFAULT);
     double cpu = rt_process_cpu_seconds() - cpu0;
+    if (pb.slow_dropped != 0) {
+        fprintf(stderr,
+                "slow: %" PRIu64 " more replies over %u ms not printed (at most %u lines)\n",
+                pb.slow_dropped, pb.slow_ms, PB_SLOW_LINES_MAX);
+    }
     for (unsigned i = 0; i < pb.connections; i++) {
         cl_sendq_free(&pb.conns[i].out);
     }
