@@ -1943,6 +1943,19 @@ static bool node_member_alive(const struct cl_node *node, unsigned m)
     return m == node->self || node->out[m].link != NULL;
 }
 
+/* @name, then a map of @count counters (@names[i] -> @values[i]): how cluster.status reports
+ * counters (tests/integration/itest.c reads them back with read_counters). */
+static void node_write_counters(struct rt_mp_writer *w, const char *name, const char *const names[],
+                                const uint64_t values[], uint32_t count)
+{
+    rt_mp_write_cstr(w, name);
+    rt_mp_write_map(w, count);
+    for (uint32_t i = 0; i < count; i++) {
+        rt_mp_write_cstr(w, names[i]);
+        rt_mp_write_uint(w, values[i]);
+    }
+}
+
 void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
 {
     assert(node != NULL && w != NULL);
@@ -1950,30 +1963,17 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
     rt_mp_write_map(w, 10);
-    struct cl_raftlog_stats log_stats;
-    cl_raftlog_get_stats(node->raftlog, &log_stats);
-    rt_mp_write_cstr(w, "raft_log");
-    rt_mp_write_map(w, 4);
-    rt_mp_write_cstr(w, "writes");
-    rt_mp_write_uint(w, log_stats.writes);
-    rt_mp_write_cstr(w, "entries");
-    rt_mp_write_uint(w, log_stats.entries);
-    rt_mp_write_cstr(w, "bytes");
-    rt_mp_write_uint(w, log_stats.bytes);
-    rt_mp_write_cstr(w, "failures");
-    rt_mp_write_uint(w, log_stats.failures);
-    rt_mp_write_cstr(w, "raft_messages");
-    rt_mp_write_map(w, 5);
-    rt_mp_write_cstr(w, "sent_on_links");
-    rt_mp_write_uint(w, node->raft_stats.sent_on_links);
-    rt_mp_write_cstr(w, "sent_by_raft_uv");
-    rt_mp_write_uint(w, node->raft_stats.sent_by_raft_uv);
-    rt_mp_write_cstr(w, "send_failures");
-    rt_mp_write_uint(w, node->raft_stats.send_failures);
-    rt_mp_write_cstr(w, "received");
-    rt_mp_write_uint(w, node->raft_stats.received);
-    rt_mp_write_cstr(w, "dropped");
-    rt_mp_write_uint(w, node->raft_stats.dropped);
+    struct cl_raftlog_stats ls;
+    cl_raftlog_get_stats(node->raftlog, &ls);
+    static const char *const log_names[] = {"writes", "entries", "bytes", "failures"};
+    const uint64_t log_values[] = {ls.writes, ls.entries, ls.bytes, ls.failures};
+    node_write_counters(w, "raft_log", log_names, log_values, 4);
+    const struct raft_message_stats *msgs = &node->raft_stats;
+    static const char *const msg_names[] = {"sent_on_links", "sent_by_raft_uv", "send_failures",
+                                            "received", "dropped"};
+    const uint64_t msg_values[] = {msgs->sent_on_links, msgs->sent_by_raft_uv, msgs->send_failures,
+                                   msgs->received, msgs->dropped};
+    node_write_counters(w, "raft_messages", msg_names, msg_values, 5);
     rt_mp_write_cstr(w, "meta");
     rt_mp_write_map(w, 4);
     rt_mp_write_cstr(w, "leader");

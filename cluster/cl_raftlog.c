@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_log.h"
 #include "store_rocks.h"
@@ -70,35 +71,17 @@ struct cl_raftlog {
     void *close_arg;
 };
 
-static void raftlog_put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-    }
-}
-
 static void raftlog_key(uint8_t key[RAFTLOG_KEY_BYTES], uint16_t group, raft_index index)
 {
     key[0] = 'e';
-    key[1] = (uint8_t)(group >> 8);
-    key[2] = (uint8_t)group;
-    raftlog_put_be64(key + 3, index);
-}
-
-static uint64_t raftlog_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
+    rt_put_be16(key + 1, group);
+    rt_put_be64(key + 3, index);
 }
 
 static void raftlog_marker_key(uint8_t key[3], uint16_t group)
 {
     key[0] = 'm';
-    key[1] = (uint8_t)(group >> 8);
-    key[2] = (uint8_t)group;
+    rt_put_be16(key + 1, group);
 }
 
 /* Put @entry at @index into @batch. */
@@ -108,7 +91,7 @@ static void raftlog_put(rocksdb_writebatch_t *batch, uint16_t group, raft_index 
     uint8_t key[RAFTLOG_KEY_BYTES];
     raftlog_key(key, group, index);
     uint8_t head[RAFTLOG_HEAD_BYTES];
-    raftlog_put_be64(head, entry->term);
+    rt_put_be64(head, entry->term);
     head[8] = (uint8_t)entry->type;
     const char *parts[2] = {(const char *)head, entry->buf.base};
     size_t sizes[2] = {sizeof(head), entry->buf.len};
@@ -128,17 +111,29 @@ static void raftlog_delete(rocksdb_writebatch_t *batch, uint16_t group, raft_ind
                                     sizeof(end));
 }
 
+/* Room for one more item in an array of @count items of @size bytes with room for *@cap
+ * (doubling, from @first): the array, moved or not, or NULL (out of memory; @items and *@cap
+ * unchanged). */
+static void *raftlog_reserve(void *items, size_t count, size_t *cap, size_t size, size_t first)
+{
+    if (count < *cap) {
+        return items;
+    }
+    size_t grown_cap = *cap != 0 ? *cap * 2 : first;
+    void *grown = realloc(items, grown_cap * size);
+    if (grown != NULL) {
+        *cap = grown_cap;
+    }
+    return grown;
+}
+
 static int appends_push(struct raftlog_appends *a, struct raft_io_append *req, uint16_t group)
 {
-    if (a->count == a->cap) {
-        size_t cap = a->cap != 0 ? a->cap * 2 : 64;
-        struct raftlog_append *grown = realloc(a->items, cap * sizeof(*grown));
-        if (grown == NULL) {
-            return RAFT_NOMEM;
-        }
-        a->items = grown;
-        a->cap = cap;
+    struct raftlog_append *items = raftlog_reserve(a->items, a->count, &a->cap, sizeof(*items), 64);
+    if (items == NULL) {
+        return RAFT_NOMEM;
     }
+    a->items = items;
     a->items[a->count++] = (struct raftlog_append){req, group};
     return 0;
 }
@@ -263,16 +258,8 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
     log->read = rocksdb_readoptions_create();
     if (log->next_index == NULL || log->outstanding == NULL || log->installing == NULL ||
         log->broken == NULL) {
-        free(log->next_index);
-        free(log->outstanding);
-        free(log->installing);
-        free(log->broken);
-        rocksdb_writebatch_destroy(log->pending);
-        rocksdb_writebatch_destroy(log->flying);
-        rocksdb_options_destroy(log->options);
-        rocksdb_writeoptions_destroy(log->sync_write);
-        rocksdb_readoptions_destroy(log->read);
-        free(log);
+        log->closing = true;
+        raftlog_finish_close(log); /* No database yet: frees everything, the struct too. */
         return RT_ENOMEM;
     }
     for (uint16_t g = 0; g < group_count; g++) {
@@ -405,15 +392,12 @@ int cl_raftlog_append(struct cl_raftlog *log, uint16_t group, struct raft_io_app
     }
     raft_index index = log->next_index[group];
     if (log->installing[group]) {
-        if (log->held_count == log->held_cap) {
-            size_t cap = log->held_cap != 0 ? log->held_cap * 2 : 16;
-            struct raftlog_held *grown = realloc(log->held, cap * sizeof(*grown));
-            if (grown == NULL) {
-                return RAFT_NOMEM;
-            }
-            log->held = grown;
-            log->held_cap = cap;
+        struct raftlog_held *held =
+            raftlog_reserve(log->held, log->held_count, &log->held_cap, sizeof(*held), 16);
+        if (held == NULL) {
+            return RAFT_NOMEM;
         }
+        log->held = held;
         log->held[log->held_count++] = (struct raftlog_held){req, entries, n, index, group};
     } else if (raftlog_queue(log, group, req, index, entries, n) != 0) {
         return RAFT_NOMEM;
@@ -590,7 +574,7 @@ static int raftlog_read(struct cl_raftlog *log, uint16_t group, raft_index *firs
             rv = RAFT_CORRUPT;
             break;
         }
-        raft_index index = raftlog_be64(key + 3);
+        raft_index index = rt_get_be64(key + 3);
         if (n == 0) {
             *first = index;
         } else if (index != *first + n) {
@@ -615,7 +599,7 @@ static int raftlog_read(struct cl_raftlog *log, uint16_t group, raft_index *firs
             break;
         }
         memcpy(data, value + RAFTLOG_HEAD_BYTES, len);
-        entries[n] = (struct raft_entry){.term = raftlog_be64(value),
+        entries[n] = (struct raft_entry){.term = rt_get_be64(value),
                                          .type = value[8],
                                          .buf = {.base = data, .len = len},
                                          .batch = data};
