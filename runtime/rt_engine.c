@@ -53,6 +53,13 @@ struct rt_engine_entry {
     struct rt_buf state_copy;    /* The running handler's view of its own state. */
     struct rt_buf record;        /* Encoding scratch for timers and outbox records. */
     struct rt_buf message_args;  /* The running message's args, copied out of the queue. */
+    /* The entry's batched read of its actors' states (engine_prefetch_states): the keys, in
+     * one arena, and the ones the store did not hold, as deletions in a write set (its hash
+     * table is the lookup needed). Empty outside rt_engine_apply. */
+    struct rt_buf prefetch_arena;
+    const uint8_t **prefetch_keys; /* RT_BATCH_COMMANDS_MAX each. */
+    size_t *prefetch_key_lens;
+    struct rt_writeset store_absent;
 };
 
 static struct rt_engine_entry *entry_of(struct rt_engine *engine)
@@ -75,6 +82,12 @@ static int engine_read(struct rt_engine *engine, enum rt_cf cf, const uint8_t *k
         return RT_ENOTFOUND;
     case RT_LOOKUP_ABSENT:
         break;
+    }
+    /* Known absent from the store by the entry's batched read (and so not in the cache, which
+     * changes only after a commit). */
+    if (cf == RT_CF_STATE && rt_writeset_lookup(&entry_of(engine)->store_absent, cf, key, key_len,
+                                                &val, &val_len) == RT_LOOKUP_DELETED) {
+        return RT_ENOTFOUND;
     }
     struct rt_cache *cache = cf == RT_CF_STATE ? engine->config.cache : NULL;
     if (cache != NULL && rt_cache_get(cache, key, key_len, &val, &val_len) == 0) {
@@ -545,6 +558,75 @@ static int engine_run_command(struct rt_engine *engine, struct rt_actor_ctx *ctx
     return rv;
 }
 
+/* ---- The entry's batched read ---- */
+
+static void prefetch_result(void *arg, uint32_t i, const uint8_t *val, size_t val_len)
+{
+    struct rt_engine *engine = arg;
+    struct rt_engine_entry *entry = entry_of(engine);
+    const uint8_t *key = entry->prefetch_keys[i];
+    size_t key_len = entry->prefetch_key_lens[i];
+    /* Either may fail for memory; the key is then read on its own, as without this read. */
+    if (val != NULL) {
+        (void)rt_cache_put(engine->config.cache, key, key_len, val, val_len);
+    } else {
+        (void)rt_writeset_del(&entry->store_absent, RT_CF_STATE, key, key_len);
+    }
+}
+
+/* Before an entry's commands run, read the state of every actor they address that the cache
+ * lacks, in one batched store read: states found go into the cache, absent ones into
+ * store_absent, so the handlers' own reads skip a store get each. Most of these reads are for
+ * new orders, whose keys are absent, and one batched read costs much less than as many gets
+ * (rt_store_ops.get_many; docs/benchmarks.md, optimisation log). Only a speed-up: a key it
+ * leaves unsettled (a store error, no memory, a command engine_run_command will refuse) is
+ * read by engine_read as before, and reads see the same committed state either way. */
+static void engine_prefetch_states(struct rt_engine *engine, const struct rt_batch *batch)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    struct rt_store *store = engine->config.store;
+    struct rt_cache *cache = engine->config.cache;
+    assert(entry->store_absent.count == 0);
+    if (store->ops->get_many == NULL || cache == NULL) {
+        return;
+    }
+    rt_buf_reset(&entry->prefetch_arena);
+    /* Room for every key up front, so that the keys do not move while the list is built. */
+    if (rt_buf_reserve(&entry->prefetch_arena, (size_t)batch->count * RT_KEY_BYTES_MAX) != 0) {
+        return;
+    }
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        const struct rt_command *cmd = &batch->commands[i];
+        if (rt_registry_type(engine->config.registry, cmd->actor_type) == NULL ||
+            cmd->key_len == 0 || cmd->key_len > RT_ACTOR_KEY_BYTES_MAX ||
+            rt_shard_of(cmd->key, cmd->key_len, engine->config.shard_count) !=
+                engine->config.shard) {
+            continue;
+        }
+        uint8_t key[RT_KEY_BYTES_MAX];
+        size_t key_len =
+            rt_key_state(key, engine->config.shard, cmd->actor_type, cmd->key, cmd->key_len);
+        const uint8_t *val;
+        size_t val_len;
+        if (rt_cache_get(cache, key, key_len, &val, &val_len) == 0) {
+            continue;
+        }
+        entry->prefetch_keys[count] = entry->prefetch_arena.data + entry->prefetch_arena.len;
+        entry->prefetch_key_lens[count] = key_len;
+        int rv = rt_buf_append(&entry->prefetch_arena, key, key_len);
+        assert(rv == 0); /* Reserved above. */
+        (void)rv;
+        count++;
+    }
+    /* One key gains nothing from a batch, and the batched call costs a little more. */
+    if (count >= 2) {
+        /* An error leaves its keys to engine_read, which reports it. */
+        (void)store->ops->get_many(store, RT_CF_STATE, count, entry->prefetch_keys,
+                                   entry->prefetch_key_lens, prefetch_result, engine);
+    }
+}
+
 /* FNV-1a 64 over (previous hash, index, entry bytes): not cryptographic, entries come from our
  * own leaders; it only has to make an accidental divergence visible. */
 static uint64_t history_next(uint64_t prev, uint64_t index, const uint8_t *data, size_t len)
@@ -610,6 +692,14 @@ int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *conf
     rt_buf_init(&entry->state_copy, RT_STORED_VALUE_BYTES_MAX);
     rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + 2u * RT_ACTOR_KEY_BYTES_MAX);
     rt_buf_init(&entry->message_args, RT_COMMAND_ARGS_BYTES_MAX);
+    rt_buf_init(&entry->prefetch_arena, RT_BATCH_COMMANDS_MAX * RT_KEY_BYTES_MAX);
+    rt_writeset_init(&entry->store_absent);
+    entry->prefetch_keys = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*entry->prefetch_keys));
+    entry->prefetch_key_lens = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*entry->prefetch_key_lens));
+    if (entry->prefetch_keys == NULL || entry->prefetch_key_lens == NULL) {
+        rt_engine_free(engine);
+        return RT_ENOMEM;
+    }
     int rv = engine_load(engine);
     if (rv != 0) {
         rt_engine_free(engine);
@@ -628,6 +718,10 @@ void rt_engine_free(struct rt_engine *engine)
         rt_buf_free(&entry->state_copy);
         rt_buf_free(&entry->record);
         rt_buf_free(&entry->message_args);
+        rt_buf_free(&entry->prefetch_arena);
+        rt_writeset_free(&entry->store_absent);
+        free(entry->prefetch_keys);
+        free(entry->prefetch_key_lens);
         free(entry);
         engine->entry = NULL;
     }
@@ -723,6 +817,7 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     entry->position = 0;
     entry->fatal = 0;
     rt_writeset_reset(&engine->ws, engine->config.shard, index);
+    engine_prefetch_states(engine, &batch);
     struct rt_actor_ctx ctx = {.engine = engine};
     for (uint32_t i = 0; i < batch.count; i++) {
         const struct rt_command *cmd = &batch.commands[i];
@@ -777,11 +872,13 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
 
     engine->stats.entries_applied++;
     engine_resolve_replies(engine);
+    rt_writeset_reset(&entry->store_absent, engine->config.shard, index);
     return 0;
 
 fail:
     engine->reply_count = 0;
     rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
+    rt_writeset_reset(&entry->store_absent, engine->config.shard, engine->applied_index);
     return rv;
 }
 

@@ -100,12 +100,24 @@ static inline const uint8_t *rt_write_val(const struct rt_writeset *ws, const st
 typedef int (*rt_scan_cb)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                           size_t val_len);
 
+/* get_many callback: key @i's value (a view valid only during the call), or NULL when the key
+ * is absent. */
+typedef void (*rt_get_many_cb)(void *arg, uint32_t i, const uint8_t *val, size_t val_len);
+
 struct rt_store;
 
 struct rt_store_ops {
     /* Read (cf, key): 0 with the value appended to @out, RT_ENOTFOUND, RT_EIO. */
     int (*get)(struct rt_store *store, enum rt_cf cf, const uint8_t *key, size_t key_len,
                struct rt_buf *out);
+    /* Optional (NULL: readers go key by key). Read @count (1..RT_BATCH_COMMANDS_MAX) keys of
+     * @cf in one call, which costs less than @count gets when many are absent (every new
+     * order's). @cb is called once per key read, with its value or NULL. A key that failed is
+     * left out and the call returns the first error (RT_EIO, RT_ECORRUPT); RT_EINVAL for a bad
+     * @count. */
+    int (*get_many)(struct rt_store *store, enum rt_cf cf, uint32_t count,
+                    const uint8_t *const *keys, const size_t *key_lens, rt_get_many_cb cb,
+                    void *arg);
     /* The last index committed for @shard (0 when nothing was ever applied). */
     int (*applied_index)(struct rt_store *store, uint16_t shard, uint64_t *index);
     /* Write every write of @ws, in order, and @ws->applied_index for @ws->shard, as one atomic

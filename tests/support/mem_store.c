@@ -34,6 +34,7 @@ struct mem_store {
     struct rt_store base; /* First member: an rt_store * is a mem_store *. */
     struct mem_cf cfs[RT_CF_COUNT];
     unsigned fail_commits; /* Commits left to fail with RT_EIO. */
+    struct mem_store_reads reads;
 };
 
 /* Index of the first record whose key is >= @key (count if none); *found if equal. */
@@ -81,6 +82,38 @@ static int mem_get(struct rt_store *store, enum rt_cf cf, const uint8_t *key, si
     }
     const struct mem_record *r = &m->cfs[cf].records[i];
     return rt_buf_append(out, r->val, r->val_len);
+}
+
+static int mem_get_counted(struct rt_store *store, enum rt_cf cf, const uint8_t *key,
+                           size_t key_len, struct rt_buf *out)
+{
+    mem_store_of(store)->reads.gets[cf]++;
+    return mem_get(store, cf, key, key_len, out);
+}
+
+static int mem_get_many(struct rt_store *store, enum rt_cf cf, uint32_t count,
+                        const uint8_t *const *keys, const size_t *key_lens, rt_get_many_cb cb,
+                        void *arg)
+{
+    struct mem_store *m = mem_store_of(store);
+    assert(cf >= 0 && cf < RT_CF_COUNT);
+    assert(keys != NULL && key_lens != NULL && cb != NULL);
+    if (count == 0 || count > RT_BATCH_COMMANDS_MAX) {
+        return count == 0 ? 0 : RT_EINVAL;
+    }
+    m->reads.many_calls[cf]++;
+    m->reads.many_keys[cf] += count;
+    for (uint32_t i = 0; i < count; i++) {
+        bool found = false;
+        size_t at = mem_lower_bound(&m->cfs[cf], keys[i], key_lens[i], &found);
+        const struct mem_record *r = found ? &m->cfs[cf].records[at] : NULL;
+        cb(arg, i,
+           r == NULL        ? NULL
+           : r->val != NULL ? r->val
+                            : (const uint8_t *)"",
+           r == NULL ? 0 : r->val_len);
+    }
+    return 0;
 }
 
 static int mem_applied_index(struct rt_store *store, uint16_t shard, uint64_t *index)
@@ -284,7 +317,16 @@ static int mem_scan(struct rt_store *store, enum rt_cf cf, const uint8_t *prefix
 }
 
 static const struct rt_store_ops mem_store_ops = {
-    .get = mem_get,
+    .get = mem_get_counted,
+    .get_many = mem_get_many,
+    .applied_index = mem_applied_index,
+    .commit = mem_commit,
+    .scan = mem_scan,
+};
+
+/* The same store without get_many, as a store that only reads key by key. */
+static const struct rt_store_ops mem_store_ops_single = {
+    .get = mem_get_counted,
     .applied_index = mem_applied_index,
     .commit = mem_commit,
     .scan = mem_scan,
@@ -306,7 +348,7 @@ void mem_store_free(struct mem_store *store)
     if (store == NULL) {
         return;
     }
-    assert(store->base.ops == &mem_store_ops);
+    assert(store->base.ops == &mem_store_ops || store->base.ops == &mem_store_ops_single);
     for (int cf = 0; cf < RT_CF_COUNT; cf++) {
         struct mem_cf *c = &store->cfs[cf];
         for (size_t i = 0; i < c->count; i++) {
@@ -320,13 +362,27 @@ void mem_store_free(struct mem_store *store)
 struct rt_store *mem_store_store(struct mem_store *store)
 {
     assert(store != NULL);
-    assert(store->base.ops == &mem_store_ops);
+    assert(store->base.ops == &mem_store_ops || store->base.ops == &mem_store_ops_single);
     return &store->base;
 }
 
 void mem_store_fail_commits(struct mem_store *store, unsigned n)
 {
     assert(store != NULL);
-    assert(store->base.ops == &mem_store_ops);
+    assert(store->base.ops == &mem_store_ops || store->base.ops == &mem_store_ops_single);
     store->fail_commits = n;
+}
+
+void mem_store_batched_reads(struct mem_store *store, bool on)
+{
+    assert(store != NULL);
+    store->base.ops = on ? &mem_store_ops : &mem_store_ops_single;
+}
+
+struct mem_store_reads mem_store_take_reads(struct mem_store *store)
+{
+    assert(store != NULL);
+    struct mem_store_reads reads = store->reads;
+    memset(&store->reads, 0, sizeof(store->reads));
+    return reads;
 }

@@ -3,6 +3,9 @@
 #ifndef MEM_STORE_H
 #define MEM_STORE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "rt_store.h"
 
 struct mem_store;
@@ -12,5 +15,14 @@ void mem_store_free(struct mem_store *store);
 struct rt_store *mem_store_store(struct mem_store *store);
 /* Make the next @n commits fail with RT_EIO (fault injection); 0 turns it off. */
 void mem_store_fail_commits(struct mem_store *store, unsigned n);
+/* Offer get_many (the default) or not, so that tests can run both read paths. */
+void mem_store_batched_reads(struct mem_store *store, bool on);
+/* Reads per column family since the last call. */
+struct mem_store_reads {
+    uint64_t gets[RT_CF_COUNT];
+    uint64_t many_calls[RT_CF_COUNT];
+    uint64_t many_keys[RT_CF_COUNT];
+};
+struct mem_store_reads mem_store_take_reads(struct mem_store *store);
 
 #endif /* MEM_STORE_H */

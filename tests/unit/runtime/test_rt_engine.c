@@ -281,6 +281,69 @@ static void apply_runs_commands_and_replies(void **state)
     rt_engine_free(&again);
 }
 
+/* Entry 2 of batched_read_matches_key_by_key: @a exists (1), @b does not. */
+static void apply_mixed_entry(struct fixture *f, uint64_t index, const char *a, const char *b)
+{
+    const uint8_t zero = 0, one = 1, two = 2;
+    struct rt_command c[4] = {cmd(a, OP_ADD, &two, 1), cmd(b, OP_ADD, &zero, 1),
+                              cmd(b, OP_ADD, &one, 1), cmd(b, OP_ADD, &two, 1)};
+    assert_int_equal(apply(f, 0, index, T0, c, 4), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 0)->code, 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 1)->code, RT_EINVAL); /* Rolled back. */
+    assert_int_equal(rt_engine_reply(&f->engine[0], 2)->code, 0);
+    assert_int_equal(rt_engine_reply(&f->engine[0], 3)->code, 0);
+    /* The absent-key answers lasted only for the entry: queries see what it created. */
+    assert_int_equal(value_of(f, 0, a), 3);
+    assert_int_equal(value_of(f, 0, b), 3); /* 1, then 2 more: the last saw the third's write. */
+}
+
+/* The @skip-th key of the form "s<n>" that belongs to @shard (fresh keys for a test). */
+static void key_in_shard(char out[16], uint16_t shard, int skip)
+{
+    for (int i = 0;; i++) {
+        snprintf(out, 16, "s%d", i);
+        if (rt_shard_of((const uint8_t *)out, strlen(out), SHARDS) == shard && skip-- == 0) {
+            return;
+        }
+    }
+}
+
+/* An entry's states come from one batched read when the store offers it (found ones through
+ * the cache, absent ones without a get each), with the same results as reading key by key. */
+static void batched_read_matches_key_by_key(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t one = 1;
+    for (int batched = 1; batched >= 0; batched--) {
+        mem_store_batched_reads(f->mem, batched);
+        char a[16], b[16];
+        key_in_shard(a, 0, batched ? 0 : 2);
+        key_in_shard(b, 0, batched ? 1 : 3);
+        uint64_t index = batched ? 1 : 3;
+        (void)mem_store_take_reads(f->mem);
+        struct rt_command create_a = cmd(a, OP_ADD, &one, 1);
+        assert_int_equal(apply(f, 0, index, T0, &create_a, 1), 0);
+        /* One key is read on its own either way. */
+        struct mem_store_reads reads = mem_store_take_reads(f->mem);
+        assert_int_equal(reads.many_calls[RT_CF_STATE], 0);
+        assert_int_equal(reads.gets[RT_CF_STATE], 1);
+        rt_cache_clear(&f->cache); /* a's state now comes from the store. */
+        apply_mixed_entry(f, index + 1, a, b);
+        reads = mem_store_take_reads(f->mem);
+        if (batched) {
+            /* One read of the four commands' states; the queries hit the cache. */
+            assert_int_equal(reads.many_calls[RT_CF_STATE], 1);
+            assert_int_equal(reads.many_keys[RT_CF_STATE], 4);
+            assert_int_equal(reads.gets[RT_CF_STATE], 0);
+        } else {
+            /* a, b, and b again after the rollback; the fourth command sees the third's
+             * write. */
+            assert_int_equal(reads.many_calls[RT_CF_STATE], 0);
+            assert_int_equal(reads.gets[RT_CF_STATE], 3);
+        }
+    }
+}
+
 static void failed_command_leaves_no_trace(void **state)
 {
     struct fixture *f = *state;
@@ -602,6 +665,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(apply_runs_commands_and_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_command_leaves_no_trace, setup, teardown),
+        cmocka_unit_test_setup_teardown(batched_read_matches_key_by_key, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_shard_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(same_shard_message_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(cross_shard_message_goes_through_outbox_once, setup,

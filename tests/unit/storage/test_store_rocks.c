@@ -258,6 +258,64 @@ static void test_get_appends(void **state)
     rt_buf_free(&buf);
 }
 
+/* What get_many reported, key by key. */
+struct many_result {
+    int calls[4];
+    char val[4][16];
+    size_t val_len[4];
+    bool found[4];
+};
+
+static void many_cb(void *arg, uint32_t i, const uint8_t *val, size_t val_len)
+{
+    struct many_result *r = arg;
+    assert_true(i < 4 && val_len < sizeof(r->val[0]));
+    r->calls[i]++;
+    r->found[i] = val != NULL;
+    if (val != NULL) {
+        memcpy(r->val[i], val, val_len);
+        r->val_len[i] = val_len;
+    }
+}
+
+static void test_get_many(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t k1[64], k2[64], absent[64];
+    size_t k1_len = make_key(k1, 3, "one");
+    size_t k2_len = make_key(k2, 3, "empty");
+    size_t absent_len = make_key(absent, 3, "none");
+    helper_put(f->store, 3, 1, RT_CF_STATE, k1, k1_len, "hello", 5);
+    helper_put(f->store, 3, 2, RT_CF_STATE, k2, k2_len, "", 0);
+    /* Unsorted, with a duplicate: the order of the callbacks' @i is the caller's. */
+    const uint8_t *keys[4] = {k2, absent, k1, k1};
+    size_t lens[4] = {k2_len, absent_len, k1_len, k1_len};
+    struct many_result r = {0};
+    assert_int_equal(f->store->ops->get_many(f->store, RT_CF_STATE, 4, keys, lens, many_cb, &r), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r.calls[i], 1);
+    }
+    assert_true(r.found[0]);
+    assert_int_equal(r.val_len[0], 0); /* An empty value is a value. */
+    assert_false(r.found[1]);
+    assert_true(r.found[2] && r.found[3]);
+    assert_int_equal(r.val_len[2], 5);
+    assert_memory_equal(r.val[2], "hello", 5);
+    assert_memory_equal(r.val[3], "hello", 5);
+    /* Families are separate key spaces. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(
+        f->store->ops->get_many(f->store, RT_CF_INDEX, 1, keys + 2, lens + 2, many_cb, &r), 0);
+    assert_int_equal(r.calls[0], 1);
+    assert_false(r.found[0]);
+    /* Counts out of range. */
+    assert_int_equal(f->store->ops->get_many(f->store, RT_CF_STATE, 0, keys, lens, many_cb, &r), 0);
+    assert_int_equal(f->store->ops->get_many(f->store, RT_CF_STATE, RT_BATCH_COMMANDS_MAX + 1, keys,
+                                             lens, many_cb, &r),
+                     RT_EINVAL);
+    assert_int_equal(r.calls[0], 1);
+}
+
 static void test_commit_order_and_applied_index(void **state)
 {
     struct fixture *f = *state;
@@ -663,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_open_create),
         cmocka_unit_test_setup_teardown(test_put_get_delete_every_cf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_order_and_applied_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_order_and_prefix_bounds, setup, teardown),
