@@ -150,6 +150,7 @@ struct group {
     uint64_t reported_raft_applied;
     uint64_t reported_leader;
     uint64_t reported_ms;
+    uint64_t logged_leader; /* The leader last logged (group_log_leader); 0: none known. */
     /* Leader side. */
     bool timers_in_flight;
     struct rt_batch_builder timer_builder;
@@ -1457,6 +1458,28 @@ static void group_watchdog(struct group *g, uint64_t now)
     }
 }
 
+/* Log each change of the group's leader as this node sees it (none known during an election),
+ * so that the logs show when requests in flight on a shard were answered UNAVAILABLE
+ * ("leadership lost"), and which node took over. Quiet while the leader stays. */
+static void group_log_leader(struct group *g)
+{
+    uint64_t leader = group_leader(g);
+    if (leader == g->logged_leader) {
+        return; /* No change (or, at start, no leader yet: nothing to say). */
+    }
+    char group[16] = "meta group";
+    if (g->shard < g->node->config.shard_count) {
+        snprintf(group, sizeof(group), "shard %u", (unsigned)g->shard);
+    }
+    if (leader == 0) {
+        RT_INFO("%s: no leader known (term %llu)", group, (unsigned long long)g->raft.current_term);
+    } else {
+        RT_INFO("%s: leader is node %llu (term %llu)", group, (unsigned long long)leader,
+                (unsigned long long)g->raft.current_term);
+    }
+    g->logged_leader = leader;
+}
+
 static void group_collect_timers(struct group *g, uint64_t now)
 {
     if (raft_state(&g->raft) != RAFT_LEADER || g->timers_in_flight) {
@@ -1606,6 +1629,7 @@ static void node_tick_cb(uv_timer_t *timer)
         }
         group_confirm(g); /* Deadlines. */
         group_watchdog(g, now);
+        group_log_leader(g);
         if (scan_timers) {
             group_collect_timers(g, now);
         }
