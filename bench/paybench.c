@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
 #include "api_envelope.h"
@@ -44,6 +43,7 @@
 #include "rt_clock.h"
 #include "rt_error.h"
 #include "rt_key.h"
+#include "rt_log.h"
 #include "rt_mp.h"
 
 #define PB_CONNECTIONS_MAX 1024u
@@ -127,13 +127,9 @@ static void pb_print_slow(struct pb *pb, const struct pb_conn *c, uint64_t took_
         return;
     }
     pb->slow_lines++;
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    fprintf(stderr, "slow %04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %.3f conn %u server %s\n",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000L, (double)took_us / 1000.0, c->index,
+    char stamp[RT_LOG_TIMESTAMP_BYTES];
+    rt_log_timestamp(stamp); /* The servers' log stamps, to line the two up. */
+    fprintf(stderr, "slow %s %.3f conn %u server %s\n", stamp, (double)took_us / 1000.0, c->index,
             pb->server_names[c->index % pb->server_count]);
 }
 

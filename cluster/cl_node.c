@@ -1991,13 +1991,21 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     cl_raftlog_get_stats(node->raftlog, &ls);
     static const char *const log_names[] = {"writes", "entries", "bytes", "failures"};
     const uint64_t log_values[] = {ls.writes, ls.entries, ls.bytes, ls.failures};
-    node_write_counters(w, "raft_log", log_names, log_values, 4);
+    static_assert(sizeof(log_values) / sizeof(log_values[0]) ==
+                      sizeof(log_names) / sizeof(log_names[0]),
+                  "a value per name");
+    node_write_counters(w, "raft_log", log_names, log_values,
+                        (uint32_t)(sizeof(log_names) / sizeof(log_names[0])));
     const struct raft_message_stats *msgs = &node->raft_stats;
     static const char *const msg_names[] = {"sent_on_links", "sent_by_raft_uv", "send_failures",
                                             "received", "dropped"};
     const uint64_t msg_values[] = {msgs->sent_on_links, msgs->sent_by_raft_uv, msgs->send_failures,
                                    msgs->received, msgs->dropped};
-    node_write_counters(w, "raft_messages", msg_names, msg_values, 5);
+    static_assert(sizeof(msg_values) / sizeof(msg_values[0]) ==
+                      sizeof(msg_names) / sizeof(msg_names[0]),
+                  "a value per name");
+    node_write_counters(w, "raft_messages", msg_names, msg_values,
+                        (uint32_t)(sizeof(msg_names) / sizeof(msg_names[0])));
     rt_mp_write_cstr(w, "meta");
     rt_mp_write_map(w, 4);
     rt_mp_write_cstr(w, "leader");

@@ -598,8 +598,8 @@ static void engine_prefetch_states(struct rt_engine *engine, const struct rt_bat
     uint32_t count = 0;
     for (uint32_t i = 0; i < batch->count; i++) {
         const struct rt_command *cmd = &batch->commands[i];
+        /* What engine_run_command refuses (the decoder already bounded the key). */
         if (rt_registry_type(engine->config.registry, cmd->actor_type) == NULL ||
-            cmd->key_len == 0 || cmd->key_len > RT_ACTOR_KEY_BYTES_MAX ||
             rt_shard_of(cmd->key, cmd->key_len, engine->config.shard_count) !=
                 engine->config.shard) {
             continue;

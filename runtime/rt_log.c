@@ -52,6 +52,17 @@ void rt_log_init(void)
     }
 }
 
+void rt_log_timestamp(char out[RT_LOG_TIMESTAMP_BYTES])
+{
+    assert(out != NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, RT_LOG_TIMESTAMP_BYTES, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, RT_LOG_TIMESTAMP_BYTES - n, ".%03uZ", (unsigned)(ts.tv_nsec / 1000000));
+}
+
 void rt_log(enum rt_log_level level, const char *fmt, ...)
 {
     static const char *tags[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -61,15 +72,10 @@ void rt_log(enum rt_log_level level, const char *fmt, ...)
         return;
     }
     FILE *out = log_file != NULL ? log_file : stderr;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[RT_LOG_TIMESTAMP_BYTES];
+    rt_log_timestamp(stamp);
     char line[1024];
-    int n = snprintf(line, sizeof(line),
-                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s node=%u shard=", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, tags[level], log_node_id);
+    int n = snprintf(line, sizeof(line), "%s %-5s node=%u shard=", stamp, tags[level], log_node_id);
     if (log_shard >= 0) {
         n += snprintf(line + n, sizeof(line) - (size_t)n, "%d ", log_shard);
     } else {

@@ -26,6 +26,10 @@ void rt_log_set_file(FILE *file);
 /* Read PAYRAFT_LOG_LEVEL. Safe to call more than once. */
 void rt_log_init(void);
 
+/* Now as the log stamps its lines (UTC, "2026-11-26T21:53:58.044Z"), for other output that
+ * must line up with the logs (paybench --slow-ms). */
+#define RT_LOG_TIMESTAMP_BYTES 64u
+void rt_log_timestamp(char out[RT_LOG_TIMESTAMP_BYTES]);
 void rt_log(enum rt_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define RT_DEBUG(...) rt_log(RT_LOG_DEBUG, __VA_ARGS__)

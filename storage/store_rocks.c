@@ -196,6 +196,17 @@ static int store_read(struct store_rocks *db, const rocksdb_readoptions_t *read_
     return 0;
 }
 
+/* A stored value longer than any we write means a damaged or foreign database. */
+static int store_value_check(enum rt_cf cf, size_t val_len)
+{
+    if (val_len > RT_STORED_VALUE_BYTES_MAX) {
+        RT_ERROR("store get: %s value of %zu bytes is over the stored limit", rt_cf_name(cf),
+                 val_len);
+        return RT_ECORRUPT;
+    }
+    return 0;
+}
+
 static int store_get(struct rt_store *store, enum rt_cf cf, const uint8_t *key, size_t key_len,
                      struct rt_buf *out)
 {
@@ -212,11 +223,8 @@ static int store_get(struct rt_store *store, enum rt_cf cf, const uint8_t *key, 
     }
     size_t val_len = 0;
     const char *val = rocksdb_pinnableslice_value(slice, &val_len);
-    if (val_len > RT_STORED_VALUE_BYTES_MAX) {
-        RT_ERROR("store get: %s value of %zu bytes is over the stored limit", rt_cf_name(cf),
-                 val_len);
-        rv = RT_ECORRUPT;
-    } else {
+    rv = store_value_check(cf, val_len);
+    if (rv == 0) {
         rv = rt_buf_append(out, val, val_len);
     }
     rocksdb_pinnableslice_destroy(slice);
@@ -259,13 +267,11 @@ static int store_get_many(struct rt_store *store, enum rt_cf cf, uint32_t count,
         }
         size_t val_len = 0;
         const char *val = rocksdb_pinnableslice_value(slice, &val_len);
-        if (val_len > RT_STORED_VALUE_BYTES_MAX) {
-            RT_ERROR("store get: %s value of %zu bytes is over the stored limit", rt_cf_name(cf),
-                     val_len);
-            rv = rv != 0 ? rv : RT_ECORRUPT;
-        } else {
+        int checked = store_value_check(cf, val_len);
+        if (checked == 0) {
             cb(arg, i, (const uint8_t *)(val_len > 0 ? val : ""), val_len);
         }
+        rv = rv != 0 ? rv : checked;
         rocksdb_pinnableslice_destroy(slice);
     }
     return rv;
