@@ -1142,12 +1142,11 @@ static int order_create(struct rt_actor_ctx *ctx, const uint8_t *args, size_t ar
     if ((rv = order_save(ctx, &o)) != 0) {
         return rv;
     }
-    uint8_t index_key[ACT_ORDER_INDEX_KEY_BYTES_MAX];
-    size_t index_key_len = act_order_index_key(index_key, o.order_id, id_len);
-    assert(index_key_len > 0);
-    size_t key_len = 0;
-    const uint8_t *key = rt_ctx_key(ctx, &key_len);
-    if ((rv = rt_ctx_index_put(ctx, index_key, index_key_len, key, key_len)) != 0) {
+    /* order.get by order_id reads index key ACT_ORDER_INDEX_PREFIX + order_id
+     * (act_order_index_key); the engine stores it with the entry's other orders. */
+    rv = rt_ctx_index_id(ctx, (const uint8_t *)ACT_ORDER_INDEX_PREFIX,
+                         sizeof(ACT_ORDER_INDEX_PREFIX) - 1, o.order_id, id_len);
+    if (rv != 0) {
         return rv;
     }
     rv = rt_ctx_timer_set(ctx, o.expire_at_ms, ACT_ORDER_EXPIRE, order_expire_args,

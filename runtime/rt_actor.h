@@ -81,8 +81,18 @@ void rt_ctx_fail(struct rt_actor_ctx *ctx, const char *fmt, ...)
  * length, or 0 when the entry has used up its positions (fail the command with
  * RT_ETOOLARGE: the batch limits make this unreachable in practice). */
 size_t rt_ctx_new_id(struct rt_actor_ctx *ctx, char kind, char *out);
+/* Secondary index: @index_key (1..RT_INDEX_KEY_BYTES_MAX bytes, not starting with a 0 byte,
+ * which is the id index's) -> @val. */
 int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
                      const uint8_t *val, size_t val_len);
+/* Index this actor under @prefix + @id, for an id this command made (rt_ctx_new_id): reading
+ * index key prefix + id (rt_ctx_index_get, rt_engine_index_get) then gives this actor's key,
+ * as rt_ctx_index_put(prefix + id, key) would. Cheaper: the entry's ids under one prefix are
+ * stored together, one record per 64 positions (docs/storage.md). RT_EINVAL for an empty
+ * prefix, one starting with a 0 byte or too long for the index key, or an id this entry did
+ * not make. */
+int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t prefix_len,
+                    const char *id, size_t id_len);
 int rt_ctx_index_del(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len);
 /* Run op @op of this actor with @args at @due_ms (durable; fires once, on the leader, at or
  * after due_ms; the handler must cope with a state that moved on meanwhile). */

@@ -27,6 +27,27 @@
 #define ENGINE_FAIL_MSG_BYTES 256u
 /* Positions within an entry feed rt_seq_make and rt_id_make, which keep 16 bits of them. */
 #define ENGINE_POSITIONS_MAX 0xffffu
+/* The timers an entry's commands set that are alike (due time, actor type, op, args) are
+ * stored as one record listing their actors: an entry of order.create commands sets one
+ * expiry per order, all alike, and one key instead of one per order is a large share of what
+ * the store writes, flushes and merges (docs/benchmarks.md, optimisation log). Bounded so
+ * that a record stays small. */
+#define ENGINE_TIMER_TARGETS_MAX 64u
+/* How far past a timer engine_put_timers looks for alike ones (bounds its work on an entry of
+ * timers that are all different). */
+#define ENGINE_TIMER_GROUP_WINDOW 1024u
+/* The keys and args of an entry's timers, held until its end. */
+#define ENGINE_TIMER_BYTES_MAX (64u * 1024u * 1024u)
+/* The id index (rt_ctx_index_id): the ids an entry made and indexed under one prefix are
+ * stored in one record per 64 positions of the entry, written at its end, instead of one
+ * index key per id (docs/storage.md). */
+#define ENGINE_ID_BUCKET_SHIFT 6u
+#define ENGINE_ID_BUCKET_MAX   (1u << ENGINE_ID_BUCKET_SHIFT)
+/* The prefixes and actor keys of an entry's indexed ids, held until its end. */
+#define ENGINE_ID_BYTES_MAX (16u * 1024u * 1024u)
+/* An id index record's key: 0 · prefix · raft index(8) · bucket(2). The leading 0 keeps it
+ * apart from the index keys actors choose, which may not start with it. */
+#define ENGINE_ID_KEY_EXTRA 11u
 
 struct rt_actor_ctx {
     struct rt_engine *engine;
@@ -40,6 +61,27 @@ struct rt_actor_ctx {
     uint32_t effects; /* Effects produced by this handler, <= RT_EFFECTS_PER_COMMAND_MAX. */
     bool readonly;
     char fail_msg[ENGINE_FAIL_MSG_BYTES];
+};
+
+/* A timer set by one of the entry's commands; its key and args are in timer_bytes. */
+struct engine_timer {
+    uint64_t due_ms;
+    uint32_t position; /* Its sequence within the entry (the record's key takes the first's). */
+    uint32_t bytes_off;
+    uint32_t key_len;
+    uint32_t args_len;
+    uint8_t type;
+    uint8_t op;
+    bool grouped; /* engine_put_timers: already in a record. */
+};
+
+/* An id indexed by one of the entry's commands; its prefix and actor key are in id_bytes. */
+struct engine_id {
+    uint32_t position; /* The id's position in the entry. */
+    uint32_t bytes_off;
+    uint8_t prefix_len;
+    uint8_t key_len;
+    bool grouped; /* engine_put_ids: already in a record. */
 };
 
 /* Engine-private per-entry state kept outside the public struct. */
@@ -60,6 +102,27 @@ struct rt_engine_entry {
     const uint8_t **prefetch_keys; /* RT_BATCH_COMMANDS_MAX each. */
     size_t *prefetch_key_lens;
     struct rt_writeset store_absent;
+    /* The timers the entry's commands set, written as records at its end (engine_put_timers)
+     * so that alike ones share one; a failed command's are dropped with its writes. */
+    struct engine_timer *timers;
+    uint32_t timer_count;
+    uint32_t timer_cap;
+    struct rt_buf timer_bytes;
+    struct rt_buf fired; /* The record of the TIMER command being applied. */
+    /* The ids the entry's commands indexed, written as records at its end (engine_put_ids). */
+    struct engine_id *ids;
+    uint32_t id_count;
+    uint32_t id_cap;
+    struct rt_buf id_bytes;
+    struct rt_buf id_record; /* An id index record being read. */
+};
+
+/* Where a command's effects start: its writes, the timers it set and the ids it indexed
+ * (engine_rollback). */
+struct engine_mark {
+    uint32_t writes;
+    uint32_t timers;
+    uint32_t ids;
 };
 
 static struct rt_engine_entry *entry_of(struct rt_engine *engine)
@@ -171,16 +234,14 @@ int rt_ctx_peek(struct rt_actor_ctx *ctx, uint8_t type, const uint8_t *key, size
     return engine_read(engine, RT_CF_STATE, state_key, n, out);
 }
 
+static int engine_index_read(struct rt_engine *engine, const uint8_t *index_key,
+                             size_t index_key_len, struct rt_buf *out, bool in_entry);
+
 int rt_ctx_index_get(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t index_key_len,
                      struct rt_buf *out)
 {
     assert(ctx != NULL && out != NULL);
-    if (index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
-        return RT_EINVAL;
-    }
-    uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_index(key, ctx->engine->config.shard, index_key, index_key_len);
-    return engine_read(ctx->engine, RT_CF_INDEX, key, n, out);
+    return engine_index_read(ctx->engine, index_key, index_key_len, out, true);
 }
 
 /* Count one effect against the handler's budget. */
@@ -266,8 +327,9 @@ static int ctx_index_key(struct rt_actor_ctx *ctx, const uint8_t *index_key, siz
                          uint8_t *key, size_t *key_len)
 {
     assert(ctx != NULL && key != NULL);
-    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
-        return RT_EINVAL;
+    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX ||
+        index_key[0] == 0) {
+        return RT_EINVAL; /* A leading 0 is the id index's (rt_ctx_index_id). */
     }
     int rv = ctx_effect(ctx);
     if (rv != 0) {
@@ -307,23 +369,366 @@ int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, cons
     if (rv != 0 || (rv = ctx_position(ctx, &position)) != 0) {
         return rv;
     }
+    struct rt_engine_entry *entry = entry_of(ctx->engine);
+    if (entry->timer_count == entry->timer_cap) {
+        /* Every timer takes a position, so ENGINE_POSITIONS_MAX bounds the array. */
+        uint32_t cap = entry->timer_cap == 0 ? 64u : entry->timer_cap * 2u;
+        struct engine_timer *timers = realloc(entry->timers, (size_t)cap * sizeof(*timers));
+        if (timers == NULL) {
+            return RT_ENOMEM;
+        }
+        entry->timers = timers;
+        entry->timer_cap = cap;
+    }
+    size_t bytes_off = entry->timer_bytes.len;
+    rv = rt_buf_append(&entry->timer_bytes, ctx->key, ctx->key_len);
+    if (rv == 0 && args_len > 0) {
+        rv = rt_buf_append(&entry->timer_bytes, args, args_len);
+    }
+    if (rv != 0) {
+        rt_buf_truncate(&entry->timer_bytes, bytes_off);
+        return rv == RT_ENOMEM ? RT_ENOMEM : RT_ETOOLARGE;
+    }
+    entry->timers[entry->timer_count++] = (struct engine_timer){
+        .due_ms = due_ms,
+        .position = position,
+        .bytes_off = (uint32_t)bytes_off,
+        .key_len = ctx->key_len,
+        .args_len = (uint32_t)args_len,
+        .type = ctx->type->id,
+        .op = op,
+    };
+    return 0;
+}
+
+static bool timers_alike(const struct rt_engine_entry *entry, const struct engine_timer *a,
+                         const struct engine_timer *b)
+{
+    const uint8_t *bytes = entry->timer_bytes.data;
+    return a->due_ms == b->due_ms && a->type == b->type && a->op == b->op &&
+           a->args_len == b->args_len &&
+           (a->args_len == 0 || memcmp(bytes + a->bytes_off + a->key_len,
+                                       bytes + b->bytes_off + b->key_len, a->args_len) == 0);
+}
+
+/* Write the entry's timers: alike ones (timers_alike) in one record, up to
+ * ENGINE_TIMER_TARGETS_MAX actors, under the key of the first of them. */
+static int engine_put_timers(struct rt_engine *engine)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    const uint8_t *bytes = entry->timer_bytes.data;
+    for (uint32_t i = 0; i < entry->timer_count; i++) {
+        const struct engine_timer *first = &entry->timers[i];
+        if (first->grouped) {
+            continue;
+        }
+        uint32_t members[ENGINE_TIMER_TARGETS_MAX];
+        uint32_t count = 0;
+        members[count++] = i;
+        uint32_t end = entry->timer_count - i > ENGINE_TIMER_GROUP_WINDOW
+                           ? i + ENGINE_TIMER_GROUP_WINDOW
+                           : entry->timer_count;
+        for (uint32_t j = i + 1; j < end && count < ENGINE_TIMER_TARGETS_MAX; j++) {
+            struct engine_timer *t = &entry->timers[j];
+            if (!t->grouped && timers_alike(entry, first, t)) {
+                t->grouped = true;
+                members[count++] = j;
+            }
+        }
+        rt_buf_reset(&entry->record);
+        struct rt_mp_writer w;
+        rt_mp_writer_init(&w, &entry->record);
+        rt_mp_write_array(&w, 4);
+        rt_mp_write_uint(&w, first->type);
+        rt_mp_write_array(&w, count);
+        for (uint32_t m = 0; m < count; m++) {
+            const struct engine_timer *t = &entry->timers[members[m]];
+            rt_mp_write_bin(&w, bytes + t->bytes_off, t->key_len);
+        }
+        rt_mp_write_uint(&w, first->op);
+        rt_mp_write_bin(&w, bytes + first->bytes_off + first->key_len, first->args_len);
+        if (rt_mp_writer_error(&w) != 0) {
+            return rt_mp_writer_error(&w);
+        }
+        uint8_t key[RT_KEY_BYTES_MAX];
+        size_t n = rt_key_timer(key, engine->config.shard, first->due_ms,
+                                rt_seq_make(entry->index, first->position));
+        int rv = rt_writeset_put(&engine->ws, RT_CF_TIMERS, key, n, entry->record.data,
+                                 entry->record.len);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+static void engine_drop_timers(struct rt_engine_entry *entry, uint32_t count)
+{
+    if (count < entry->timer_count) {
+        rt_buf_truncate(&entry->timer_bytes, entry->timers[count].bytes_off);
+        entry->timer_count = count;
+    }
+}
+
+static void engine_drop_ids(struct rt_engine_entry *entry, uint32_t count)
+{
+    if (count < entry->id_count) {
+        rt_buf_truncate(&entry->id_bytes, entry->ids[count].bytes_off);
+        entry->id_count = count;
+    }
+}
+
+static struct engine_mark engine_mark(struct rt_engine *engine)
+{
+    const struct rt_engine_entry *entry = entry_of(engine);
+    return (struct engine_mark){.writes = rt_writeset_mark(&engine->ws),
+                                .timers = entry->timer_count,
+                                .ids = entry->id_count};
+}
+
+/* Forget what a failed command did since @mark: its writes, its timers, its indexed ids. */
+static void engine_rollback(struct rt_engine *engine, struct engine_mark mark)
+{
+    rt_writeset_rollback(&engine->ws, mark.writes);
+    engine_drop_timers(entry_of(engine), mark.timers);
+    engine_drop_ids(entry_of(engine), mark.ids);
+}
+
+/* ---- The id index ---- */
+
+/* The store key of the id index record holding (@prefix, @raft_index, @position). */
+static size_t id_record_key(uint8_t *out, uint16_t shard, const uint8_t *prefix, size_t prefix_len,
+                            uint64_t raft_index, uint32_t position)
+{
+    uint8_t index_key[RT_INDEX_KEY_BYTES_MAX];
+    assert(prefix_len + ENGINE_ID_KEY_EXTRA <= sizeof(index_key));
+    index_key[0] = 0;
+    memcpy(index_key + 1, prefix, prefix_len);
+    rt_put_be64(index_key + 1 + prefix_len, raft_index);
+    rt_put_be16(index_key + 9 + prefix_len, (uint16_t)(position >> ENGINE_ID_BUCKET_SHIFT));
+    return rt_key_index(out, shard, index_key, prefix_len + ENGINE_ID_KEY_EXTRA);
+}
+
+int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t prefix_len,
+                    const char *id, size_t id_len)
+{
+    assert(ctx != NULL);
     struct rt_engine *engine = ctx->engine;
     struct rt_engine_entry *entry = entry_of(engine);
-    rt_buf_reset(&entry->record);
-    struct rt_mp_writer w;
-    rt_mp_writer_init(&w, &entry->record);
-    rt_mp_write_array(&w, 4);
-    rt_mp_write_uint(&w, ctx->type->id);
-    rt_mp_write_bin(&w, ctx->key, ctx->key_len);
-    rt_mp_write_uint(&w, op);
-    rt_mp_write_bin(&w, args, args_len);
-    if (rt_mp_writer_error(&w) != 0) {
-        return rt_mp_writer_error(&w);
+    struct rt_id parsed;
+    if (prefix == NULL || prefix_len == 0 || prefix[0] == 0 ||
+        prefix_len + RT_ID_LEN > RT_INDEX_KEY_BYTES_MAX || !rt_id_parse(id, id_len, &parsed) ||
+        parsed.shard != engine->config.shard || parsed.raft_index != entry->index ||
+        ctx->key_len > UINT8_MAX) {
+        return RT_EINVAL; /* Only an id this entry made can go in its records. */
     }
+    int rv = ctx_effect(ctx);
+    if (rv != 0) {
+        return rv;
+    }
+    if (entry->id_count == entry->id_cap) {
+        /* Every id takes a position, so ENGINE_POSITIONS_MAX bounds the array. */
+        uint32_t cap = entry->id_cap == 0 ? 64u : entry->id_cap * 2u;
+        struct engine_id *ids = realloc(entry->ids, (size_t)cap * sizeof(*ids));
+        if (ids == NULL) {
+            return RT_ENOMEM;
+        }
+        entry->ids = ids;
+        entry->id_cap = cap;
+    }
+    size_t bytes_off = entry->id_bytes.len;
+    rv = rt_buf_append(&entry->id_bytes, prefix, prefix_len);
+    if (rv == 0) {
+        rv = rt_buf_append(&entry->id_bytes, ctx->key, ctx->key_len);
+    }
+    if (rv != 0) {
+        rt_buf_truncate(&entry->id_bytes, bytes_off);
+        return rv == RT_ENOMEM ? RT_ENOMEM : RT_ETOOLARGE;
+    }
+    entry->ids[entry->id_count++] = (struct engine_id){
+        .position = parsed.position,
+        .bytes_off = (uint32_t)bytes_off,
+        .prefix_len = (uint8_t)prefix_len,
+        .key_len = (uint8_t)ctx->key_len,
+    };
+    return 0;
+}
+
+static bool ids_share_record(const struct rt_engine_entry *entry, const struct engine_id *a,
+                             const struct engine_id *b)
+{
+    const uint8_t *bytes = entry->id_bytes.data;
+    return a->position >> ENGINE_ID_BUCKET_SHIFT == b->position >> ENGINE_ID_BUCKET_SHIFT &&
+           a->prefix_len == b->prefix_len &&
+           memcmp(bytes + a->bytes_off, bytes + b->bytes_off, a->prefix_len) == 0;
+}
+
+/* Write the entry's indexed ids: a record per prefix and 64 positions, listing
+ * [position, actor key] pairs. */
+static int engine_put_ids(struct rt_engine *engine)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    const uint8_t *bytes = entry->id_bytes.data;
+    for (uint32_t i = 0; i < entry->id_count; i++) {
+        const struct engine_id *first = &entry->ids[i];
+        if (first->grouped) {
+            continue;
+        }
+        uint32_t members[ENGINE_ID_BUCKET_MAX];
+        uint32_t count = 0;
+        members[count++] = i;
+        for (uint32_t j = i + 1; j < entry->id_count && count < ENGINE_ID_BUCKET_MAX; j++) {
+            struct engine_id *d = &entry->ids[j];
+            if (!d->grouped && ids_share_record(entry, first, d)) {
+                d->grouped = true;
+                members[count++] = j;
+            }
+        }
+        rt_buf_reset(&entry->record);
+        struct rt_mp_writer w;
+        rt_mp_writer_init(&w, &entry->record);
+        rt_mp_write_array(&w, count);
+        for (uint32_t m = 0; m < count; m++) {
+            const struct engine_id *d = &entry->ids[members[m]];
+            rt_mp_write_array(&w, 2);
+            rt_mp_write_uint(&w, d->position);
+            rt_mp_write_bin(&w, bytes + d->bytes_off + d->prefix_len, d->key_len);
+        }
+        if (rt_mp_writer_error(&w) != 0) {
+            return rt_mp_writer_error(&w);
+        }
+        uint8_t key[RT_KEY_BYTES_MAX];
+        size_t n = id_record_key(key, engine->config.shard, bytes + first->bytes_off,
+                                 first->prefix_len, entry->index, first->position);
+        int rv = rt_writeset_put(&engine->ws, RT_CF_INDEX, key, n, entry->record.data,
+                                 entry->record.len);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* Append to @out the actor key that id index record @record lists at @position. */
+static int id_record_find(const struct rt_buf *record, uint32_t position, struct rt_buf *out)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, record->data, record->len);
+    uint32_t count;
+    if (rt_mp_read_array(&r, &count) != 0 || count == 0 || count > ENGINE_ID_BUCKET_MAX) {
+        return RT_ECORRUPT;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t fields, key_len;
+        uint64_t at;
+        const uint8_t *key;
+        if (rt_mp_read_array(&r, &fields) != 0 || fields != 2 || rt_mp_read_uint(&r, &at) != 0 ||
+            rt_mp_read_bin(&r, &key, &key_len) != 0 || key_len == 0 ||
+            key_len > RT_ACTOR_KEY_BYTES_MAX) {
+            return RT_ECORRUPT;
+        }
+        if (at == position) {
+            return rt_buf_append(out, key, key_len);
+        }
+    }
+    return RT_ENOTFOUND;
+}
+
+/* Read index @index_key into @out: its own record, or, when it is a prefix followed by an id
+ * of this shard, that id's entry in the id index. @in_entry: inside rt_engine_apply (this
+ * entry's writes and indexed ids count); otherwise committed state only. */
+static int engine_index_read(struct rt_engine *engine, const uint8_t *index_key,
+                             size_t index_key_len, struct rt_buf *out, bool in_entry)
+{
+    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX ||
+        index_key[0] == 0) {
+        return RT_EINVAL;
+    }
+    struct rt_store *store = engine->config.store;
+    uint16_t shard = engine->config.shard;
     uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_timer(key, engine->config.shard, due_ms, rt_seq_make(entry->index, position));
-    return rt_writeset_put(&engine->ws, RT_CF_TIMERS, key, n, entry->record.data,
-                           entry->record.len);
+    size_t n = rt_key_index(key, shard, index_key, index_key_len);
+    int rv = in_entry ? engine_read(engine, RT_CF_INDEX, key, n, out)
+                      : store->ops->get(store, RT_CF_INDEX, key, n, out);
+    size_t prefix_len = index_key_len - RT_ID_LEN;
+    struct rt_id id;
+    if (rv != RT_ENOTFOUND || index_key_len <= RT_ID_LEN ||
+        !rt_id_parse((const char *)index_key + prefix_len, RT_ID_LEN, &id) || id.shard != shard) {
+        return rv;
+    }
+    struct rt_engine_entry *entry = entry_of(engine);
+    for (uint32_t i = 0; in_entry && id.raft_index == entry->index && i < entry->id_count; i++) {
+        /* Indexed by this entry: not in a record until its end. */
+        const struct engine_id *d = &entry->ids[i];
+        const uint8_t *bytes = entry->id_bytes.data + d->bytes_off;
+        if (d->position == id.position && d->prefix_len == prefix_len &&
+            memcmp(bytes, index_key, prefix_len) == 0) {
+            return rt_buf_append(out, bytes + prefix_len, d->key_len);
+        }
+    }
+    n = id_record_key(key, shard, index_key, prefix_len, id.raft_index, id.position);
+    struct rt_buf *record = &entry->id_record;
+    rt_buf_reset(record);
+    rv = in_entry ? engine_read(engine, RT_CF_INDEX, key, n, record)
+                  : store->ops->get(store, RT_CF_INDEX, key, n, record);
+    return rv != 0 ? rv : id_record_find(record, id.position, out);
+}
+
+/* A timer record, decoded and checked: its actor type, op, args, and its actors' keys (one,
+ * or a list when alike timers were stored together), read in turn with timer_record_key. */
+struct timer_record {
+    uint8_t type;
+    uint8_t op;
+    const uint8_t *args;
+    uint32_t args_len;
+    uint32_t key_count;
+    struct rt_mp_reader keys; /* At the first key. */
+};
+
+static int timer_record_decode(const uint8_t *val, size_t len, struct timer_record *rec)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, val, len);
+    uint32_t fields;
+    uint64_t type, op;
+    if (rt_mp_read_array(&r, &fields) != 0 || fields != 4 || rt_mp_read_uint(&r, &type) != 0 ||
+        type > UINT8_MAX) {
+        return RT_ECORRUPT;
+    }
+    rec->key_count = 1; /* A record of one timer has the key itself, not a list. */
+    if (rt_mp_peek(&r) == RT_MP_ARRAY &&
+        (rt_mp_read_array(&r, &rec->key_count) != 0 || rec->key_count == 0 ||
+         rec->key_count > ENGINE_TIMER_TARGETS_MAX)) {
+        return RT_ECORRUPT;
+    }
+    rec->keys = r;
+    for (uint32_t i = 0; i < rec->key_count; i++) {
+        const uint8_t *key;
+        uint32_t key_len;
+        if (rt_mp_read_bin(&r, &key, &key_len) != 0 || key_len == 0 ||
+            key_len > RT_ACTOR_KEY_BYTES_MAX) {
+            return RT_ECORRUPT;
+        }
+    }
+    const uint8_t *args;
+    uint32_t args_len;
+    if (rt_mp_read_uint(&r, &op) != 0 || op > UINT8_MAX ||
+        rt_mp_read_bin(&r, &args, &args_len) != 0 || args_len > RT_COMMAND_ARGS_BYTES_MAX) {
+        return RT_ECORRUPT;
+    }
+    rec->type = (uint8_t)type;
+    rec->op = (uint8_t)op;
+    rec->args = args_len > 0 ? args : NULL;
+    rec->args_len = args_len;
+    return 0;
+}
+
+/* The next of the record's keys (timer_record_decode checked them all). */
+static void timer_record_key(struct timer_record *rec, const uint8_t **key, uint32_t *key_len)
+{
+    int rv = rt_mp_read_bin(&rec->keys, key, key_len);
+    assert(rv == 0);
+    (void)rv;
 }
 
 /* Put an outbox record (already encoded in entry->record) under the next sequence. */
@@ -500,8 +905,11 @@ static int engine_check_fresh(struct rt_engine *engine, const struct rt_command 
         return cmd->source_seq > rt_get_be64(copy->data) ? 0 : RT_EDUPLICATE;
     }
     if (cmd->origin == RT_ORIGIN_TIMER) {
+        /* Kept for engine_run_timer, which runs the actors the record lists. */
+        struct rt_buf *fired = &entry_of(engine)->fired;
+        rt_buf_reset(fired);
         n = rt_key_timer(key, engine->config.shard, cmd->timer_due_ms, cmd->source_seq);
-        int rv = engine_read(engine, RT_CF_TIMERS, key, n, copy);
+        int rv = engine_read(engine, RT_CF_TIMERS, key, n, fired);
         return rv == RT_ENOTFOUND ? RT_EDUPLICATE : rv;
     }
     return 0;
@@ -690,7 +1098,12 @@ int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *conf
     rt_buf_init(&entry->handler_reply, RT_REPLY_BYTES_MAX + 1);
     rt_buf_init(&entry->messages, ENGINE_MESSAGE_QUEUE_BYTES_MAX);
     rt_buf_init(&entry->state_copy, RT_STORED_VALUE_BYTES_MAX);
-    rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + 2u * RT_ACTOR_KEY_BYTES_MAX);
+    rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + (ENGINE_TIMER_TARGETS_MAX + 1u) *
+                                                                (RT_ACTOR_KEY_BYTES_MAX + 8u));
+    rt_buf_init(&entry->timer_bytes, ENGINE_TIMER_BYTES_MAX);
+    rt_buf_init(&entry->fired, RT_STORED_VALUE_BYTES_MAX);
+    rt_buf_init(&entry->id_bytes, ENGINE_ID_BYTES_MAX);
+    rt_buf_init(&entry->id_record, RT_STORED_VALUE_BYTES_MAX);
     rt_buf_init(&entry->message_args, RT_COMMAND_ARGS_BYTES_MAX);
     rt_buf_init(&entry->prefetch_arena, RT_BATCH_COMMANDS_MAX * RT_KEY_BYTES_MAX);
     rt_writeset_init(&entry->store_absent);
@@ -720,6 +1133,12 @@ void rt_engine_free(struct rt_engine *engine)
         rt_buf_free(&entry->message_args);
         rt_buf_free(&entry->prefetch_arena);
         rt_writeset_free(&entry->store_absent);
+        rt_buf_free(&entry->timer_bytes);
+        rt_buf_free(&entry->fired);
+        free(entry->timers);
+        rt_buf_free(&entry->id_bytes);
+        rt_buf_free(&entry->id_record);
+        free(entry->ids);
         free(entry->prefetch_keys);
         free(entry->prefetch_key_lens);
         free(entry);
@@ -787,6 +1206,46 @@ static int engine_commit(struct rt_engine *engine)
     return 0;
 }
 
+/* A fired timer (its record was read into entry->fired by engine_check_fresh). A record of
+ * one timer runs as any command. A record of alike timers runs the op for each actor it lists,
+ * each rolled back alone if its handler fails: a timer is consumed even when its handler
+ * fails, and one actor's failure is no reason to skip the others. A timer's replies go to no
+ * one, so only its store errors (fatal for the entry) are returned. */
+static int engine_run_timer(struct rt_engine *engine, struct rt_actor_ctx *ctx,
+                            const struct rt_command *cmd)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    struct timer_record rec;
+    if (timer_record_decode(entry->fired.data, entry->fired.len, &rec) != 0) {
+        rt_ctx_fail(ctx, "timer record is corrupt");
+        return RT_ECORRUPT;
+    }
+    if (rec.key_count == 1) {
+        return engine_run_command(engine, ctx, cmd);
+    }
+    size_t reply_off = engine->reply_arena.len;
+    for (uint32_t i = 0; i < rec.key_count; i++) {
+        struct rt_command target = *cmd;
+        timer_record_key(&rec, &target.key, &target.key_len);
+        target.actor_type = rec.type;
+        target.op = rec.op;
+        target.args = rec.args;
+        target.args_len = rec.args_len;
+        struct engine_mark mark = engine_mark(engine);
+        ctx->fail_msg[0] = '\0';
+        int rv = engine_run_command(engine, ctx, &target);
+        rt_buf_truncate(&engine->reply_arena, reply_off);
+        if (rv != 0) {
+            engine_rollback(engine, mark);
+            if (entry->fatal != 0 || rv == RT_ENOMEM) {
+                return rv;
+            }
+        }
+    }
+    ctx->fail_msg[0] = '\0';
+    return 0;
+}
+
 int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len)
 {
     assert(engine != NULL);
@@ -821,22 +1280,23 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     struct rt_actor_ctx ctx = {.engine = engine};
     for (uint32_t i = 0; i < batch.count; i++) {
         const struct rt_command *cmd = &batch.commands[i];
-        uint32_t mark = rt_writeset_mark(&engine->ws);
+        struct engine_mark mark = engine_mark(engine);
         size_t body_off = engine->reply_arena.len;
         ctx.fail_msg[0] = '\0';
         ctx.readonly = false;
         rv = engine_check_fresh(engine, cmd);
         if (rv == 0) {
-            rv = engine_run_command(engine, &ctx, cmd);
+            rv = cmd->origin == RT_ORIGIN_TIMER ? engine_run_timer(engine, &ctx, cmd)
+                                                : engine_run_command(engine, &ctx, cmd);
             if (rv != 0) {
-                rt_writeset_rollback(&engine->ws, mark);
+                engine_rollback(engine, mark);
             }
             /* A message or timer is consumed even when its handler fails: retrying the same
              * deterministic handler on the same state would fail the same way. */
             int consumed = engine_consume(engine, cmd);
             if (consumed != 0 && rv == 0) {
                 rv = consumed;
-                rt_writeset_rollback(&engine->ws, mark);
+                engine_rollback(engine, mark);
             }
         }
         if (entry->fatal != 0 || rv == RT_ENOMEM) {
@@ -854,6 +1314,15 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
             engine->stats.commands_failed++;
         }
     }
+    rv = engine_put_timers(engine);
+    if (rv == 0) {
+        rv = engine_put_ids(engine);
+    }
+    if (rv != 0) {
+        goto fail;
+    }
+    engine_drop_timers(entry, 0);
+    engine_drop_ids(entry, 0);
     uint64_t history = history_next(engine->history_hash, index, data, len);
     uint8_t history_key[RT_KEY_BYTES_MAX], history_val[16];
     size_t history_key_len = rt_key_meta(history_key, engine->config.shard, "history");
@@ -879,6 +1348,8 @@ fail:
     engine->reply_count = 0;
     rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
     rt_writeset_reset(&entry->store_absent, engine->config.shard, engine->applied_index);
+    engine_drop_timers(entry, 0);
+    engine_drop_ids(entry, 0);
     return rv;
 }
 
@@ -886,13 +1357,7 @@ int rt_engine_index_get(struct rt_engine *engine, const uint8_t *index_key, size
                         struct rt_buf *out)
 {
     assert(engine != NULL && out != NULL);
-    if (index_key == NULL || index_key_len == 0 || index_key_len > RT_INDEX_KEY_BYTES_MAX) {
-        return RT_EINVAL;
-    }
-    uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_index(key, engine->config.shard, index_key, index_key_len);
-    struct rt_store *store = engine->config.store;
-    return store->ops->get(store, RT_CF_INDEX, key, n, out);
+    return engine_index_read(engine, index_key, index_key_len, out, false);
 }
 
 int rt_engine_reload(struct rt_engine *engine)
@@ -983,28 +1448,23 @@ static int due_visit(void *arg, const uint8_t *key, size_t key_len, const uint8_
     if (due_ms > scan->now_ms || scan->added >= scan->max) {
         return 1; /* Timers are in due order: nothing later is due. */
     }
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, val, val_len);
-    uint32_t fields, key_n, args_n;
-    uint64_t type, op;
-    const uint8_t *actor_key, *args;
-    if (rt_mp_read_array(&r, &fields) != 0 || fields != 4 || rt_mp_read_uint(&r, &type) != 0 ||
-        rt_mp_read_bin(&r, &actor_key, &key_n) != 0 || rt_mp_read_uint(&r, &op) != 0 ||
-        rt_mp_read_bin(&r, &args, &args_n) != 0 || type > UINT8_MAX || op > UINT8_MAX) {
+    struct timer_record rec;
+    if (timer_record_decode(val, val_len, &rec) != 0) {
         scan->error = RT_ECORRUPT;
         return RT_ECORRUPT;
     }
+    /* One command per record; a record of alike timers names its first actor, and the apply
+     * runs them all (engine_run_timer). */
     struct rt_command cmd = {
         .origin = RT_ORIGIN_TIMER,
-        .actor_type = (uint8_t)type,
-        .op = (uint8_t)op,
+        .actor_type = rec.type,
+        .op = rec.op,
         .source_seq = rt_get_be64(key + 10),
         .timer_due_ms = due_ms,
-        .key = actor_key,
-        .key_len = key_n,
-        .args = args_n > 0 ? args : NULL,
-        .args_len = args_n,
+        .args = rec.args,
+        .args_len = rec.args_len,
     };
+    timer_record_key(&rec, &cmd.key, &cmd.key_len);
     int rv = rt_batch_builder_add(scan->builder, &cmd);
     if (rv == RT_ETOOLARGE) {
         return 1; /* The batch is full; the rest go in the next one. */

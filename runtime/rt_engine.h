@@ -14,7 +14,17 @@
  *   ["msg", target_shard: uint, actor_type: uint, key: bin, op: uint, args: bin]
  *   ["ext", kind: str, payload: bin]
  * Timer record (value in the timers column family, key = shard | due_ms | seq):
- *   [actor_type: uint, key: bin, op: uint, args: bin]
+ *   [actor_type: uint, [key: bin, ...], op: uint, args: bin]
+ * The timers one entry sets that are alike (due_ms, actor type, op, args) share a record, up
+ * to 64 actors, under the seq of the first; firing it runs the op for each actor, each rolled
+ * back alone on failure. Stores written before that hold [actor_type, key: bin, op, args]
+ * (one actor), still read.
+ * Id index record (rt_ctx_index_id; value in the index column family, key = shard | 0 |
+ * prefix | be64 raft index | be16 position / 64):
+ *   [[position: uint, actor key: bin], ...]
+ * the ids one entry made and indexed under one prefix, one record per 64 positions. Index
+ * key prefix + id reads its own record first (ids indexed one key each, before this record
+ * existed), then this one.
  * History (meta "history" -> be64 applied index | be64 history hash): see
  * rt_engine_history_hash; written with every committed entry.
  * Inbox high-water mark (meta "inbox" | source shard -> be64 seq): a message from a source

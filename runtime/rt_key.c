@@ -107,17 +107,42 @@ static int hex_value(char c)
     return -1;
 }
 
+bool rt_id_parse(const char *id, size_t id_len, struct rt_id *out)
+{
+    assert(out != NULL);
+    if (id == NULL || id_len != RT_ID_LEN || !(id[0] >= 'A' && id[0] <= 'Z')) {
+        return false;
+    }
+    uint64_t digits[RT_ID_LEN - 1];
+    for (size_t i = 1; i < id_len; i++) {
+        int v = hex_value(id[i]);
+        if (v < 0) {
+            return false;
+        }
+        digits[i - 1] = (uint64_t)v;
+    }
+    uint64_t index = 0;
+    uint32_t position = 0;
+    for (size_t i = 2; i < 14; i++) {
+        index = index << 4 | digits[i];
+    }
+    for (size_t i = 14; i < 18; i++) {
+        position = position << 4 | (uint32_t)digits[i];
+    }
+    *out = (struct rt_id){.kind = id[0],
+                          .shard = (uint16_t)(digits[0] * 16 + digits[1]),
+                          .raft_index = index,
+                          .position = position};
+    return true;
+}
+
 bool rt_id_shard(const char *id, size_t id_len, char kind, uint16_t *shard)
 {
     assert(shard != NULL);
-    if (id == NULL || id_len != 19 || id[0] != kind) {
+    struct rt_id parsed;
+    if (!rt_id_parse(id, id_len, &parsed) || parsed.kind != kind) {
         return false;
     }
-    for (size_t i = 1; i < id_len; i++) {
-        if (hex_value(id[i]) < 0) {
-            return false;
-        }
-    }
-    *shard = (uint16_t)(hex_value(id[1]) * 16 + hex_value(id[2]));
+    *shard = parsed.shard;
     return true;
 }

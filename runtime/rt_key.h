@@ -46,8 +46,18 @@ static inline uint64_t rt_seq_make(uint64_t raft_index, uint32_t position)
 /* Ids: kind letter + shard (2 hex) + raft index (12 hex) + position (4 hex) = 19 chars of
  * [0-9A-Za-z], well under RT_ID_BYTES_MAX, unique cluster-wide, and routable: the shard can be
  * read back without a lookup. @out holds RT_ID_BYTES_MAX + 1 bytes; returns the length. */
+#define RT_ID_LEN 19u
 size_t rt_id_make(char *out, char kind, uint16_t shard, uint64_t raft_index, uint32_t position);
-/* Parse the shard out of an id; false if @id is not one of ours. */
+/* An id read back into what it was made of. */
+struct rt_id {
+    char kind;
+    uint16_t shard;
+    uint64_t raft_index;
+    uint32_t position;
+};
+/* Parse @id; false if it is not one of ours (any kind letter). */
+bool rt_id_parse(const char *id, size_t id_len, struct rt_id *out);
+/* Parse the shard out of an id of @kind; false if @id is not one of ours. */
 bool rt_id_shard(const char *id, size_t id_len, char kind, uint16_t *shard);
 
 #endif /* RT_KEY_H */

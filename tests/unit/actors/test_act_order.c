@@ -910,7 +910,10 @@ static void order_id_index_resolves(void **state)
     size_t skey_len = rt_key_index(skey, shard, ikey, ikey_len);
     struct rt_buf val;
     rt_buf_init(&val, 4096);
-    assert_int_equal(f->store->ops->get(f->store, RT_CF_INDEX, skey, skey_len, &val), 0);
+    /* The order is in the entry's id index record, not under a key of its own. */
+    assert_int_equal(f->store->ops->get(f->store, RT_CF_INDEX, skey, skey_len, &val), RT_ENOTFOUND);
+    assert_int_equal(test_store_count(f->store, RT_CF_INDEX, shard), 1);
+    assert_int_equal(rt_engine_index_get(&f->engine, ikey, ikey_len, &val), 0);
     assert_int_equal(val.len, key_len);
     assert_memory_equal(val.data, key, key_len);
     /* The resolved key answers get with the same order. */
@@ -931,6 +934,21 @@ static void order_id_index_resolves(void **state)
                                          19),
                      0);
     assert_int_equal(act_order_index_key(ikey, o.order_id, strlen(o.order_id) - 1), 0);
+    /* An order created before the id index has an index key of its own: still found. */
+    char old_id[RT_ID_BYTES_MAX + 1];
+    rt_id_make(old_id, ACT_ORDER_ID_KIND, shard, f->index + 100, 7);
+    ikey_len = act_order_index_key(ikey, old_id, strlen(old_id));
+    skey_len = rt_key_index(skey, shard, ikey, ikey_len);
+    struct rt_writeset ws;
+    rt_writeset_init(&ws);
+    rt_writeset_reset(&ws, shard, f->index);
+    assert_int_equal(rt_writeset_put(&ws, RT_CF_INDEX, skey, skey_len, key, key_len), 0);
+    assert_int_equal(f->store->ops->commit(f->store, &ws), 0);
+    rt_writeset_free(&ws);
+    rt_buf_reset(&val);
+    assert_int_equal(rt_engine_index_get(&f->engine, ikey, ikey_len, &val), 0);
+    assert_int_equal(val.len, key_len);
+    assert_memory_equal(val.data, key, key_len);
     rt_buf_free(&val);
     rt_buf_free(&args);
     void *fs = f;
@@ -1082,10 +1100,11 @@ static void batch_with_failing_command(void **state)
     assert_int_equal(closed.status, ACT_ORDER_CLOSED);
     assert_string_equal(closed.order_id, o1.order_id);
     assert_string_not_equal(o1.order_id, o3.order_id);
-    /* Two orders, two index entries, two timers: the failed command left no trace. */
+    /* Two orders, their ids in the entry's one id index record, and their two expiry timers,
+     * alike, in one record: the failed command left no trace. */
     assert_int_equal(test_store_count(f->store, RT_CF_STATE, f->shard), 2);
-    assert_int_equal(test_store_count(f->store, RT_CF_INDEX, f->shard), 2);
-    assert_int_equal(test_store_count(f->store, RT_CF_TIMERS, f->shard), 2);
+    assert_int_equal(test_store_count(f->store, RT_CF_INDEX, f->shard), 1);
+    assert_int_equal(test_store_count(f->store, RT_CF_TIMERS, f->shard), 1);
     struct rt_reply q;
     assert_int_equal(query_get(f, APP, "B-2", &q), RT_ENOTFOUND);
     assert_int_equal(query_get(f, APP, "B-1", &q), 0);

@@ -17,12 +17,26 @@
 #include "rt_mp.h"
 #include "test_support.h"
 
-#define SHARDS 4
-#define T0     1700000000000ull
+#define SHARDS         4
+#define KEYS_PER_SHARD 3
+#define T0             1700000000000ull
 
 /* ---- The counter actor: state = be64 value ---- */
 
-enum { OP_ADD, OP_GET, OP_RELAY, OP_LATER, OP_NOTIFY, OP_LOOP, OP_NEWID, OP_COUNT };
+enum {
+    OP_ADD,
+    OP_GET,
+    OP_RELAY,
+    OP_LATER,
+    OP_NOTIFY,
+    OP_LOOP,
+    OP_NEWID,
+    OP_INDEXID,
+    OP_LOOKUP,
+    OP_COUNT
+};
+
+#define ID_PREFIX "cid:"
 
 static uint64_t counter_value(struct rt_actor_ctx *ctx)
 {
@@ -59,6 +73,10 @@ static int op_add(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
         return RT_EINVAL;
     }
     uint64_t v = counter_value(ctx) + n;
+    if (v < n) {
+        rt_ctx_fail(ctx, "the counter would wrap");
+        return RT_EINVAL;
+    }
     int rv = counter_store(ctx, v);
     if (rv != 0) {
         return rv;
@@ -101,12 +119,17 @@ static int op_relay(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
     return rt_ctx_send(ctx, 1, key, key_len, OP_ADD, n_raw, n_len);
 }
 
+/* later [n]: add n (5 without args) in a second. later 0 sets the timer and then fails. */
 static int op_later(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
 {
-    (void)args;
-    (void)len;
     const uint8_t five = 5;
-    return rt_ctx_timer_set(ctx, rt_ctx_now_ms(ctx) + 1000, OP_ADD, &five, 1);
+    int rv = rt_ctx_timer_set(ctx, rt_ctx_now_ms(ctx) + 1000, OP_ADD, len > 0 ? args : &five,
+                              len > 0 ? len : 1);
+    if (rv == 0 && len == 1 && args[0] == 0) {
+        rt_ctx_fail(ctx, "later 0 fails after setting its timer");
+        return RT_EINVAL;
+    }
+    return rv;
 }
 
 static int op_notify(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
@@ -134,11 +157,52 @@ static int op_newid(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
     return rt_mp_writer_error(&w);
 }
 
+/* indexid [mode]: make an id, index this counter under ID_PREFIX + id, reply the id. Mode 1
+ * fails afterwards; mode 2 indexes an id this entry did not make instead. */
+static int op_indexid(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    uint8_t mode = len == 1 ? args[0] : 0;
+    char id[RT_ID_BYTES_MAX + 1];
+    size_t n = rt_ctx_new_id(ctx, 'T', id);
+    if (mode == 2) {
+        id[4] = id[4] == '0' ? '1' : '0'; /* Another raft index. */
+    }
+    int rv = rt_ctx_index_id(ctx, (const uint8_t *)ID_PREFIX, strlen(ID_PREFIX), id, n);
+    if (rv != 0) {
+        return rv;
+    }
+    if (mode == 1) {
+        rt_ctx_fail(ctx, "indexid 1 fails after indexing");
+        return RT_EINVAL;
+    }
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, rt_ctx_reply(ctx));
+    rt_mp_write_str(&w, id, n);
+    return rt_mp_writer_error(&w);
+}
+
+/* lookup [index key as raw bytes]: reply the key the index names (bin). */
+static int op_lookup(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
+{
+    struct rt_buf out;
+    rt_buf_init(&out, RT_ACTOR_KEY_BYTES_MAX);
+    int rv = rt_ctx_index_get(ctx, args, len, &out);
+    if (rv == 0) {
+        struct rt_mp_writer w;
+        rt_mp_writer_init(&w, rt_ctx_reply(ctx));
+        rt_mp_write_bin(&w, out.data, out.len);
+        rv = rt_mp_writer_error(&w);
+    }
+    rt_buf_free(&out);
+    return rv;
+}
+
 static const struct rt_actor_op counter_ops[OP_COUNT] = {
     [OP_ADD] = {"add", op_add, false},          [OP_GET] = {"get", op_get, true},
     [OP_RELAY] = {"relay", op_relay, false},    [OP_LATER] = {"later", op_later, false},
     [OP_NOTIFY] = {"notify", op_notify, false}, [OP_LOOP] = {"loop", op_loop, false},
-    [OP_NEWID] = {"newid", op_newid, false},
+    [OP_NEWID] = {"newid", op_newid, false},    [OP_INDEXID] = {"indexid", op_indexid, false},
+    [OP_LOOKUP] = {"lookup", op_lookup, false},
 };
 static const struct rt_actor_type counter_type = {1, "counter", counter_ops, OP_COUNT};
 
@@ -150,17 +214,17 @@ struct fixture {
     struct rt_cache cache;
     struct rt_engine engine[SHARDS];
     struct rt_batch_builder builder;
-    char keys[SHARDS][2][16]; /* Two keys that hash to each shard. */
+    char keys[SHARDS][KEYS_PER_SHARD][16]; /* Keys that hash to each shard. */
 };
 
 static void find_keys(struct fixture *f)
 {
     int found[SHARDS] = {0};
-    for (int i = 0, done = 0; done < SHARDS * 2; i++) {
+    for (int i = 0, done = 0; done < SHARDS * KEYS_PER_SHARD; i++) {
         char key[16];
         snprintf(key, sizeof(key), "c%d", i);
         uint16_t s = rt_shard_of((const uint8_t *)key, strlen(key), SHARDS);
-        if (found[s] < 2) {
+        if (found[s] < KEYS_PER_SHARD) {
             strcpy(f->keys[s][found[s]++], key);
             done++;
         }
@@ -528,6 +592,185 @@ static void timers_fire_once(void **state)
     free(copy);
 }
 
+/* Collect what is due at @now on @shard into one batch (a copy the caller frees); how many. */
+static uint8_t *collect_due(struct fixture *f, uint16_t shard, uint64_t now, uint32_t *added,
+                            size_t *len)
+{
+    assert_int_equal(rt_batch_builder_begin(&f->builder, now), 0);
+    assert_int_equal(rt_engine_collect_due_timers(&f->engine[shard], now, &f->builder, 10, added),
+                     0);
+    const uint8_t *data = rt_batch_builder_finish(&f->builder, len);
+    uint8_t *copy = malloc(*len);
+    memcpy(copy, data, *len);
+    return copy;
+}
+
+static void alike_timers_share_a_record(void **state)
+{
+    struct fixture *f = *state;
+    const char *k0 = f->keys[1][0], *k1 = f->keys[1][1], *k2 = f->keys[1][2];
+    /* k2 at the top of its range: its timer's add will fail. */
+    uint8_t top[9] = {0xcf};
+    rt_put_be64(top + 1, UINT64_MAX - 1);
+    struct rt_command c0 = cmd(k2, OP_ADD, top, sizeof(top));
+    assert_int_equal(apply(f, 1, 1, T0, &c0, 1), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[1], 0)->code, 0);
+    const uint8_t seven = 7, nine = 9, zero = 0;
+    struct rt_command c[6] = {
+        cmd(k0, OP_LATER, &seven, 1), cmd(k1, OP_LATER, &seven, 1),
+        cmd(k1, OP_LATER, &zero, 1), /* Fails: its timer goes with it. */
+        cmd(k2, OP_LATER, &seven, 1), cmd(k0, OP_LATER, &nine, 1),
+        cmd(k0, OP_LATER, NULL, 0), /* add 5 */
+    };
+    assert_int_equal(apply(f, 1, 2, T0, c, 6), 0);
+    const int want[6] = {0, 0, RT_EINVAL, 0, 0, 0};
+    for (uint32_t i = 0; i < 6; i++) {
+        assert_int_equal(rt_engine_reply(&f->engine[1], i)->code, want[i]);
+    }
+    /* add 7 to k0, k1, k2 in one record; add 9 to k0; add 5 to k0. */
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_TIMERS, 1), 3);
+    uint32_t added = 0;
+    size_t len;
+    uint8_t *batch = collect_due(f, 1, T0 + 1000, &added, &len);
+    assert_int_equal(added, 3);
+    assert_int_equal(rt_engine_apply(&f->engine[1], 3, batch, len), 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(rt_engine_reply(&f->engine[1], i)->code, 0);
+    }
+    assert_int_equal(value_of(f, 1, k0), 7 + 9 + 5);
+    assert_int_equal(value_of(f, 1, k1), 7);
+    assert_int_equal((uint64_t)value_of(f, 1, k2), UINT64_MAX - 1); /* Its add failed alone. */
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_TIMERS, 1), 0);
+    /* Proposed again (a new leader re-proposing): every record is gone, nothing runs twice. */
+    assert_int_equal(rt_engine_apply(&f->engine[1], 4, batch, len), 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(rt_engine_reply(&f->engine[1], i)->code, RT_EDUPLICATE);
+    }
+    assert_int_equal(value_of(f, 1, k0), 7 + 9 + 5);
+    assert_int_equal(value_of(f, 1, k1), 7);
+    free(batch);
+}
+
+/* A store written before alike timers shared records holds one record per timer, naming its
+ * actor's key itself rather than a list: it still fires. */
+static void timer_record_of_one_actor_fires(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[2][0];
+    struct rt_buf record;
+    rt_buf_init(&record, 1024);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &record);
+    rt_mp_write_array(&w, 4);
+    rt_mp_write_uint(&w, 1);
+    rt_mp_write_bin(&w, (const uint8_t *)k, strlen(k));
+    rt_mp_write_uint(&w, OP_ADD);
+    const uint8_t three = 3;
+    rt_mp_write_bin(&w, &three, 1);
+    assert_int_equal(rt_mp_writer_error(&w), 0);
+    struct rt_writeset ws;
+    rt_writeset_init(&ws);
+    rt_writeset_reset(&ws, 2, 0); /* Applied index 0: the engine's view stays as it is. */
+    uint8_t key[RT_KEY_BYTES_MAX];
+    size_t n = rt_key_timer(key, 2, T0 + 50, rt_seq_make(1, 0));
+    assert_int_equal(rt_writeset_put(&ws, RT_CF_TIMERS, key, n, record.data, record.len), 0);
+    struct rt_store *store = mem_store_store(f->mem);
+    assert_int_equal(store->ops->commit(store, &ws), 0);
+    rt_writeset_free(&ws);
+    rt_buf_free(&record);
+    uint32_t added = 0;
+    size_t len;
+    uint8_t *batch = collect_due(f, 2, T0 + 50, &added, &len);
+    assert_int_equal(added, 1);
+    assert_int_equal(rt_engine_apply(&f->engine[2], 2, batch, len), 0);
+    assert_int_equal(rt_engine_reply(&f->engine[2], 0)->code, 0);
+    assert_int_equal(value_of(f, 2, k), 3);
+    assert_int_equal(test_store_count(store, RT_CF_TIMERS, 2), 0);
+    free(batch);
+}
+
+/* The id a reply of indexid carries, as index key ID_PREFIX + id in @ikey; its length. */
+static size_t indexed_key(const struct rt_reply *reply, uint8_t *ikey)
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, reply->body, reply->body_len);
+    const char *id;
+    uint32_t id_len;
+    assert_int_equal(rt_mp_read_str(&r, &id, &id_len), 0);
+    assert_int_equal(id_len, RT_ID_LEN);
+    memcpy(ikey, ID_PREFIX, strlen(ID_PREFIX));
+    memcpy(ikey + strlen(ID_PREFIX), id, id_len);
+    return strlen(ID_PREFIX) + id_len;
+}
+
+static void ids_indexed_in_records(void **state)
+{
+    struct fixture *f = *state;
+    struct rt_engine *engine = &f->engine[3];
+    const char *k0 = f->keys[3][0], *k1 = f->keys[3][1];
+    /* 70 commands, each taking one position: ids at positions 0..69, two records. One fails
+     * after indexing, one indexes an id of another entry; a later command reads an id the
+     * entry indexed before (not in a record yet). */
+    enum { N = 70 };
+    struct rt_command c[N + 1];
+    const uint8_t fail = 1, foreign = 2;
+    for (int i = 0; i < N; i++) {
+        c[i] = cmd(i % 2 == 0 ? k0 : k1, OP_INDEXID, NULL, 0);
+    }
+    c[10] = cmd(k1, OP_INDEXID, &fail, 1);
+    c[11] = cmd(k1, OP_INDEXID, &foreign, 1);
+    uint8_t first[64];
+    size_t first_len = strlen(ID_PREFIX) + RT_ID_LEN;
+    char id0[RT_ID_BYTES_MAX + 1];
+    rt_id_make(id0, 'T', 3, 1, 0);
+    memcpy(first, ID_PREFIX, strlen(ID_PREFIX));
+    memcpy(first + strlen(ID_PREFIX), id0, RT_ID_LEN);
+    c[N] = cmd(k1, OP_LOOKUP, first, first_len);
+    assert_int_equal(apply(f, 3, 1, T0, c, N + 1), 0);
+    assert_int_equal(rt_engine_reply(engine, 10)->code, RT_EINVAL);
+    assert_int_equal(rt_engine_reply(engine, 11)->code, RT_EINVAL);
+    const struct rt_reply *seen = rt_engine_reply(engine, N);
+    assert_int_equal(seen->code, 0);
+    assert_int_equal(seen->body_len, 1 + strlen(k0) + 1); /* bin8 header, length, key */
+    assert_memory_equal(seen->body + 2, k0, strlen(k0));
+    /* Committed: two records (positions 0..63 and 64..69) and nothing else in the index. */
+    assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_INDEX, 3), 2);
+    struct rt_buf out;
+    rt_buf_init(&out, RT_ACTOR_KEY_BYTES_MAX);
+    uint8_t ikey[64];
+    for (uint32_t i = 0; i < N; i++) {
+        /* Replies were resolved by this apply; every successful one resolves to its actor. */
+        const struct rt_reply *reply = rt_engine_reply(engine, i);
+        if (i == 10 || i == 11) {
+            continue;
+        }
+        size_t n = indexed_key(reply, ikey);
+        rt_buf_reset(&out);
+        assert_int_equal(rt_engine_index_get(engine, ikey, n, &out), 0);
+        const char *want =
+            c[i].key_len == strlen(k0) && memcmp(c[i].key, k0, strlen(k0)) == 0 ? k0 : k1;
+        assert_int_equal(out.len, strlen(want));
+        assert_memory_equal(out.data, want, out.len);
+    }
+    /* The failed command's id (position 10) is in no record. */
+    char id10[RT_ID_BYTES_MAX + 1];
+    rt_id_make(id10, 'T', 3, 1, 10);
+    memcpy(ikey + strlen(ID_PREFIX), id10, RT_ID_LEN);
+    rt_buf_reset(&out);
+    assert_int_equal(rt_engine_index_get(engine, ikey, first_len, &out), RT_ENOTFOUND);
+    /* Another prefix, another shard's id, the id index's own keys: not found or refused. */
+    memcpy(ikey, "xid:", 4);
+    memcpy(ikey + 4, id0, RT_ID_LEN);
+    assert_int_equal(rt_engine_index_get(engine, ikey, first_len, &out), RT_ENOTFOUND);
+    rt_id_make(id0, 'T', 2, 1, 0);
+    memcpy(ikey + 4, id0, RT_ID_LEN);
+    memcpy(ikey, ID_PREFIX, 4);
+    assert_int_equal(rt_engine_index_get(engine, ikey, first_len, &out), RT_ENOTFOUND);
+    ikey[0] = 0;
+    assert_int_equal(rt_engine_index_get(engine, ikey, first_len, &out), RT_EINVAL);
+    rt_buf_free(&out);
+}
+
 static void external_effect_is_queued(void **state)
 {
     struct fixture *f = *state;
@@ -671,6 +914,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(cross_shard_message_goes_through_outbox_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(timers_fire_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(alike_timers_share_a_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(timer_record_of_one_actor_fires, setup, teardown),
+        cmocka_unit_test_setup_teardown(ids_indexed_in_records, setup, teardown),
         cmocka_unit_test_setup_teardown(external_effect_is_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(ids_are_unique_and_carry_the_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_entries_write_nothing, setup, teardown),
