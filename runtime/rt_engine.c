@@ -33,9 +33,9 @@
  * the store writes, flushes and merges (docs/benchmarks.md, optimisation log). Bounded so
  * that a record stays small. */
 #define ENGINE_TIMER_TARGETS_MAX 64u
-/* How far past a timer engine_put_timers looks for alike ones (bounds its work on an entry of
- * timers that are all different). */
-#define ENGINE_TIMER_GROUP_WINDOW 1024u
+/* How far past a timer or an id engine_put_timers and engine_put_ids look for others to share
+ * its record (bounds their work on an entry whose timers are all different). */
+#define ENGINE_GROUP_WINDOW 1024u
 /* The keys and args of an entry's timers, held until its end. */
 #define ENGINE_TIMER_BYTES_MAX (64u * 1024u * 1024u)
 /* The id index (rt_ctx_index_id): the ids an entry made and indexed under one prefix are
@@ -356,6 +356,29 @@ int rt_ctx_index_del(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t 
     return rv != 0 ? rv : rt_writeset_del(&ctx->engine->ws, RT_CF_INDEX, key, n);
 }
 
+/* The end of the items engine_put_timers and engine_put_ids compare with item @i of @count. */
+static uint32_t group_window_end(uint32_t i, uint32_t count)
+{
+    return count - i > ENGINE_GROUP_WINDOW ? i + ENGINE_GROUP_WINDOW : count;
+}
+
+/* Make room for one more item in @items (@cap of @item_size bytes, @count used): doubled, from
+ * 64. Every timer and every indexed id takes a position, so ENGINE_POSITIONS_MAX bounds it. */
+static int grow_items(void **items, uint32_t *cap, uint32_t count, size_t item_size)
+{
+    if (count < *cap) {
+        return 0;
+    }
+    uint32_t more = *cap == 0 ? 64u : *cap * 2u;
+    void *grown = realloc(*items, (size_t)more * item_size);
+    if (grown == NULL) {
+        return RT_ENOMEM;
+    }
+    *items = grown;
+    *cap = more;
+    return 0;
+}
+
 int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, const uint8_t *args,
                      size_t args_len)
 {
@@ -370,15 +393,9 @@ int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, cons
         return rv;
     }
     struct rt_engine_entry *entry = entry_of(ctx->engine);
-    if (entry->timer_count == entry->timer_cap) {
-        /* Every timer takes a position, so ENGINE_POSITIONS_MAX bounds the array. */
-        uint32_t cap = entry->timer_cap == 0 ? 64u : entry->timer_cap * 2u;
-        struct engine_timer *timers = realloc(entry->timers, (size_t)cap * sizeof(*timers));
-        if (timers == NULL) {
-            return RT_ENOMEM;
-        }
-        entry->timers = timers;
-        entry->timer_cap = cap;
+    if (grow_items((void **)&entry->timers, &entry->timer_cap, entry->timer_count,
+                   sizeof(*entry->timers)) != 0) {
+        return RT_ENOMEM;
     }
     size_t bytes_off = entry->timer_bytes.len;
     rv = rt_buf_append(&entry->timer_bytes, ctx->key, ctx->key_len);
@@ -425,9 +442,7 @@ static int engine_put_timers(struct rt_engine *engine)
         uint32_t members[ENGINE_TIMER_TARGETS_MAX];
         uint32_t count = 0;
         members[count++] = i;
-        uint32_t end = entry->timer_count - i > ENGINE_TIMER_GROUP_WINDOW
-                           ? i + ENGINE_TIMER_GROUP_WINDOW
-                           : entry->timer_count;
+        uint32_t end = group_window_end(i, entry->timer_count);
         for (uint32_t j = i + 1; j < end && count < ENGINE_TIMER_TARGETS_MAX; j++) {
             struct engine_timer *t = &entry->timers[j];
             if (!t->grouped && timers_alike(entry, first, t)) {
@@ -526,15 +541,9 @@ int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t pref
     if (rv != 0) {
         return rv;
     }
-    if (entry->id_count == entry->id_cap) {
-        /* Every id takes a position, so ENGINE_POSITIONS_MAX bounds the array. */
-        uint32_t cap = entry->id_cap == 0 ? 64u : entry->id_cap * 2u;
-        struct engine_id *ids = realloc(entry->ids, (size_t)cap * sizeof(*ids));
-        if (ids == NULL) {
-            return RT_ENOMEM;
-        }
-        entry->ids = ids;
-        entry->id_cap = cap;
+    if (grow_items((void **)&entry->ids, &entry->id_cap, entry->id_count, sizeof(*entry->ids)) !=
+        0) {
+        return RT_ENOMEM;
     }
     size_t bytes_off = entry->id_bytes.len;
     rv = rt_buf_append(&entry->id_bytes, prefix, prefix_len);
@@ -577,7 +586,8 @@ static int engine_put_ids(struct rt_engine *engine)
         uint32_t members[ENGINE_ID_BUCKET_MAX];
         uint32_t count = 0;
         members[count++] = i;
-        for (uint32_t j = i + 1; j < entry->id_count && count < ENGINE_ID_BUCKET_MAX; j++) {
+        uint32_t end = group_window_end(i, entry->id_count);
+        for (uint32_t j = i + 1; j < end && count < ENGINE_ID_BUCKET_MAX; j++) {
             struct engine_id *d = &entry->ids[j];
             if (!d->grouped && ids_share_record(entry, first, d)) {
                 d->grouped = true;

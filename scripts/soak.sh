@@ -5,7 +5,8 @@
 # temp dir, creates an app, runs paybench --rate R --route for M minutes and prints every
 # node's RSS every 30 s; then restarts node 1 (SIGTERM, start) and prints how long it took
 # until it answered cluster.status with every shard's leader known. Prints figures, asserts
-# nothing. Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
+# nothing. The temp dir is removed at the end unless --keep, or unless paybench saw errors.
+# Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -59,6 +60,13 @@ wait "$bench_pid" || true
 bench_pid=""
 printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
 cat "$dir/paybench.out"
+# Errors are rare and unexplained without the nodes' logs (leader changes are logged there):
+# a run that had any keeps its directory.
+errors=$(sed -n 's/.* \([0-9][0-9]*\) errors$/\1/p' "$dir/paybench.out")
+if [ "${errors:-0}" -gt 0 ] && [ "$keep" -eq 0 ]; then
+  keep=1
+  echo "soak: $errors errors: $dir is kept (node logs: $dir/node*/payd.log)"
+fi
 du -sh "$dir/node1/data/db" "$dir/node1/data/raft" | sed 's/^/node 1 on disk: /'
 
 t0=$(date +%s%N)

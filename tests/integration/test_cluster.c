@@ -618,28 +618,15 @@ static void snap_views(unsigned id, struct itest_shard views[ITEST_SHARDS])
     }
 }
 
-/* The most any running node (all but @down, 0 for none) has applied on each shard. */
-static void snap_most_applied(unsigned down, struct itest_shard most[ITEST_SHARDS])
-{
-    memset(most, 0, sizeof(struct itest_shard) * ITEST_SHARDS);
-    for (unsigned n = 1; n <= NODES; n++) {
-        struct itest_shard v[ITEST_SHARDS];
-        if (n == down) {
-            continue;
-        }
-        snap_views(n, v);
-        for (unsigned s = 0; s < SNAP_SHARDS; s++) {
-            most[s].applied = v[s].applied > most[s].applied ? v[s].applied : most[s].applied;
-        }
-    }
-}
-
-/* The furthest any running node's raft log (all but @down, 0 for none) can reach on each shard
- * while the cluster is idle: its commit or applied index, whichever is further, plus a few
+/* Over the running nodes (all but @down, 0 for none), per shard: the most any has applied
+ * (@most, if not NULL), and the furthest any raft log can reach while the cluster is idle
+ * (@log_end, if not NULL): its commit or applied index, whichever is further, plus a few
  * entries of slack for a barrier in flight. */
-static void snap_log_ends(unsigned down, uint64_t last[ITEST_SHARDS])
+static void snap_survey(unsigned down, struct itest_shard most[ITEST_SHARDS],
+                        uint64_t log_end[ITEST_SHARDS])
 {
-    memset(last, 0, sizeof(uint64_t) * ITEST_SHARDS);
+    struct itest_shard most_seen[ITEST_SHARDS] = {0};
+    uint64_t end_seen[ITEST_SHARDS] = {0};
     for (unsigned n = 1; n <= NODES; n++) {
         struct itest_shard v[ITEST_SHARDS];
         if (n == down) {
@@ -648,8 +635,17 @@ static void snap_log_ends(unsigned down, uint64_t last[ITEST_SHARDS])
         snap_views(n, v);
         for (unsigned s = 0; s < SNAP_SHARDS; s++) {
             uint64_t end = (v[s].commit > v[s].applied ? v[s].commit : v[s].applied) + 8;
-            last[s] = end > last[s] ? end : last[s];
+            end_seen[s] = end > end_seen[s] ? end : end_seen[s];
+            if (v[s].applied > most_seen[s].applied) {
+                most_seen[s].applied = v[s].applied;
+            }
         }
+    }
+    if (most != NULL) {
+        memcpy(most, most_seen, sizeof(most_seen));
+    }
+    if (log_end != NULL) {
+        memcpy(log_end, end_seen, sizeof(end_seen));
     }
 }
 
@@ -714,7 +710,7 @@ static void snapshots_restart_and_catch_up(void **state)
     /* Every replica applies the same log, so each passes the byte threshold as often as the
      * leader (snapshots are taken locally, never sent while everyone keeps up). */
     struct itest_shard most[ITEST_SHARDS];
-    snap_most_applied(0, most);
+    snap_survey(0, most, NULL);
     for (unsigned n = 1; n <= NODES; n++) {
         snap_catch_up(n, most, 30000);
     }
@@ -778,7 +774,7 @@ static void snapshots_restart_and_catch_up(void **state)
         assert_true(itest_now_ms() - t1 < 30000);
         usleep(50 * 1000);
     }
-    snap_most_applied(0, most);
+    snap_survey(0, most, NULL);
     snap_catch_up(2, most, 30000);
 
     /* (b) SIGKILL node 3 (its store's WAL is synced only at its own snapshots: it may lose
@@ -787,7 +783,7 @@ static void snapshots_restart_and_catch_up(void **state)
      * by the leader, then the log. Idle, every node's log ends at most at the commit index
      * (a few entries of slack for a barrier in flight). */
     uint64_t node3_last[ITEST_SHARDS];
-    snap_log_ends(0, node3_last);
+    snap_survey(0, NULL, node3_last);
     from = log_end(&snap, 3);
     assert_true(itest_cluster_kill(&snap, 3));
     uint64_t t3 = itest_now_ms();
@@ -815,12 +811,12 @@ static void snapshots_restart_and_catch_up(void **state)
                     total - SNAP_FIRST, cuts + 1);
             fail();
         }
-        snap_log_ends(3, cut_past);
+        snap_survey(3, NULL, cut_past);
     }
     printf("itest: snapshots: %u more orders created with node 3 down in %llu ms; nodes 1 and "
            "2 then had dropped their logs past node 3's end on every shard, twice over\n",
            total - SNAP_FIRST, (unsigned long long)(itest_now_ms() - t3));
-    snap_most_applied(3, most);
+    snap_survey(3, most, NULL);
     assert_true(itest_cluster_restart(&snap, 3));
     /* Usually well under a second, but a restarted node that is taking a snapshot of its own
      * (it replays its log and crosses the byte trigger) when the leader's InstallSnapshot
