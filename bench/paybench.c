@@ -17,6 +17,10 @@
  * lines: to see when a tail happens and line it up with the servers' logs (docs/benchmarks.md,
  * optimisation log, "where the tail came from").
  *
+ * Errors are counted by code; for each code the report gives when it was first and last seen
+ * (the servers' log stamps), the server the first came from and its message, so that a burst
+ * can be matched to the servers' logs (a leader change, say).
+ *
  * N connections (spread over the servers) each keep D requests in flight. Latency is measured
  * per request from send to reply and kept in a log-linear histogram (no averages), throughput
  * counts replies after the warm-up. Every order number is unique to the run, so runs never
@@ -57,6 +61,16 @@
 #define PB_SUB       32u
 #define PB_BUCKETS   (64u * PB_SUB)
 #define PB_CODES_MAX 16u
+/* An error code's count, and when, where and why it was first and last seen: a burst of
+ * errors can then be matched to the servers' logs (their stamps are rt_log_timestamp's). */
+struct pb_code {
+    char name[32];
+    uint64_t count;
+    char first_at[RT_LOG_TIMESTAMP_BYTES];
+    char last_at[RT_LOG_TIMESTAMP_BYTES];
+    unsigned first_server; /* Index into server_names. */
+    char first_msg[160];
+};
 
 enum pb_op { PB_CREATE, PB_CREATE_GET, PB_PAY };
 
@@ -92,8 +106,7 @@ struct pb {
     uint64_t hist[PB_BUCKETS];
     uint64_t ops; /* Replies counted (after warm-up). */
     uint64_t ok;
-    char codes[PB_CODES_MAX][32];
-    uint64_t code_counts[PB_CODES_MAX];
+    struct pb_code codes[PB_CODES_MAX]; /* Error codes in the order first seen. */
     unsigned connected, closed;
     struct pb_conn *conns;
     uv_timer_t timer;
@@ -174,14 +187,30 @@ static double hist_percentile(const struct pb *pb, double p)
     return hist_value(PB_BUCKETS - 1) / 1000.0;
 }
 
-static void pb_count_code(struct pb *pb, const char *code, uint32_t len)
+static void pb_count_code(struct pb *pb, const struct pb_conn *c, const char *code, uint32_t len,
+                          const char *msg, uint32_t msg_len)
 {
     for (unsigned i = 0; i < PB_CODES_MAX; i++) {
-        if (pb->codes[i][0] == '\0') {
-            snprintf(pb->codes[i], sizeof(pb->codes[i]), "%.*s", (int)len, code);
+        struct pb_code *e = &pb->codes[i];
+        bool first = e->name[0] == '\0';
+        if (first) {
+            snprintf(e->name, sizeof(e->name), "%.*s", (int)len, code);
         }
-        if (strlen(pb->codes[i]) == len && memcmp(pb->codes[i], code, len) == 0) {
-            pb->code_counts[i]++;
+        if (strlen(e->name) == len && memcmp(e->name, code, len) == 0) {
+            e->count++;
+            rt_log_timestamp(e->last_at);
+            if (first) {
+                memcpy(e->first_at, e->last_at, sizeof(e->first_at));
+                e->first_server = c->index % pb->server_count;
+                /* The server's words, printable ASCII only (they go into JSON and a terminal). */
+                size_t n = 0;
+                for (uint32_t k = 0; k < msg_len && n + 1 < sizeof(e->first_msg); k++) {
+                    char ch = msg[k];
+                    e->first_msg[n++] =
+                        ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? ch : '?';
+                }
+                e->first_msg[n] = '\0';
+            }
             return;
         }
     }
@@ -311,9 +340,9 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
     struct pb *pb = c->pb;
     struct rt_mp_reader r;
     rt_mp_reader_init(&r, payload, len);
-    uint32_t fields, code_len = 0;
+    uint32_t fields, code_len = 0, msg_len = 0;
     uint64_t id = 0;
-    const char *code = NULL;
+    const char *code = NULL, *msg = NULL;
     if (rt_mp_read_map(&r, &fields) != 0) {
         return;
     }
@@ -327,6 +356,8 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
             rt_mp_read_uint(&r, &id);
         } else if (rt_mp_key_is(k, kl, "code")) {
             rt_mp_read_str(&r, &code, &code_len);
+        } else if (rt_mp_key_is(k, kl, "msg") && rt_mp_peek(&r) == RT_MP_STR) {
+            rt_mp_read_str(&r, &msg, &msg_len);
         } else {
             rt_mp_skip(&r);
         }
@@ -343,7 +374,7 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
             if (code_len == 2 && memcmp(code, "OK", 2) == 0) {
                 pb->ok++;
             } else {
-                pb_count_code(pb, code, code_len);
+                pb_count_code(pb, c, code, code_len, msg, msg_len);
             }
         }
     }
@@ -722,9 +753,16 @@ int main(int argc, char **argv)
                pb.ops, secs, (double)pb.ops / secs, hist_percentile(&pb, 0.50),
                hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99), hist_percentile(&pb, 0.999),
                pb.connections, pb.depth, pb.ok);
-        for (unsigned i = 0, first = 1; i < PB_CODES_MAX && pb.codes[i][0] != '\0'; i++) {
-            printf("%s\"%s\": %" PRIu64, first ? "" : ", ", pb.codes[i], pb.code_counts[i]);
-            first = 0;
+        for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
+            printf("%s\"%s\": %" PRIu64, i == 0 ? "" : ", ", pb.codes[i].name, pb.codes[i].count);
+        }
+        printf("}, \"error_details\": {");
+        for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
+            const struct pb_code *e = &pb.codes[i];
+            printf("%s\"%s\": {\"first_at\": \"%s\", \"last_at\": \"%s\", \"first_server\": "
+                   "\"%s\", \"first_msg\": \"%s\"}",
+                   i == 0 ? "" : ", ", e->name, e->first_at, e->last_at,
+                   pb.server_names[e->first_server], e->first_msg);
         }
         printf("}, \"client_cpu_s\": %.3f}\n", cpu);
     } else {
@@ -735,8 +773,10 @@ int main(int argc, char **argv)
         printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n",
                hist_percentile(&pb, 0.50), hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99),
                hist_percentile(&pb, 0.999));
-        for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i][0] != '\0'; i++) {
-            printf("  %s: %" PRIu64 "\n", pb.codes[i], pb.code_counts[i]);
+        for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
+            const struct pb_code *e = &pb.codes[i];
+            printf("  %s: %" PRIu64 " (first %s from %s: \"%s\"; last %s)\n", e->name, e->count,
+                   e->first_at, pb.server_names[e->first_server], e->first_msg, e->last_at);
         }
         printf("  client cpu %.2f s (%.0f%% of one core)\n", cpu, 100.0 * cpu / secs);
     }
