@@ -88,7 +88,8 @@ int rt_ctx_index_put(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t 
 /* Index this actor under @prefix + @id, for an id this command made (rt_ctx_new_id): reading
  * index key prefix + id (rt_ctx_index_get, rt_engine_index_get) then gives this actor's key,
  * as rt_ctx_index_put(prefix + id, key) would. Cheaper: the entry's ids under one prefix are
- * stored together, one record per 64 positions (docs/storage.md). RT_EINVAL for an empty
+ * stored together, one record per 64 positions (docs/storage.md); an id indexed twice under
+ * one prefix keeps the first. RT_EINVAL for an empty
  * prefix, one starting with a 0 byte or too long for the index key, or an id this entry did
  * not make. */
 int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t prefix_len,

@@ -81,7 +81,6 @@ struct engine_id {
     uint32_t bytes_off;
     uint8_t prefix_len;
     uint8_t key_len;
-    bool grouped; /* engine_put_ids: already in a record. */
 };
 
 /* Engine-private per-entry state kept outside the public struct. */
@@ -563,34 +562,53 @@ int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t pref
     return 0;
 }
 
-static bool ids_share_record(const struct rt_engine_entry *entry, const struct engine_id *a,
-                             const struct engine_id *b)
+/* engine_put_ids' order: by prefix, then by position (so a record's ids are together), then
+ * in the order they were indexed (bytes_off grows with it). */
+static int ids_compare(const void *pa, const void *pb, void *arg)
 {
-    const uint8_t *bytes = entry->id_bytes.data;
-    return a->position >> ENGINE_ID_BUCKET_SHIFT == b->position >> ENGINE_ID_BUCKET_SHIFT &&
-           a->prefix_len == b->prefix_len &&
-           memcmp(bytes + a->bytes_off, bytes + b->bytes_off, a->prefix_len) == 0;
+    const struct engine_id *a = pa, *b = pb;
+    const uint8_t *bytes = arg;
+    size_t common = a->prefix_len < b->prefix_len ? a->prefix_len : b->prefix_len;
+    int c = memcmp(bytes + a->bytes_off, bytes + b->bytes_off, common);
+    if (c != 0) {
+        return c;
+    }
+    if (a->prefix_len != b->prefix_len) {
+        return a->prefix_len < b->prefix_len ? -1 : 1;
+    }
+    if (a->position != b->position) {
+        return a->position < b->position ? -1 : 1;
+    }
+    return a->bytes_off < b->bytes_off ? -1 : a->bytes_off > b->bytes_off;
 }
 
 /* Write the entry's indexed ids: a record per prefix and 64 positions, listing
- * [position, actor key] pairs. */
+ * [position, actor key] pairs by position. Sorted first, so that each record is written once
+ * with all its ids, wherever in the entry they were indexed; an id indexed twice under one
+ * prefix keeps the first. */
 static int engine_put_ids(struct rt_engine *engine)
 {
     struct rt_engine_entry *entry = entry_of(engine);
     const uint8_t *bytes = entry->id_bytes.data;
-    for (uint32_t i = 0; i < entry->id_count; i++) {
+    if (entry->id_count > 1) {
+        qsort_r(entry->ids, entry->id_count, sizeof(*entry->ids), ids_compare, (void *)bytes);
+    }
+    uint32_t i = 0;
+    while (i < entry->id_count) {
         const struct engine_id *first = &entry->ids[i];
-        if (first->grouped) {
-            continue;
-        }
         uint32_t members[ENGINE_ID_BUCKET_MAX];
         uint32_t count = 0;
-        members[count++] = i;
-        uint32_t end = group_window_end(i, entry->id_count);
-        for (uint32_t j = i + 1; j < end && count < ENGINE_ID_BUCKET_MAX; j++) {
-            struct engine_id *d = &entry->ids[j];
-            if (!d->grouped && ids_share_record(entry, first, d)) {
-                d->grouped = true;
+        uint32_t j = i;
+        for (; j < entry->id_count; j++) {
+            const struct engine_id *d = &entry->ids[j];
+            if (d->position >> ENGINE_ID_BUCKET_SHIFT !=
+                    first->position >> ENGINE_ID_BUCKET_SHIFT ||
+                d->prefix_len != first->prefix_len ||
+                memcmp(bytes + d->bytes_off, bytes + first->bytes_off, d->prefix_len) != 0) {
+                break;
+            }
+            if (count == 0 || entry->ids[members[count - 1]].position != d->position) {
+                assert(count < ENGINE_ID_BUCKET_MAX); /* 64 distinct positions per record. */
                 members[count++] = j;
             }
         }
@@ -615,6 +633,7 @@ static int engine_put_ids(struct rt_engine *engine)
         if (rv != 0) {
             return rv;
         }
+        i = j;
     }
     return 0;
 }

@@ -158,12 +158,19 @@ static int op_newid(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
 }
 
 /* indexid [mode]: make an id, index this counter under ID_PREFIX + id, reply the id. Mode 1
- * fails afterwards; mode 2 indexes an id this entry did not make instead. */
+ * fails afterwards; mode 2 indexes an id this entry did not make instead. indexid "<id>":
+ * index that id (made earlier in the entry) instead of a new one. */
 static int op_indexid(struct rt_actor_ctx *ctx, const uint8_t *args, size_t len)
 {
     uint8_t mode = len == 1 ? args[0] : 0;
     char id[RT_ID_BYTES_MAX + 1];
-    size_t n = rt_ctx_new_id(ctx, 'T', id);
+    size_t n;
+    if (len == RT_ID_LEN + 1) {
+        memcpy(id, args + 1, RT_ID_LEN); /* A fixstr header, then the id. */
+        n = RT_ID_LEN;
+    } else {
+        n = rt_ctx_new_id(ctx, 'T', id);
+    }
     if (mode == 2) {
         id[4] = id[4] == '0' ? '1' : '0'; /* Another raft index. */
     }
@@ -712,7 +719,7 @@ static void ids_indexed_in_records(void **state)
      * after indexing, one indexes an id of another entry; a later command reads an id the
      * entry indexed before (not in a record yet). */
     enum { N = 70 };
-    struct rt_command c[N + 1];
+    struct rt_command c[N + 2];
     const uint8_t fail = 1, foreign = 2;
     for (int i = 0; i < N; i++) {
         c[i] = cmd(i % 2 == 0 ? k0 : k1, OP_INDEXID, NULL, 0);
@@ -726,7 +733,12 @@ static void ids_indexed_in_records(void **state)
     memcpy(first, ID_PREFIX, strlen(ID_PREFIX));
     memcpy(first + strlen(ID_PREFIX), id0, RT_ID_LEN);
     c[N] = cmd(k1, OP_LOOKUP, first, first_len);
-    assert_int_equal(apply(f, 3, 1, T0, c, N + 1), 0);
+    /* Position 0's id indexed again, by another actor, last in the entry: the first stays. */
+    uint8_t again[1 + RT_ID_LEN] = {0xa0 | RT_ID_LEN};
+    memcpy(again + 1, id0, RT_ID_LEN);
+    c[N + 1] = cmd(k1, OP_INDEXID, again, sizeof(again));
+    assert_int_equal(apply(f, 3, 1, T0, c, N + 2), 0);
+    assert_int_equal(rt_engine_reply(engine, N + 1)->code, 0);
     assert_int_equal(rt_engine_reply(engine, 10)->code, RT_EINVAL);
     assert_int_equal(rt_engine_reply(engine, 11)->code, RT_EINVAL);
     const struct rt_reply *seen = rt_engine_reply(engine, N);
