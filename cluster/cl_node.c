@@ -43,7 +43,7 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 #define NODE_RECONNECT_MS     500u
 #define NODE_STOP_TRANSFER_MS 2000u
 #define NODE_FORWARDS_SLOTS   131072u /* Power of two, > 2 x CL_INFLIGHT_MAX. */
-#define NODE_TIMERS_PER_ENTRY 256u
+#define NODE_TIMERS_PER_ENTRY 256u    /* Timer handlers one entry runs (collect_due_timers). */
 #define NODE_EXPIRY_SCAN_MS   250u
 /* How long raft hears of its io's close after raft_uv reports it (group_io_closed). */
 #define NODE_IO_CLOSE_GRACE_MS      50u

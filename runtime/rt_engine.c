@@ -33,9 +33,6 @@
  * the store writes, flushes and merges (docs/benchmarks.md, optimisation log). Bounded so
  * that a record stays small. */
 #define ENGINE_TIMER_TARGETS_MAX 64u
-/* How far past a timer or an id engine_put_timers and engine_put_ids look for others to share
- * its record (bounds their work on an entry whose timers are all different). */
-#define ENGINE_GROUP_WINDOW 1024u
 /* The keys and args of an entry's timers, held until its end. */
 #define ENGINE_TIMER_BYTES_MAX (64u * 1024u * 1024u)
 /* The id index (rt_ctx_index_id): the ids an entry made and indexed under one prefix are
@@ -72,7 +69,6 @@ struct engine_timer {
     uint32_t args_len;
     uint8_t type;
     uint8_t op;
-    bool grouped; /* engine_put_timers: already in a record. */
 };
 
 /* An id indexed by one of the entry's commands; its prefix and actor key are in id_bytes. */
@@ -355,12 +351,6 @@ int rt_ctx_index_del(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t 
     return rv != 0 ? rv : rt_writeset_del(&ctx->engine->ws, RT_CF_INDEX, key, n);
 }
 
-/* The end of the items engine_put_timers and engine_put_ids compare with item @i of @count. */
-static uint32_t group_window_end(uint32_t i, uint32_t count)
-{
-    return count - i > ENGINE_GROUP_WINDOW ? i + ENGINE_GROUP_WINDOW : count;
-}
-
 /* Make room for one more item in @items (@cap of @item_size bytes, @count used): doubled, from
  * 64. Every timer and every indexed id takes a position, so ENGINE_POSITIONS_MAX bounds it. */
 static int grow_items(void **items, uint32_t *cap, uint32_t count, size_t item_size)
@@ -417,61 +407,82 @@ int rt_ctx_timer_set(struct rt_actor_ctx *ctx, uint64_t due_ms, uint8_t op, cons
     return 0;
 }
 
-static bool timers_alike(const struct rt_engine_entry *entry, const struct engine_timer *a,
-                         const struct engine_timer *b)
+/* Put entry->record, just encoded by @w (whose error, if any, is returned instead), under
+ * store key @key of @cf in the entry's writes. */
+static int engine_put_record(struct rt_engine *engine, const struct rt_mp_writer *w, enum rt_cf cf,
+                             const uint8_t *key, size_t key_len)
 {
-    const uint8_t *bytes = entry->timer_bytes.data;
-    return a->due_ms == b->due_ms && a->type == b->type && a->op == b->op &&
-           a->args_len == b->args_len &&
-           (a->args_len == 0 || memcmp(bytes + a->bytes_off + a->key_len,
-                                       bytes + b->bytes_off + b->key_len, a->args_len) == 0);
+    if (rt_mp_writer_error(w) != 0) {
+        return rt_mp_writer_error(w);
+    }
+    const struct rt_buf *record = &entry_of(engine)->record;
+    return rt_writeset_put(&engine->ws, cf, key, key_len, record->data, record->len);
 }
 
-/* Write the entry's timers: alike ones (timers_alike) in one record, up to
- * ENGINE_TIMER_TARGETS_MAX actors, under the key of the first of them. */
+/* 0 when timers @a and @b are alike (due time, actor type, op, args) and may share a record;
+ * otherwise their order. */
+static int timers_order(const struct engine_timer *a, const struct engine_timer *b,
+                        const uint8_t *bytes)
+{
+    if (a->due_ms != b->due_ms) {
+        return a->due_ms < b->due_ms ? -1 : 1;
+    }
+    uint64_t ka = (uint64_t)a->type << 40 | (uint64_t)a->op << 32 | a->args_len;
+    uint64_t kb = (uint64_t)b->type << 40 | (uint64_t)b->op << 32 | b->args_len;
+    if (ka != kb) {
+        return ka < kb ? -1 : 1;
+    }
+    return a->args_len == 0 ? 0
+                            : memcmp(bytes + a->bytes_off + a->key_len,
+                                     bytes + b->bytes_off + b->key_len, a->args_len);
+}
+
+/* engine_put_timers' sort: alike timers together, each group by position. */
+static int timers_compare(const void *pa, const void *pb, void *bytes)
+{
+    const struct engine_timer *a = pa, *b = pb;
+    int c = timers_order(a, b, bytes);
+    return c != 0 ? c : (a->position < b->position ? -1 : a->position > b->position);
+}
+
+/* Write the entry's timers: alike ones in one record of up to ENGINE_TIMER_TARGETS_MAX actors
+ * by position, under the key of the first of them (positions are unique, so are the keys). */
 static int engine_put_timers(struct rt_engine *engine)
 {
     struct rt_engine_entry *entry = entry_of(engine);
     const uint8_t *bytes = entry->timer_bytes.data;
-    for (uint32_t i = 0; i < entry->timer_count; i++) {
+    if (entry->timer_count > 1) {
+        qsort_r(entry->timers, entry->timer_count, sizeof(*entry->timers), timers_compare,
+                (void *)bytes);
+    }
+    uint32_t i = 0;
+    while (i < entry->timer_count) {
         const struct engine_timer *first = &entry->timers[i];
-        if (first->grouped) {
-            continue;
-        }
-        uint32_t members[ENGINE_TIMER_TARGETS_MAX];
-        uint32_t count = 0;
-        members[count++] = i;
-        uint32_t end = group_window_end(i, entry->timer_count);
-        for (uint32_t j = i + 1; j < end && count < ENGINE_TIMER_TARGETS_MAX; j++) {
-            struct engine_timer *t = &entry->timers[j];
-            if (!t->grouped && timers_alike(entry, first, t)) {
-                t->grouped = true;
-                members[count++] = j;
-            }
+        uint32_t end = i + 1;
+        while (end < entry->timer_count && end - i < ENGINE_TIMER_TARGETS_MAX &&
+               timers_order(first, &entry->timers[end], bytes) == 0) {
+            end++;
         }
         rt_buf_reset(&entry->record);
         struct rt_mp_writer w;
         rt_mp_writer_init(&w, &entry->record);
         rt_mp_write_array(&w, 4);
         rt_mp_write_uint(&w, first->type);
-        rt_mp_write_array(&w, count);
-        for (uint32_t m = 0; m < count; m++) {
-            const struct engine_timer *t = &entry->timers[members[m]];
+        rt_mp_write_array(&w, end - i);
+        for (uint32_t m = i; m < end; m++) {
+            const struct engine_timer *t = &entry->timers[m];
             rt_mp_write_bin(&w, bytes + t->bytes_off, t->key_len);
         }
         rt_mp_write_uint(&w, first->op);
         rt_mp_write_bin(&w, bytes + first->bytes_off + first->key_len, first->args_len);
-        if (rt_mp_writer_error(&w) != 0) {
-            return rt_mp_writer_error(&w);
-        }
         uint8_t key[RT_KEY_BYTES_MAX];
         size_t n = rt_key_timer(key, engine->config.shard, first->due_ms,
                                 rt_seq_make(entry->index, first->position));
-        int rv = rt_writeset_put(&engine->ws, RT_CF_TIMERS, key, n, entry->record.data,
-                                 entry->record.len);
+        int rv = engine_put_record(engine, &w, RT_CF_TIMERS, key, n);
         if (rv != 0) {
             return rv;
         }
+        i = end;
     }
     return 0;
 }
@@ -562,22 +573,28 @@ int rt_ctx_index_id(struct rt_actor_ctx *ctx, const uint8_t *prefix, size_t pref
     return 0;
 }
 
-/* engine_put_ids' order: by prefix, then by position (so a record's ids are together), then
- * in the order they were indexed (bytes_off grows with it). */
-static int ids_compare(const void *pa, const void *pb, void *arg)
+/* 0 when ids @a and @b go in one record (one prefix, one range of 64 positions); otherwise
+ * their order. */
+static int ids_order(const struct engine_id *a, const struct engine_id *b, const uint8_t *bytes)
 {
-    const struct engine_id *a = pa, *b = pb;
-    const uint8_t *bytes = arg;
     size_t common = a->prefix_len < b->prefix_len ? a->prefix_len : b->prefix_len;
     int c = memcmp(bytes + a->bytes_off, bytes + b->bytes_off, common);
-    if (c != 0) {
-        return c;
+    if (c != 0 || a->prefix_len != b->prefix_len) {
+        return c != 0 ? c : (a->prefix_len < b->prefix_len ? -1 : 1);
     }
-    if (a->prefix_len != b->prefix_len) {
-        return a->prefix_len < b->prefix_len ? -1 : 1;
-    }
-    if (a->position != b->position) {
-        return a->position < b->position ? -1 : 1;
+    uint32_t bucket_a = a->position >> ENGINE_ID_BUCKET_SHIFT;
+    uint32_t bucket_b = b->position >> ENGINE_ID_BUCKET_SHIFT;
+    return bucket_a < bucket_b ? -1 : bucket_a > bucket_b;
+}
+
+/* engine_put_ids' sort: a record's ids together, by position, then in the order they were
+ * indexed (bytes_off grows with it). */
+static int ids_compare(const void *pa, const void *pb, void *bytes)
+{
+    const struct engine_id *a = pa, *b = pb;
+    int c = ids_order(a, b, bytes);
+    if (c != 0 || a->position != b->position) {
+        return c != 0 ? c : (a->position < b->position ? -1 : 1);
     }
     return a->bytes_off < b->bytes_off ? -1 : a->bytes_off > b->bytes_off;
 }
@@ -599,14 +616,8 @@ static int engine_put_ids(struct rt_engine *engine)
         uint32_t members[ENGINE_ID_BUCKET_MAX];
         uint32_t count = 0;
         uint32_t j = i;
-        for (; j < entry->id_count; j++) {
+        for (; j < entry->id_count && ids_order(first, &entry->ids[j], bytes) == 0; j++) {
             const struct engine_id *d = &entry->ids[j];
-            if (d->position >> ENGINE_ID_BUCKET_SHIFT !=
-                    first->position >> ENGINE_ID_BUCKET_SHIFT ||
-                d->prefix_len != first->prefix_len ||
-                memcmp(bytes + d->bytes_off, bytes + first->bytes_off, d->prefix_len) != 0) {
-                break;
-            }
             if (count == 0 || entry->ids[members[count - 1]].position != d->position) {
                 assert(count < ENGINE_ID_BUCKET_MAX); /* 64 distinct positions per record. */
                 members[count++] = j;
@@ -622,14 +633,10 @@ static int engine_put_ids(struct rt_engine *engine)
             rt_mp_write_uint(&w, d->position);
             rt_mp_write_bin(&w, bytes + d->bytes_off + d->prefix_len, d->key_len);
         }
-        if (rt_mp_writer_error(&w) != 0) {
-            return rt_mp_writer_error(&w);
-        }
         uint8_t key[RT_KEY_BYTES_MAX];
         size_t n = id_record_key(key, engine->config.shard, bytes + first->bytes_off,
                                  first->prefix_len, entry->index, first->position);
-        int rv = rt_writeset_put(&engine->ws, RT_CF_INDEX, key, n, entry->record.data,
-                                 entry->record.len);
+        int rv = engine_put_record(engine, &w, RT_CF_INDEX, key, n);
         if (rv != 0) {
             return rv;
         }
@@ -663,9 +670,21 @@ static int id_record_find(const struct rt_buf *record, uint32_t position, struct
     return RT_ENOTFOUND;
 }
 
-/* Read index @index_key into @out: its own record, or, when it is a prefix followed by an id
- * of this shard, that id's entry in the id index. @in_entry: inside rt_engine_apply (this
- * entry's writes and indexed ids count); otherwise committed state only. */
+/* Read store key @key of the index family into @out: through the entry's writes when
+ * @in_entry, else committed state only. */
+static int index_family_get(struct rt_engine *engine, const uint8_t *key, size_t key_len,
+                            struct rt_buf *out, bool in_entry)
+{
+    struct rt_store *store = engine->config.store;
+    return in_entry ? engine_read(engine, RT_CF_INDEX, key, key_len, out)
+                    : store->ops->get(store, RT_CF_INDEX, key, key_len, out);
+}
+
+/* Read index @index_key into @out. When it is a prefix followed by an id of this shard, the id
+ * index first (the ids this entry indexed, when @in_entry, then the records), then a key of its
+ * own (ids indexed one key each, before the id index); otherwise its own key. @in_entry:
+ * inside rt_engine_apply (this entry's writes and indexed ids count); otherwise committed state
+ * only. */
 static int engine_index_read(struct rt_engine *engine, const uint8_t *index_key,
                              size_t index_key_len, struct rt_buf *out, bool in_entry)
 {
@@ -673,34 +692,36 @@ static int engine_index_read(struct rt_engine *engine, const uint8_t *index_key,
         index_key[0] == 0) {
         return RT_EINVAL;
     }
-    struct rt_store *store = engine->config.store;
     uint16_t shard = engine->config.shard;
     uint8_t key[RT_KEY_BYTES_MAX];
-    size_t n = rt_key_index(key, shard, index_key, index_key_len);
-    int rv = in_entry ? engine_read(engine, RT_CF_INDEX, key, n, out)
-                      : store->ops->get(store, RT_CF_INDEX, key, n, out);
     size_t prefix_len = index_key_len - RT_ID_LEN;
     struct rt_id id;
-    if (rv != RT_ENOTFOUND || index_key_len <= RT_ID_LEN ||
-        !rt_id_parse((const char *)index_key + prefix_len, RT_ID_LEN, &id) || id.shard != shard) {
-        return rv;
-    }
-    struct rt_engine_entry *entry = entry_of(engine);
-    for (uint32_t i = 0; in_entry && id.raft_index == entry->index && i < entry->id_count; i++) {
-        /* Indexed by this entry: not in a record until its end. */
-        const struct engine_id *d = &entry->ids[i];
-        const uint8_t *bytes = entry->id_bytes.data + d->bytes_off;
-        if (d->position == id.position && d->prefix_len == prefix_len &&
-            memcmp(bytes, index_key, prefix_len) == 0) {
-            return rt_buf_append(out, bytes + prefix_len, d->key_len);
+    if (index_key_len > RT_ID_LEN &&
+        rt_id_parse((const char *)index_key + prefix_len, RT_ID_LEN, &id) && id.shard == shard) {
+        struct rt_engine_entry *entry = entry_of(engine);
+        for (uint32_t i = 0; in_entry && id.raft_index == entry->index && i < entry->id_count;
+             i++) {
+            /* Indexed by this entry: not in a record until its end. */
+            const struct engine_id *d = &entry->ids[i];
+            const uint8_t *bytes = entry->id_bytes.data + d->bytes_off;
+            if (d->position == id.position && d->prefix_len == prefix_len &&
+                memcmp(bytes, index_key, prefix_len) == 0) {
+                return rt_buf_append(out, bytes + prefix_len, d->key_len);
+            }
+        }
+        size_t n = id_record_key(key, shard, index_key, prefix_len, id.raft_index, id.position);
+        struct rt_buf *record = &entry->id_record;
+        rt_buf_reset(record);
+        int rv = index_family_get(engine, key, n, record, in_entry);
+        if (rv == 0) {
+            rv = id_record_find(record, id.position, out);
+        }
+        if (rv != RT_ENOTFOUND) {
+            return rv;
         }
     }
-    n = id_record_key(key, shard, index_key, prefix_len, id.raft_index, id.position);
-    struct rt_buf *record = &entry->id_record;
-    rt_buf_reset(record);
-    rv = in_entry ? engine_read(engine, RT_CF_INDEX, key, n, record)
-                  : store->ops->get(store, RT_CF_INDEX, key, n, record);
-    return rv != 0 ? rv : id_record_find(record, id.position, out);
+    size_t n = rt_key_index(key, shard, index_key, index_key_len);
+    return index_family_get(engine, key, n, out, in_entry);
 }
 
 /* A timer record, decoded and checked: its actor type, op, args, and its actors' keys (one,
@@ -1235,6 +1256,16 @@ static int engine_commit(struct rt_engine *engine)
     return 0;
 }
 
+/* A timer's reply goes to no one: its handler's failure is logged instead (a handler that
+ * fails on a timer is a bug or a corrupt state; every replica logs the same). */
+static void timer_log_failure(const struct timer_record *rec, uint32_t i, int rv,
+                              const char *fail_msg)
+{
+    RT_WARN("timer op %u of actor type %u failed for actor %u of %u in its record: %s (%s)",
+            (unsigned)rec->op, (unsigned)rec->type, (unsigned)i + 1, (unsigned)rec->key_count,
+            rt_strerror(rv), fail_msg);
+}
+
 /* A fired timer (its record was read into entry->fired by engine_check_fresh). A record of
  * one timer runs as any command. A record of alike timers runs the op for each actor it lists,
  * each rolled back alone if its handler fails: a timer is consumed even when its handler
@@ -1250,7 +1281,11 @@ static int engine_run_timer(struct rt_engine *engine, struct rt_actor_ctx *ctx,
         return RT_ECORRUPT;
     }
     if (rec.key_count == 1) {
-        return engine_run_command(engine, ctx, cmd);
+        int rv = engine_run_command(engine, ctx, cmd);
+        if (rv != 0 && entry->fatal == 0 && rv != RT_ENOMEM) {
+            timer_log_failure(&rec, 0, rv, ctx->fail_msg);
+        }
+        return rv;
     }
     size_t reply_off = engine->reply_arena.len;
     for (uint32_t i = 0; i < rec.key_count; i++) {
@@ -1269,10 +1304,21 @@ static int engine_run_timer(struct rt_engine *engine, struct rt_actor_ctx *ctx,
             if (entry->fatal != 0 || rv == RT_ENOMEM) {
                 return rv;
             }
+            timer_log_failure(&rec, i, rv, ctx->fail_msg);
         }
     }
     ctx->fail_msg[0] = '\0';
     return 0;
+}
+
+/* What only lives while rt_engine_apply runs one entry: gone at both its exits, so that a
+ * query between entries never sees it. */
+static void engine_entry_done(struct rt_engine *engine)
+{
+    struct rt_engine_entry *entry = entry_of(engine);
+    rt_writeset_reset(&entry->store_absent, engine->config.shard, engine->applied_index);
+    engine_drop_timers(entry, 0);
+    engine_drop_ids(entry, 0);
 }
 
 int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *data, size_t len)
@@ -1350,8 +1396,6 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     if (rv != 0) {
         goto fail;
     }
-    engine_drop_timers(entry, 0);
-    engine_drop_ids(entry, 0);
     uint64_t history = history_next(engine->history_hash, index, data, len);
     uint8_t history_key[RT_KEY_BYTES_MAX], history_val[16];
     size_t history_key_len = rt_key_meta(history_key, engine->config.shard, "history");
@@ -1370,15 +1414,13 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
 
     engine->stats.entries_applied++;
     engine_resolve_replies(engine);
-    rt_writeset_reset(&entry->store_absent, engine->config.shard, index);
+    engine_entry_done(engine);
     return 0;
 
 fail:
     engine->reply_count = 0;
     rt_writeset_reset(&engine->ws, engine->config.shard, engine->applied_index);
-    rt_writeset_reset(&entry->store_absent, engine->config.shard, engine->applied_index);
-    engine_drop_timers(entry, 0);
-    engine_drop_ids(entry, 0);
+    engine_entry_done(engine);
     return rv;
 }
 
@@ -1460,8 +1502,9 @@ struct due_scan {
     struct rt_engine *engine;
     struct rt_batch_builder *builder;
     uint64_t now_ms;
-    uint32_t max;
-    uint32_t added;
+    uint32_t max;    /* Actors the commands may run in all. */
+    uint32_t actors; /* ... and so far. */
+    uint32_t added;  /* Commands, one per record. */
     int error;
 };
 
@@ -1474,13 +1517,18 @@ static int due_visit(void *arg, const uint8_t *key, size_t key_len, const uint8_
         return RT_ECORRUPT;
     }
     uint64_t due_ms = rt_get_be64(key + 2);
-    if (due_ms > scan->now_ms || scan->added >= scan->max) {
+    if (due_ms > scan->now_ms || scan->actors >= scan->max) {
         return 1; /* Timers are in due order: nothing later is due. */
     }
     struct timer_record rec;
     if (timer_record_decode(val, val_len, &rec) != 0) {
         scan->error = RT_ECORRUPT;
         return RT_ECORRUPT;
+    }
+    /* @max bounds the handlers the entry will run, not its commands: a record of alike timers
+     * runs one per actor. A first record always goes, so that a small max still makes way. */
+    if (scan->added > 0 && scan->actors + rec.key_count > scan->max) {
+        return 1;
     }
     /* One command per record; a record of alike timers names its first actor, and the apply
      * runs them all (engine_run_timer). */
@@ -1503,6 +1551,7 @@ static int due_visit(void *arg, const uint8_t *key, size_t key_len, const uint8_
         return rv;
     }
     scan->added++;
+    scan->actors += rec.key_count;
     return 0;
 }
 

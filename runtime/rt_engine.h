@@ -23,8 +23,8 @@
  * prefix | be64 raft index | be16 position / 64):
  *   [[position: uint, actor key: bin], ...]
  * the ids one entry made and indexed under one prefix, one record per 64 positions. Index
- * key prefix + id reads its own record first (ids indexed one key each, before this record
- * existed), then this one.
+ * key prefix + id reads this record first, then a key of its own (ids indexed one key each,
+ * before this record existed).
  * History (meta "history" -> be64 applied index | be64 history hash): see
  * rt_engine_history_hash; written with every committed entry.
  * Inbox high-water mark (meta "inbox" | source shard -> be64 seq): a message from a source
@@ -131,9 +131,10 @@ static inline uint64_t rt_engine_history_hash(const struct rt_engine *engine)
 int rt_engine_query(struct rt_engine *engine, const struct rt_command *cmd, uint64_t now_ms,
                     struct rt_reply *reply);
 
-/* Leader side: append a TIMER command for every timer due at @now_ms (up to @max, oldest
- * first) to @builder, which the caller has begun. *@added says how many. Stops early without
- * error when the builder is full. */
+/* Leader side: append a TIMER command for every timer record due at @now_ms (oldest first) to
+ * @builder, which the caller has begun, as long as the actors they run stay within @max (a
+ * record of alike timers runs one handler per actor; the first record goes regardless).
+ * *@added says how many commands. Stops early without error when the builder is full. */
 int rt_engine_collect_due_timers(struct rt_engine *engine, uint64_t now_ms,
                                  struct rt_batch_builder *builder, uint32_t max, uint32_t *added);
 

@@ -92,8 +92,8 @@ size_t rt_id_make(char *out, char kind, uint16_t shard, uint64_t raft_index, uin
     for (int i = 0; i < 4; i++) {
         out[15 + i] = digits[(position >> (4 * (3 - i))) & 0xf];
     }
-    out[19] = '\0';
-    return 19;
+    out[RT_ID_LEN] = '\0';
+    return RT_ID_LEN;
 }
 
 static int hex_value(char c)
