@@ -625,22 +625,21 @@ static void alike_timers_share_a_record(void **state)
     assert_int_equal(rt_engine_reply(&f->engine[1], 0)->code, 0);
     const uint8_t seven = 7, nine = 9, zero = 0;
     struct rt_command c[6] = {
-        cmd(k0, OP_LATER, &seven, 1), cmd(k1, OP_LATER, &seven, 1),
-        cmd(k1, OP_LATER, &zero, 1), /* Fails: its timer goes with it. */
-        cmd(k2, OP_LATER, &seven, 1), cmd(k0, OP_LATER, &nine, 1),
-        cmd(k0, OP_LATER, NULL, 0), /* add 5 */
+        cmd(k0, OP_LATER, &nine, 1),  cmd(k0, OP_LATER, &seven, 1),
+        cmd(k1, OP_LATER, &seven, 1), cmd(k1, OP_LATER, &zero, 1), /* Fails: its timer too. */
+        cmd(k2, OP_LATER, &seven, 1), cmd(k0, OP_LATER, NULL, 0),  /* add 5 */
     };
     assert_int_equal(apply(f, 1, 2, T0, c, 6), 0);
-    const int want[6] = {0, 0, RT_EINVAL, 0, 0, 0};
+    const int want[6] = {0, 0, 0, RT_EINVAL, 0, 0};
     for (uint32_t i = 0; i < 6; i++) {
         assert_int_equal(rt_engine_reply(&f->engine[1], i)->code, want[i]);
     }
-    /* add 7 to k0, k1, k2 in one record; add 9 to k0; add 5 to k0. */
+    /* add 9 to k0; add 7 to k0, k1, k2 in one record; add 5 to k0 (in position order). */
     assert_int_equal(test_store_count(mem_store_store(f->mem), RT_CF_TIMERS, 1), 3);
     uint32_t added = 0;
     size_t len;
-    /* The collector's bound counts actors: the first record (three) always goes; then add 9
-     * fits in four, add 5 does not. */
+    /* The collector's bound counts actors: in two, add 9 (one) leaves no room for the record
+     * of three; in four it does, and add 5 no longer fits. */
     free(collect_due(f, 1, T0 + 1000, 2, &added, &len));
     assert_int_equal(added, 1);
     free(collect_due(f, 1, T0 + 1000, 4, &added, &len));
