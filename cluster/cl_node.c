@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "act_cluster.h"
 #include "act_registry.h"
@@ -1980,13 +1982,84 @@ static void node_write_counters(struct rt_mp_writer *w, const char *name, const 
     }
 }
 
+/* The process's resident set (/proc/self/statm), 0 if it cannot be read. */
+static uint64_t node_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    unsigned long long size_pages = 0, resident_pages = 0;
+    int n = fscanf(f, "%llu %llu", &size_pages, &resident_pages);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (uint64_t)resident_pages * (uint64_t)page : 0;
+}
+
+/* Bytes of the entries raft holds in memory: every group's log since its last snapshot (raft
+ * 0.15 keeps them all; --snapshot-bytes bounds them). Entries received in one message share
+ * its buffer, so this is what the entries take, not what their buffers were allocated for. */
+static uint64_t node_raft_entries_bytes(const struct cl_node *node)
+{
+    uint64_t bytes = 0;
+    for (unsigned g = 0; g <= node->config.shard_count; g++) {
+        const struct group *group = &node->groups[g];
+        if (!group->started || group->closed) {
+            continue;
+        }
+        const struct raft_log *log = &group->raft.log;
+        for (size_t i = log->front; i != log->back; i = (i + 1) % log->size) {
+            bytes += log->entries[i].buf.len;
+        }
+    }
+    return bytes;
+}
+
+/* cluster.status "memory": the resident set and what holds it, so that an operator can tell
+ * caches filling up to their budgets from growth (docs/operations.md). */
+static void node_write_memory(const struct cl_node *node, struct rt_mp_writer *w)
+{
+    struct store_rocks_memory store = {0}, log = {0};
+    store_rocks_memory(node->db, &store);
+    store_rocks_memory(node->meta_db, &store);
+    cl_raftlog_memory(node->raftlog, &log);
+    /* Every arena's figures (glibc walks their free lists: a few ms at worst, admin only). */
+    struct mallinfo2 heap = mallinfo2();
+    static const char *const names[] = {"rss_bytes",
+                                        "malloc_in_use_bytes",
+                                        "malloc_free_bytes",
+                                        "state_cache_bytes",
+                                        "store_memtables_bytes",
+                                        "store_table_readers_bytes",
+                                        "store_block_cache_bytes",
+                                        "raft_log_memtables_bytes",
+                                        "raft_log_table_readers_bytes",
+                                        "raft_log_block_cache_bytes",
+                                        "raft_entries_bytes"};
+    const uint64_t values[] = {node_rss_bytes(),
+                               (uint64_t)heap.uordblks + (uint64_t)heap.hblkhd,
+                               (uint64_t)heap.fordblks,
+                               node->cache.bytes,
+                               store.memtables,
+                               store.table_readers,
+                               store.block_cache,
+                               log.memtables,
+                               log.table_readers,
+                               log.block_cache,
+                               node_raft_entries_bytes(node)};
+    static_assert(sizeof(values) / sizeof(values[0]) == sizeof(names) / sizeof(names[0]),
+                  "a value per name");
+    node_write_counters(w, "memory", names, values, (uint32_t)(sizeof(names) / sizeof(names[0])));
+}
+
 void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
 {
     assert(node != NULL && w != NULL);
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
-    rt_mp_write_map(w, 10);
+    rt_mp_write_map(w, 11);
+    node_write_memory(node, w);
     struct cl_raftlog_stats ls;
     cl_raftlog_get_stats(node->raftlog, &ls);
     static const char *const log_names[] = {"writes", "entries", "bytes", "failures"};

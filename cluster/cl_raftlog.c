@@ -495,6 +495,12 @@ void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats 
     *out = log->stats;
 }
 
+void cl_raftlog_memory(const struct cl_raftlog *log, struct store_rocks_memory *out)
+{
+    assert(log != NULL && out != NULL);
+    store_rocks_memory_of(log->db, NULL, 0, out);
+}
+
 /* ---- Load ---- */
 
 static void entries_free(struct raft_entry *entries, size_t n)

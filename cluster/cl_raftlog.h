@@ -100,6 +100,10 @@ unsigned cl_raftlog_outstanding(const struct cl_raftlog *log, uint16_t group);
 
 void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats *out);
 
+struct store_rocks_memory;
+/* Adds the log database's memory (memtables, table readers, block cache) to @out. */
+void cl_raftlog_memory(const struct cl_raftlog *log, struct store_rocks_memory *out);
+
 /* @cb(@arg) runs once, on the loop thread, after the first failed write (its appends have
  * failed; the log refuses every later one). */
 void cl_raftlog_set_failure_cb(struct cl_raftlog *log, void (*cb)(void *arg), void *arg);

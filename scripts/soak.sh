@@ -3,7 +3,7 @@
 #   scripts/soak.sh [--minutes M (default 10)] [--rate R (orders/s, default 5000)] [--keep]
 # Builds Release into build-release/, starts a fresh 3-node cluster (defaults, fsync on) in a
 # temp dir, creates an app, runs paybench --rate R --route for M minutes and prints every
-# node's RSS every 30 s; then restarts node 1 (SIGTERM, start) and prints how long it took
+# node's RSS every 30 s, and what holds node 1's (cluster.status "memory"); then restarts node 1 (SIGTERM, start) and prints how long it took
 # until it answered cluster.status with every shard's leader known. Prints figures, asserts
 # nothing. The temp dir is removed at the end unless --keep, or unless paybench saw errors.
 # Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
@@ -45,6 +45,25 @@ api() { echo "127.0.0.1:$((PAYRAFT_PORT_BASE + 100 + $1))"; }
 bench_app "$payctl" "$(api 1)" "$dir/admin.secret" soakapp "$dir/soak.secret"
 
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$dir/node$1/payd.pid")/status"; }
+# Node 1's memory by part, in MiB (docs/operations.md, cluster.status "memory"): rss, malloc's
+# in use and free, the state cache, memtables (store + raft log), table readers (index and
+# filter blocks), block caches, raft's entries in memory, and the rest of malloc's in use.
+memory_parts() {
+  "$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json cluster.status \
+    2>/dev/null | tr -d ' \n' | grep -o '"memory":{[^}]*}' | tr ',{}' '\n\n\n' | awk -F: '
+    { gsub(/"/, "", $1); v[$1] = $2 / 1048576 }
+    END {
+      if (!("rss_bytes" in v)) { print "(cluster.status did not answer)"; exit }
+      mem = v["store_memtables_bytes"] + v["raft_log_memtables_bytes"]
+      readers = v["store_table_readers_bytes"] + v["raft_log_table_readers_bytes"]
+      blocks = v["store_block_cache_bytes"] + v["raft_log_block_cache_bytes"]
+      rest = v["malloc_in_use_bytes"] - v["state_cache_bytes"] - mem - readers - blocks - v["raft_entries_bytes"]
+      printf "%5.0f | %6.0f | %4.0f | %5.0f | %9.0f | %7.0f | %6.0f | %7.0f | %4.0f\n", v["rss_bytes"],
+        v["malloc_in_use_bytes"], v["malloc_free_bytes"], v["state_cache_bytes"], mem, readers,
+        blocks, v["raft_entries_bytes"], rest
+    }'
+}
+memory_log="$dir/memory.txt"
 echo "soak: 3 nodes, $rate orders/s for $minutes min (paybench --route), RSS in MiB"
 printf '%8s | %8s | %8s | %8s\n' "seconds" "node 1" "node 2" "node 3"
 "$root/build-release/bin/paybench" --servers "$(api 1),$(api 2),$(api 3)" --app soakapp \
@@ -53,12 +72,19 @@ printf '%8s | %8s | %8s | %8s\n' "seconds" "node 1" "node 2" "node 3"
 bench_pid=$!
 start=$(date +%s)
 while kill -0 "$bench_pid" 2>/dev/null; do
-  printf '%8s | %8s | %8s | %8s\n' "$(( $(date +%s) - start ))" "$(rss 1)" "$(rss 2)" "$(rss 3)"
+  now=$(( $(date +%s) - start ))
+  printf '%8s | %8s | %8s | %8s\n' "$now" "$(rss 1)" "$(rss 2)" "$(rss 3)"
+  printf '%8s | %s\n' "$now" "$(memory_parts)" >> "$memory_log"
   for _ in $(seq 1 30); do kill -0 "$bench_pid" 2>/dev/null && sleep 1; done
 done
 wait "$bench_pid" || true
 bench_pid=""
 printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
+printf '%8s | %s\n' "end" "$(memory_parts)" >> "$memory_log"
+echo "node 1's memory by part, MiB (malloc: in use, free; memtables: store + raft log; rest: of malloc's in use)"
+printf '%8s | %5s | %6s | %4s | %5s | %9s | %7s | %6s | %7s | %4s\n' seconds rss malloc free cache \
+  memtables readers blocks entries rest
+cat "$memory_log"
 cat "$dir/paybench.out"
 # Errors are rare and unexplained without the nodes' logs (leader changes are logged there):
 # a run that had any keeps its directory.

@@ -835,3 +835,32 @@ void store_rocks_stats(const struct store_rocks *db, struct store_rocks_stats *s
     assert(stats != NULL);
     *stats = db->stats;
 }
+
+/* A property of @cf (NULL: the default family); 0 if RocksDB does not know it. */
+static uint64_t store_property(rocksdb_t *db, rocksdb_column_family_handle_t *cf, const char *name)
+{
+    uint64_t value = 0;
+    int rv = cf != NULL ? rocksdb_property_int_cf(db, cf, name, &value)
+                        : rocksdb_property_int(db, name, &value);
+    return rv == 0 ? value : 0;
+}
+
+void store_rocks_memory_of(rocksdb_t *db, rocksdb_column_family_handle_t *const *cfs, size_t count,
+                           struct store_rocks_memory *out)
+{
+    assert(db != NULL && out != NULL);
+    assert(count == 0 || cfs != NULL);
+    /* The block cache is shared by the families: counted once. */
+    out->block_cache += store_property(db, count > 0 ? cfs[0] : NULL, "rocksdb.block-cache-usage");
+    for (size_t i = 0; i < (count > 0 ? count : 1); i++) {
+        rocksdb_column_family_handle_t *cf = count > 0 ? cfs[i] : NULL;
+        out->memtables += store_property(db, cf, "rocksdb.cur-size-all-mem-tables");
+        out->table_readers += store_property(db, cf, "rocksdb.estimate-table-readers-mem");
+    }
+}
+
+void store_rocks_memory(const struct store_rocks *db, struct store_rocks_memory *out)
+{
+    assert(db != NULL && out != NULL);
+    store_rocks_memory_of(db->db, db->cfs, RT_CF_COUNT, out);
+}

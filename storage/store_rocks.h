@@ -27,6 +27,8 @@ struct store_rocks_options {
 
 struct store_rocks; /* Opaque; its first member is a struct rt_store. */
 struct rocksdb_options_t;
+struct rocksdb_t;
+struct rocksdb_column_family_handle_t;
 
 /* What every RocksDB database of a node sets, whoever opens it (this module, cl_raftlog):
  * background work that does not get in the loops' way. Files are written back in 1 MiB steps
@@ -61,5 +63,21 @@ struct store_rocks_stats {
     uint64_t scans;
 };
 void store_rocks_stats(const struct store_rocks *db, struct store_rocks_stats *stats);
+
+/* The memory a RocksDB database holds, by RocksDB's own accounting (cluster.status "memory",
+ * docs/operations.md): what the memtables hold (the active ones and those waiting for their
+ * flush), the index and filter blocks of the open SST files (they stay outside the block cache,
+ * so they grow with the data, about 1.5 bytes per key), and the block cache's use. */
+struct store_rocks_memory {
+    uint64_t memtables;
+    uint64_t table_readers;
+    uint64_t block_cache;
+};
+/* Adds @db's figures to @out (so that a node can sum its databases). */
+void store_rocks_memory(const struct store_rocks *db, struct store_rocks_memory *out);
+/* The same for a database opened elsewhere (cl_raftlog): @cfs[0..@count) are its column
+ * families that share one block cache; @count 0 means "default" alone. Adds to @out. */
+void store_rocks_memory_of(struct rocksdb_t *db, struct rocksdb_column_family_handle_t *const *cfs,
+                           size_t count, struct store_rocks_memory *out);
 
 #endif /* STORE_ROCKS_H */

@@ -26,6 +26,7 @@
 bool itest_map_ready;
 struct itest_raft_messages itest_raft_messages;
 struct itest_raft_log itest_raft_log;
+struct itest_memory itest_memory;
 
 uint64_t itest_now_ms(void)
 {
@@ -536,6 +537,23 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
             uint64_t *fields[] = {&m->sent_on_links, &m->sent_by_raft_uv, &m->send_failures,
                                   &m->received, &m->dropped};
             ok = read_counters(&r, names, fields, 5);
+            continue;
+        }
+        if (ok && rt_mp_key_is(k, kl, "memory")) {
+            struct itest_memory *m = &itest_memory;
+            static const char *const names[] = {"rss_bytes",
+                                                "malloc_in_use_bytes",
+                                                "state_cache_bytes",
+                                                "store_memtables_bytes",
+                                                "raft_log_memtables_bytes",
+                                                "raft_entries_bytes"};
+            uint64_t *fields[] = {&m->rss,
+                                  &m->malloc_in_use,
+                                  &m->state_cache,
+                                  &m->store_memtables,
+                                  &m->raft_log_memtables,
+                                  &m->raft_entries};
+            ok = read_counters(&r, names, fields, 6);
             continue;
         }
         if (!ok || !rt_mp_key_is(k, kl, "shards")) {

@@ -125,6 +125,11 @@ struct itest_raft_log {
     uint64_t writes, entries, bytes, failures;
 };
 extern struct itest_raft_log itest_raft_log;
+/* cluster.status "memory", from the last itest_shard_views. */
+struct itest_memory {
+    uint64_t rss, malloc_in_use, state_cache, store_memtables, raft_log_memtables, raft_entries;
+};
+extern struct itest_memory itest_memory;
 /* Every shard has a leader and the node has the cluster map. */
 bool itest_all_leaders(const struct itest_cluster *cluster, unsigned id);
 extern bool itest_map_ready;

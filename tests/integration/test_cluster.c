@@ -282,6 +282,19 @@ static void writes_through_every_node(void **state)
         assert_true(itest_raft_log.entries > 0);
         assert_true(itest_raft_log.writes > 0);
         assert_int_equal(itest_raft_log.failures, 0);
+        /* What holds the node's memory (cluster.status "memory"): each part has something
+         * after the writes above, the state cache within its budget. (Allocated is not
+         * resident: a memtable's arena blocks count in full from their first key.) */
+        const struct itest_memory *m = &itest_memory;
+        printf("itest: node %u memory: rss %llu, malloc %llu, state cache %llu, memtables %llu + "
+               "%llu (raft log), raft entries %llu\n",
+               node, (unsigned long long)m->rss, (unsigned long long)m->malloc_in_use,
+               (unsigned long long)m->state_cache, (unsigned long long)m->store_memtables,
+               (unsigned long long)m->raft_log_memtables, (unsigned long long)m->raft_entries);
+        assert_true(m->state_cache > 0 && m->state_cache <= RT_CACHE_BYTES_DEFAULT);
+        assert_true(m->store_memtables > 0 && m->raft_log_memtables > 0);
+        assert_true(m->raft_entries > 0);
+        assert_true(m->rss > 0 && m->malloc_in_use > m->state_cache);
     }
     /* Idempotency and conflicts across nodes. */
     struct itest_client c;

@@ -238,6 +238,15 @@ static void test_put_get_delete_every_cf(void **state)
     assert_int_equal(stats.commits, index - 1);
     assert_true(stats.commit_bytes > 0);
     assert_true(stats.gets >= 2 * RT_CF_COUNT);
+    /* RocksDB's memory accounting: the memtables hold what was written (no flush yet), and a
+     * second call adds to what the first gave (a node sums its databases). */
+    struct store_rocks_memory memory = {0};
+    store_rocks_memory(f->db, &memory);
+    assert_true(memory.memtables > 0);
+    struct store_rocks_memory twice = memory;
+    store_rocks_memory(f->db, &twice);
+    assert_int_equal(twice.memtables, 2 * memory.memtables);
+    assert_int_equal(twice.block_cache, 2 * memory.block_cache);
 }
 
 static void test_get_appends(void **state)
