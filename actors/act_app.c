@@ -219,15 +219,13 @@ static int app_create(struct rt_actor_ctx *ctx, const uint8_t *args, size_t args
         return RT_ECONFLICT;
     }
     a.created_at = rt_ctx_now_ms(ctx);
-    struct rt_buf state;
-    rt_buf_init(&state, RT_ACTOR_STATE_BYTES_MAX);
+    struct rt_buf *state = rt_ctx_state_buf(ctx);
     struct rt_mp_writer w;
-    rt_mp_writer_init(&w, &state);
+    rt_mp_writer_init(&w, state);
     int rv = app_encode(&a, true, &w);
     if (rv == 0) {
-        rv = rt_ctx_set_state(ctx, state.data, state.len);
+        rv = rt_ctx_set_state(ctx, state->data, state->len);
     }
-    rt_buf_free(&state);
     if (rv != 0) {
         return rv;
     }

@@ -165,21 +165,20 @@ static int cluster_init(struct rt_actor_ctx *ctx, const uint8_t *args, size_t ar
                          "http_addr}]} with unique node ids");
         return RT_EINVAL;
     }
-    struct rt_buf encoded;
-    rt_buf_init(&encoded, RT_ACTOR_STATE_BYTES_MAX);
-    int rv = encode_map(&map, &encoded);
+    struct rt_buf *encoded = rt_ctx_state_buf(ctx);
+    int rv = encode_map(&map, encoded);
     size_t len;
     const uint8_t *state = rv == 0 ? rt_ctx_state(ctx, &len) : NULL;
-    if (rv == 0 && state != NULL && (len != encoded.len || memcmp(state, encoded.data, len) != 0)) {
+    if (rv == 0 && state != NULL &&
+        (len != encoded->len || memcmp(state, encoded->data, len) != 0)) {
         rt_ctx_fail(ctx, "the cluster map was initialised with other members");
         rv = RT_ECONFLICT;
     } else if (rv == 0 && state == NULL) {
-        rv = rt_ctx_set_state(ctx, encoded.data, encoded.len);
+        rv = rt_ctx_set_state(ctx, encoded->data, encoded->len);
     }
     if (rv == 0) {
-        rv = rt_buf_append(rt_ctx_reply(ctx), encoded.data, encoded.len);
+        rv = rt_buf_append(rt_ctx_reply(ctx), encoded->data, encoded->len);
     }
-    rt_buf_free(&encoded);
     return rv;
 }
 

@@ -1008,16 +1008,11 @@ static int order_save(struct rt_actor_ctx *ctx, const struct act_order *o)
 {
     assert(ctx != NULL && o != NULL);
     assert(order_valid(o));
-    struct rt_buf buf;
-    rt_buf_init(&buf, RT_ACTOR_STATE_BYTES_MAX);
+    struct rt_buf *buf = rt_ctx_state_buf(ctx);
     struct rt_mp_writer w;
-    rt_mp_writer_init(&w, &buf);
+    rt_mp_writer_init(&w, buf);
     int rv = act_order_encode_state(o, &w);
-    if (rv == 0) {
-        rv = rt_ctx_set_state(ctx, buf.data, buf.len);
-    }
-    rt_buf_free(&buf);
-    return rv;
+    return rv == 0 ? rt_ctx_set_state(ctx, buf->data, buf->len) : rv;
 }
 
 static int order_reply(struct rt_actor_ctx *ctx, const struct act_order *o)

@@ -71,6 +71,10 @@ int rt_ctx_index_get(struct rt_actor_ctx *ctx, const uint8_t *index_key, size_t 
 
 /* Replace the actor's state (copied; <= RT_ACTOR_STATE_BYTES_MAX). */
 int rt_ctx_set_state(struct rt_actor_ctx *ctx, const uint8_t *state, size_t len);
+/* An empty buffer (at most RT_ACTOR_STATE_BYTES_MAX) to encode a state in before
+ * rt_ctx_set_state copies it: the engine keeps it, so saving a state costs no malloc. Each
+ * call empties it; the same buffer for every actor, so use it for one state at a time. */
+struct rt_buf *rt_ctx_state_buf(struct rt_actor_ctx *ctx);
 int rt_ctx_delete_state(struct rt_actor_ctx *ctx);
 /* The reply body buffer (msgpack map, <= RT_REPLY_BYTES_MAX), empty when the handler starts. */
 struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx);

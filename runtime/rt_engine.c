@@ -86,6 +86,7 @@ struct rt_engine_entry {
     uint32_t position;           /* Next position for ids, timers, outbox records. */
     int fatal;                   /* A store error: the whole entry fails. */
     struct rt_buf handler_reply; /* The running handler's reply. */
+    struct rt_buf state_scratch; /* rt_ctx_state_buf: a state being encoded (no malloc each). */
     struct rt_buf messages;      /* Same-shard message queue of the running command. */
     struct rt_buf state_copy;    /* The running handler's view of its own state. */
     struct rt_buf record;        /* Encoding scratch for timers and outbox records. */
@@ -293,6 +294,14 @@ struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx)
 {
     assert(ctx != NULL);
     return &entry_of(ctx->engine)->handler_reply;
+}
+
+struct rt_buf *rt_ctx_state_buf(struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    struct rt_buf *buf = &entry_of(ctx->engine)->state_scratch;
+    rt_buf_reset(buf);
+    return buf;
 }
 
 void rt_ctx_fail(struct rt_actor_ctx *ctx, const char *fmt, ...)
@@ -1146,6 +1155,7 @@ int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *conf
     }
     struct rt_engine_entry *entry = entry_of(engine);
     rt_buf_init(&entry->handler_reply, RT_REPLY_BYTES_MAX + 1);
+    rt_buf_init(&entry->state_scratch, RT_ACTOR_STATE_BYTES_MAX);
     rt_buf_init(&entry->messages, ENGINE_MESSAGE_QUEUE_BYTES_MAX);
     rt_buf_init(&entry->state_copy, RT_STORED_VALUE_BYTES_MAX);
     rt_buf_init(&entry->record, RT_COMMAND_ARGS_BYTES_MAX + (ENGINE_TIMER_TARGETS_MAX + 1u) *
@@ -1177,6 +1187,7 @@ void rt_engine_free(struct rt_engine *engine)
     struct rt_engine_entry *entry = entry_of(engine);
     if (entry != NULL) {
         rt_buf_free(&entry->handler_reply);
+        rt_buf_free(&entry->state_scratch);
         rt_buf_free(&entry->messages);
         rt_buf_free(&entry->state_copy);
         rt_buf_free(&entry->record);
