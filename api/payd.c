@@ -30,6 +30,15 @@
 
 #define PAYD_SECRET_FILE_BYTES_MAX 1024u
 #define PAYD_TRIM_MS               10000u
+/* Blocks from this size up are mmapped by malloc, and unmapped when freed. glibc's own
+ * threshold moves up to the size of any mmapped block freed (up to 32 MiB), after which
+ * RocksDB's 1 MiB memtable blocks come from the heap: a flushed memtable's blocks then stay
+ * resident, scattered among small allocations, until reused or trimmed, which was 20-100 MiB
+ * of RSS above what was in use in a soak. Fixed, they leave with the flush (RSS 35-70 MiB
+ * lower, within 30 MiB of what is in use); the price is the page faults of each new memtable
+ * block, about 4% of the throughput at saturation (docs/benchmarks.md). GLIBC_TUNABLES
+ * glibc.malloc.mmap_threshold, if set, wins. */
+#define PAYD_MMAP_THRESHOLD_BYTES (512u * 1024u)
 /* --snapshot-bytes: raft log bytes per group before a snapshot (cl_fsm.h, Snapshots). Below
  * 64 KiB snapshots would run almost every entry; above 1 GiB the log alone could fill memory. */
 #define PAYD_SNAPSHOT_BYTES_MIN (64u * 1024u)
@@ -229,6 +238,10 @@ int main(int argc, char **argv)
 {
     /* Before anything touches libuv's thread pool; an operator's own setting wins. */
     setenv("UV_THREADPOOL_SIZE", PAYD_THREADPOOL_SIZE, 0);
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables == NULL || strstr(tunables, "malloc.mmap_threshold") == NULL) {
+        (void)mallopt(M_MMAP_THRESHOLD, (int)PAYD_MMAP_THRESHOLD_BYTES);
+    }
     rt_log_init();
     struct cl_member members[CL_MEMBERS_MAX];
     unsigned member_count = 0;
