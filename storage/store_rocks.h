@@ -67,7 +67,8 @@ void store_rocks_stats(const struct store_rocks *db, struct store_rocks_stats *s
 /* The memory a RocksDB database holds, by RocksDB's own accounting (cluster.status "memory",
  * docs/operations.md): what the memtables hold (the active ones and those waiting for their
  * flush), the index and filter blocks of the open SST files (they stay outside the block cache,
- * so they grow with the data, about 1.5 bytes per key), and the block cache's use. */
+ * so they grow with the data: about 6 bytes per stored order in a soak), and the block
+ * cache's use. */
 struct store_rocks_memory {
     uint64_t memtables;
     uint64_t table_readers;
