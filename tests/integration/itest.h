@@ -125,6 +125,18 @@ struct itest_raft_log {
     uint64_t writes, entries, bytes, failures;
 };
 extern struct itest_raft_log itest_raft_log;
+/* Built with AddressSanitizer (gcc's macro, or clang's feature test). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ITEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ITEST_SANITIZED 1
+#endif
+#endif
+#ifndef ITEST_SANITIZED
+#define ITEST_SANITIZED 0
+#endif
+
 /* cluster.status "memory", from the last itest_shard_views. */
 struct itest_memory {
     uint64_t rss, malloc_in_use, state_cache, store_memtables, raft_log_memtables, raft_entries;

@@ -294,7 +294,10 @@ static void writes_through_every_node(void **state)
         assert_true(m->state_cache > 0 && m->state_cache <= RT_CACHE_BYTES_DEFAULT);
         assert_true(m->store_memtables > 0 && m->raft_log_memtables > 0);
         assert_true(m->raft_entries > 0);
-        assert_true(m->rss > 0 && m->malloc_in_use > m->state_cache);
+        assert_true(m->rss > 0);
+#if !ITEST_SANITIZED /* A sanitizer's allocator leaves glibc's mallinfo2 at zero. */
+        assert_true(m->malloc_in_use > m->state_cache);
+#endif
     }
     /* Idempotency and conflicts across nodes. */
     struct itest_client c;
