@@ -103,6 +103,9 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
     uint64_t index = raft_last_applied(fsm->raft) + 1;
     fsm_count_log_bytes(fsm, index, buf->len);
     size_t len = fsm_unpadded_len(buf->base, buf->len);
+    /* Only a leader has clients waiting on an entry (raft fails the requests of one that
+     * steps down), so a follower's handlers need not encode reply bodies. */
+    fsm->engine.replies_wanted = raft_state(fsm->raft) == RAFT_LEADER;
     int rv = rt_engine_apply(&fsm->engine, index, buf->base, len); /* Tags lines with the shard. */
     rt_log_set_shard(-1);
     *result = NULL;

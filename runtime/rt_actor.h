@@ -78,6 +78,11 @@ struct rt_buf *rt_ctx_state_buf(struct rt_actor_ctx *ctx);
 int rt_ctx_delete_state(struct rt_actor_ctx *ctx);
 /* The reply body buffer (msgpack map, <= RT_REPLY_BYTES_MAX), empty when the handler starts. */
 struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx);
+/* False when no one will read this command's reply body: a follower applying its leader's
+ * entry (rt_engine.h, replies_wanted). A handler may then leave the body empty and save
+ * encoding it; its return code and rt_ctx_fail message count as before. What a handler
+ * writes must not depend on it (replicas stay identical). Always true for reads. */
+bool rt_ctx_reply_wanted(struct rt_actor_ctx *ctx);
 /* A human-readable reason to go with the error code the handler returns. */
 void rt_ctx_fail(struct rt_actor_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -296,6 +296,12 @@ struct rt_buf *rt_ctx_reply(struct rt_actor_ctx *ctx)
     return &entry_of(ctx->engine)->handler_reply;
 }
 
+bool rt_ctx_reply_wanted(struct rt_actor_ctx *ctx)
+{
+    assert(ctx != NULL);
+    return ctx->readonly || ctx->engine->replies_wanted;
+}
+
 struct rt_buf *rt_ctx_state_buf(struct rt_actor_ctx *ctx)
 {
     assert(ctx != NULL);
@@ -1144,6 +1150,7 @@ int rt_engine_init(struct rt_engine *engine, const struct rt_engine_config *conf
     assert(config->shard < config->shard_count);
     memset(engine, 0, sizeof(*engine));
     engine->config = *config;
+    engine->replies_wanted = true;
     rt_writeset_init(&engine->ws);
     rt_buf_init(&engine->reply_arena, ENGINE_REPLY_ARENA_BYTES_MAX);
     engine->commands = calloc(RT_BATCH_COMMANDS_MAX, sizeof(*engine->commands));

@@ -78,7 +78,11 @@ struct rt_engine {
     struct rt_command *commands; /* Decoded commands, RT_BATCH_COMMANDS_MAX. */
     struct rt_reply *replies;    /* One per command of the last entry. */
     uint32_t reply_count;
-    struct rt_buf reply_arena;     /* Reply bodies and messages of the last entry. */
+    struct rt_buf reply_arena; /* Reply bodies and messages of the last entry. */
+    /* Whether anyone reads the reply bodies of the entries applied next (rt_ctx_reply_wanted).
+     * True after init; a node clears it on a shard's followers, whose replies go nowhere.
+     * Never changes what is written. */
+    bool replies_wanted;
     struct rt_engine_entry *entry; /* Private state of the entry being applied. */
     struct rt_engine_stats stats;
 };

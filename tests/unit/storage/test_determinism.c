@@ -92,11 +92,18 @@ static size_t app_args(struct rt_buf *buf)
     return buf->len;
 }
 
-/* Apply @data as the next entry of @shard on every replica; all must agree on every reply. */
-static void apply_everywhere(struct replica *reps, uint16_t shard, const uint8_t *data, size_t len)
+/* The last replica applies as a follower does (rt_engine.h, replies_wanted): its handlers may
+ * leave reply bodies empty, and its store must come out the same. */
+#define FOLLOWER (REPLICAS - 1)
+
+/* Apply @data as the next entry of @shard on every replica; all must agree on every reply's
+ * code, and those that want replies on every body. */
+static void apply_everywhere(struct replica *reps, uint16_t shard, const uint8_t *data, size_t len,
+                             size_t *bodies_skipped)
 {
     uint64_t index = rt_engine_applied_index(&reps[0].engine[shard]) + 1;
     for (int i = 0; i < REPLICAS; i++) {
+        reps[i].engine[shard].replies_wanted = i != FOLLOWER;
         assert_int_equal(rt_engine_apply(&reps[i].engine[shard], index, data, len), 0);
     }
     uint32_t n = rt_engine_reply_count(&reps[0].engine[shard]);
@@ -106,6 +113,10 @@ static void apply_everywhere(struct replica *reps, uint16_t shard, const uint8_t
             const struct rt_reply *a = rt_engine_reply(&reps[0].engine[shard], k);
             const struct rt_reply *b = rt_engine_reply(&reps[i].engine[shard], k);
             assert_int_equal(a->code, b->code);
+            if (i == FOLLOWER) {
+                *bodies_skipped += a->body_len > 0 && b->body_len == 0;
+                continue;
+            }
             assert_int_equal(a->body_len, b->body_len);
             assert_memory_equal(a->body, b->body, a->body_len);
         }
@@ -141,7 +152,7 @@ static void same_entries_same_bytes(void **state)
     struct rt_buf args;
     rt_buf_init(&args, RT_COMMAND_ARGS_BYTES_MAX);
     uint64_t now = T0;
-    size_t timers_fired = 0;
+    size_t timers_fired = 0, bodies_skipped = 0;
     for (int e = 0; e < ENTRIES; e++) {
         now += rt_prng_below(&prng, 2000);
         uint16_t shard = (uint16_t)rt_prng_below(&prng, SHARDS);
@@ -182,10 +193,11 @@ static void same_entries_same_bytes(void **state)
         }
         size_t len;
         const uint8_t *data = rt_batch_builder_finish(&b, &len);
-        apply_everywhere(reps, shard, data, len);
+        apply_everywhere(reps, shard, data, len, &bodies_skipped);
     }
     assert_true(timers_fired > 0);
-    assert_replicas_equal(reps);
+    assert_true(bodies_skipped > 0); /* The follower did skip order bodies, */
+    assert_replicas_equal(reps);     /* and wrote the same bytes. */
     /* Reopen every replica (clean close flushes): still identical, nothing lost. */
     uint8_t before[32], after[32];
     test_store_digest(store_rocks_store(reps[0].db), 0, before);
