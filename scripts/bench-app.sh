@@ -1,5 +1,5 @@
 # Sourced by bench.sh and soak.sh: the Release build they measure, and an app on a fresh
-# cluster for a load run.
+# cluster for a load run, started once every shard has its leader.
 
 # Install what is missing and build payd, paybench and payctl in Release into build-release/.
 bench_build_release() {
@@ -22,4 +22,20 @@ bench_app() {
   done
   (umask 077; echo "$out" | sed -n 's/.*"secret": *"\([0-9a-f]*\)".*/\1/p' > "$out_file")
   [ -s "$out_file" ] || { echo "$(basename "$0"): could not create app $app on $server: $out" >&2; exit 1; }
+}
+
+#   bench_wait_leaders PAYCTL SERVER ADMIN_SECRET_FILE
+# Waits (up to 30 s) until SERVER's cluster.status knows a leader for every shard and the
+# meta group. A load started before that gets UNAVAILABLE ("no leader for this data yet")
+# for the shards still electing, as a soak's first half second did (docs/benchmarks.md).
+# Returns 1 if the leaders are not all known in time.
+bench_wait_leaders() {
+  local payctl=$1 server=$2 admin=$3 status
+  for _ in $(seq 1 600); do
+    if status=$("$payctl" --server "$server" --admin-secret-file "$admin" --json         cluster.status 2>/dev/null) && ! echo "$status" | grep -q '"leader": null'; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  return 1
 }

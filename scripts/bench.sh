@@ -64,6 +64,10 @@ run_payraft() {
   servers=${servers#,}
   local secret="$dir/bench.secret"
   bench_app "$payctl" "127.0.0.1:$((pbase + 101))" "$dir/admin.secret" benchapp "$secret"
+  for i in $(seq 1 "$nodes"); do
+    bench_wait_leaders "$payctl" "127.0.0.1:$((pbase + 100 + i))" "$dir/admin.secret" ||
+      { echo "bench.sh: node $i does not know every shard's leader after 30 s" >&2; exit 1; }
+  done
   local c variant depth flags key json
   for c in $conns; do
     for variant in "$@"; do

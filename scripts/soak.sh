@@ -3,9 +3,10 @@
 #   scripts/soak.sh [--minutes M (default 10)] [--rate R (orders/s, default 5000)] [--keep]
 # Builds Release into build-release/, starts a fresh 3-node cluster (defaults, fsync on) in a
 # temp dir, creates an app, runs paybench --rate R --route for M minutes and prints every
-# node's RSS every 30 s, and what holds node 1's (cluster.status "memory"); then restarts node 1 (SIGTERM, start) and prints how long it took
-# until it answered cluster.status with every shard's leader known. Prints figures, asserts
-# nothing. The temp dir is removed at the end unless --keep, or unless paybench saw errors.
+# node's RSS every 30 s, and what holds node 1's (cluster.status "memory"); then restarts
+# node 1 (SIGTERM, start) and prints how long it took until it answered cluster.status with
+# every shard's leader known. The load starts once every node knows every shard's leader.
+# Prints figures, asserts nothing. The temp dir is removed at the end unless --keep, or unless paybench saw errors.
 # Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,10 @@ payctl="$root/build-release/bin/payctl"
 scripts/cluster.sh start --nodes 3 --no-sandbox --dir "$dir" >/dev/null
 api() { echo "127.0.0.1:$((PAYRAFT_PORT_BASE + 100 + $1))"; }
 bench_app "$payctl" "$(api 1)" "$dir/admin.secret" soakapp "$dir/soak.secret"
+for i in 1 2 3; do
+  bench_wait_leaders "$payctl" "$(api "$i")" "$dir/admin.secret" ||
+    { echo "soak.sh: node $i does not know every shard's leader after 30 s" >&2; exit 1; }
+done
 
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$dir/node$1/payd.pid")/status"; }
 # Node 1's memory by part, in MiB (docs/operations.md, cluster.status "memory"): rss, malloc's
@@ -98,13 +103,8 @@ du -sh "$dir/node1/data/db" "$dir/node1/data/raft" | sed 's/^/node 1 on disk: /'
 t0=$(date +%s%N)
 scripts/cluster.sh restart 1 --dir "$dir" >/dev/null
 served=""
-for _ in $(seq 1 600); do
-  if status=$("$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json \
-      cluster.status 2>/dev/null) && ! echo "$status" | grep -q '"leader": null'; then
-    served=$(( ($(date +%s%N) - t0) / 1000000 ))
-    break
-  fi
-  sleep 0.05
-done
+if bench_wait_leaders "$payctl" "$(api 1)" "$dir/admin.secret"; then
+  served=$(( ($(date +%s%N) - t0) / 1000000 ))
+fi
 echo "restart of node 1 (graceful stop, start): serving with every leader known after ${served:-?} ms; RSS $(rss 1) MiB"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
