@@ -66,9 +66,8 @@
 struct pb_code {
     char name[32];
     uint64_t count;
-    char first_at[RT_LOG_TIMESTAMP_BYTES];
-    char last_at[RT_LOG_TIMESTAMP_BYTES];
-    unsigned first_server; /* Index into server_names. */
+    struct timespec first_at, last_at; /* Formatted for the report only (rt_log_format_time). */
+    unsigned first_server;             /* Index into server_names. */
     char first_msg[160];
 };
 
@@ -187,6 +186,14 @@ static double hist_percentile(const struct pb *pb, double p)
     return hist_value(PB_BUCKETS - 1) / 1000.0;
 }
 
+/* When @e was first and last seen, as the servers' logs stamp their lines. */
+static void pb_code_times(const struct pb_code *e, char first_at[RT_LOG_TIMESTAMP_BYTES],
+                          char last_at[RT_LOG_TIMESTAMP_BYTES])
+{
+    rt_log_format_time(&e->first_at, first_at);
+    rt_log_format_time(&e->last_at, last_at);
+}
+
 static void pb_count_code(struct pb *pb, const struct pb_conn *c, const char *code, uint32_t len,
                           const char *msg, uint32_t msg_len)
 {
@@ -198,9 +205,9 @@ static void pb_count_code(struct pb *pb, const struct pb_conn *c, const char *co
         }
         if (strlen(e->name) == len && memcmp(e->name, code, len) == 0) {
             e->count++;
-            rt_log_timestamp(e->last_at);
+            clock_gettime(CLOCK_REALTIME, &e->last_at);
             if (first) {
-                memcpy(e->first_at, e->last_at, sizeof(e->first_at));
+                e->first_at = e->last_at;
                 e->first_server = c->index % pb->server_count;
                 /* The server's words, printable ASCII only (they go into JSON and a terminal). */
                 size_t n = 0;
@@ -759,10 +766,12 @@ int main(int argc, char **argv)
         printf("}, \"error_details\": {");
         for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
             const struct pb_code *e = &pb.codes[i];
+            char first_at[RT_LOG_TIMESTAMP_BYTES], last_at[RT_LOG_TIMESTAMP_BYTES];
+            pb_code_times(e, first_at, last_at);
             printf("%s\"%s\": {\"first_at\": \"%s\", \"last_at\": \"%s\", \"first_server\": "
                    "\"%s\", \"first_msg\": \"%s\"}",
-                   i == 0 ? "" : ", ", e->name, e->first_at, e->last_at,
-                   pb.server_names[e->first_server], e->first_msg);
+                   i == 0 ? "" : ", ", e->name, first_at, last_at, pb.server_names[e->first_server],
+                   e->first_msg);
         }
         printf("}, \"client_cpu_s\": %.3f}\n", cpu);
     } else {
@@ -775,8 +784,10 @@ int main(int argc, char **argv)
                hist_percentile(&pb, 0.999));
         for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
             const struct pb_code *e = &pb.codes[i];
+            char first_at[RT_LOG_TIMESTAMP_BYTES], last_at[RT_LOG_TIMESTAMP_BYTES];
+            pb_code_times(e, first_at, last_at);
             printf("  %s: %" PRIu64 " (first %s from %s: \"%s\"; last %s)\n", e->name, e->count,
-                   e->first_at, pb.server_names[e->first_server], e->first_msg, e->last_at);
+                   first_at, pb.server_names[e->first_server], e->first_msg, last_at);
         }
         printf("  client cpu %.2f s (%.0f%% of one core)\n", cpu, 100.0 * cpu / secs);
     }

@@ -52,15 +52,21 @@ void rt_log_init(void)
     }
 }
 
+void rt_log_format_time(const struct timespec *ts, char out[RT_LOG_TIMESTAMP_BYTES])
+{
+    assert(ts != NULL && out != NULL);
+    struct tm tm;
+    gmtime_r(&ts->tv_sec, &tm);
+    size_t n = strftime(out, RT_LOG_TIMESTAMP_BYTES, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, RT_LOG_TIMESTAMP_BYTES - n, ".%03uZ", (unsigned)(ts->tv_nsec / 1000000));
+}
+
 void rt_log_timestamp(char out[RT_LOG_TIMESTAMP_BYTES])
 {
     assert(out != NULL);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, RT_LOG_TIMESTAMP_BYTES, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, RT_LOG_TIMESTAMP_BYTES - n, ".%03uZ", (unsigned)(ts.tv_nsec / 1000000));
+    rt_log_format_time(&ts, out);
 }
 
 void rt_log(enum rt_log_level level, const char *fmt, ...)
