@@ -13,6 +13,7 @@
 #include "api_envelope.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -548,23 +549,34 @@ int api_signing_string(const struct api_request *req, struct rt_buf *out)
     return 0;
 }
 
-int api_request_hmac(const struct api_request *req, const uint8_t *key, size_t key_len,
-                     uint8_t mac[API_SIG_HMAC_BYTES])
+/* OpenSSL's HMAC, fetched once for the process: a fetch looks the algorithm up in the
+ * provider's tables under a lock, and cost more than a request's MAC. Never freed: it lives
+ * as long as the library. */
+static pthread_once_t api_hmac_fetched = PTHREAD_ONCE_INIT;
+static EVP_MAC *api_hmac_algorithm;
+
+static void api_hmac_fetch(void)
 {
-    assert(req != NULL && mac != NULL);
+    api_hmac_algorithm = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+}
+
+int api_hmac_init(struct api_hmac *hmac, const uint8_t *key, size_t key_len)
+{
+    assert(hmac != NULL);
     assert(key != NULL || key_len == 0);
+    hmac->ctx = NULL;
     if (key_len == 0) {
         return RT_EINVAL; /* No app has an empty secret; HMAC under one proves nothing. */
     }
-    char digits[API_TS_DIGITS_MAX];
-    struct api_piece pieces[API_SIGNING_PIECES];
-    api_signing_pieces(req, digits, pieces);
-
-    int rv = RT_EINTERNAL;
-    EVP_MAC *hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-    EVP_MAC_CTX *ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+    (void)pthread_once(&api_hmac_fetched, api_hmac_fetch);
+    if (api_hmac_algorithm == NULL) {
+        ERR_clear_error();
+        return RT_EINTERNAL;
+    }
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(api_hmac_algorithm);
     if (ctx == NULL) {
-        goto out_free;
+        ERR_clear_error();
+        return RT_ENOMEM;
     }
     char digest[] = "SHA256"; /* OSSL_PARAM wants a mutable string. */
     const OSSL_PARAM params[] = {
@@ -572,38 +584,72 @@ int api_request_hmac(const struct api_request *req, const uint8_t *key, size_t k
         OSSL_PARAM_construct_end(),
     };
     if (EVP_MAC_init(ctx, key, key_len, params) != 1) {
-        goto out_free;
+        ERR_clear_error(); /* Reported as RT_EINTERNAL; leave no stale queue for others. */
+        EVP_MAC_CTX_free(ctx);
+        return RT_EINTERNAL;
+    }
+    hmac->ctx = ctx;
+    return 0;
+}
+
+void api_hmac_free(struct api_hmac *hmac)
+{
+    assert(hmac != NULL);
+    EVP_MAC_CTX_free(hmac->ctx); /* Wipes the key's state (OpenSSL cleanses on free). */
+    hmac->ctx = NULL;
+}
+
+int api_hmac_request(struct api_hmac *hmac, const struct api_request *req,
+                     uint8_t mac[API_SIG_HMAC_BYTES])
+{
+    assert(hmac != NULL && hmac->ctx != NULL && req != NULL && mac != NULL);
+    char digits[API_TS_DIGITS_MAX];
+    struct api_piece pieces[API_SIGNING_PIECES];
+    api_signing_pieces(req, digits, pieces);
+    /* A NULL key restarts the MAC from the pads hashed at api_hmac_init. */
+    if (EVP_MAC_init(hmac->ctx, NULL, 0, NULL) != 1) {
+        goto fail;
     }
     for (size_t i = 0; i < API_SIGNING_PIECES; i++) {
-        if (EVP_MAC_update(ctx, pieces[i].data, pieces[i].len) != 1) {
-            goto out_free;
+        if (EVP_MAC_update(hmac->ctx, pieces[i].data, pieces[i].len) != 1) {
+            goto fail;
         }
     }
     size_t mac_len = 0;
-    if (EVP_MAC_final(ctx, mac, &mac_len, API_SIG_HMAC_BYTES) != 1) {
-        goto out_free;
+    if (EVP_MAC_final(hmac->ctx, mac, &mac_len, API_SIG_HMAC_BYTES) != 1) {
+        goto fail;
     }
     assert(mac_len == API_SIG_HMAC_BYTES);
-    rv = 0;
-out_free:
+    return 0;
+fail:
+    ERR_clear_error();
+    return RT_EINTERNAL;
+}
+
+int api_request_hmac(const struct api_request *req, const uint8_t *key, size_t key_len,
+                     uint8_t mac[API_SIG_HMAC_BYTES])
+{
+    assert(req != NULL && mac != NULL);
+    struct api_hmac hmac;
+    int rv = api_hmac_init(&hmac, key, key_len);
     if (rv != 0) {
-        ERR_clear_error(); /* Reported as RT_EINTERNAL; leave no stale queue for others. */
+        return rv;
     }
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(hmac);
+    rv = api_hmac_request(&hmac, req, mac);
+    api_hmac_free(&hmac);
     return rv;
 }
 
-int api_envelope_verify_hmac(const struct api_request *req, const uint8_t *key, size_t key_len)
+int api_envelope_verify_hmac(const struct api_request *req, struct api_hmac *hmac)
 {
-    assert(req != NULL);
+    assert(req != NULL && hmac != NULL);
     assert(req->sig.len <= API_SIG_BYTES_MAX);
     if (req->sig.scheme != API_SIG_HMAC_SHA256) {
         return RT_EUNAUTH; /* The app has a secret; a public-key signature proves nothing. */
     }
     assert(req->sig.len == API_SIG_HMAC_BYTES);
     uint8_t mac[API_SIG_HMAC_BYTES];
-    int rv = api_request_hmac(req, key, key_len, mac);
+    int rv = api_hmac_request(hmac, req, mac);
     if (rv != 0) {
         return rv;
     }
@@ -1008,25 +1054,13 @@ struct api_nonce_stats api_nonce_cache_stats(const struct api_nonce_cache *cache
     return cache->stats;
 }
 
-int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req, const uint8_t *key,
-                            size_t key_len)
+int api_request_encode_signed(struct rt_buf *out, const struct api_request *req, const char *sig,
+                              size_t sig_len)
 {
-    assert(out != NULL && req != NULL);
+    assert(out != NULL && req != NULL && sig != NULL);
     assert(req->op != NULL && req->app != NULL && req->nonce != NULL);
-    uint8_t mac[API_SIG_HMAC_BYTES];
-    int rv = api_request_hmac(req, key, key_len, mac);
-    if (rv != 0) {
-        return rv;
-    }
-    static const char hex[] = "0123456789abcdef";
-    char sig[12 + 2 * API_SIG_HMAC_BYTES];
-    memcpy(sig, "hmac-sha256=", 12);
-    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
-        sig[12 + 2 * i] = hex[mac[i] >> 4];
-        sig[12 + 2 * i + 1] = hex[mac[i] & 15];
-    }
     size_t start;
-    rv = api_frame_begin(out, &start);
+    int rv = api_frame_begin(out, &start);
     if (rv != 0) {
         return rv;
     }
@@ -1048,11 +1082,66 @@ int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req, c
     rt_mp_write_str(&w, "body", 4);
     rt_mp_write_bin(&w, req->body, req->body_len);
     rt_mp_write_str(&w, "sig", 3);
-    rt_mp_write_str(&w, sig, sizeof(sig));
+    rt_mp_write_str(&w, sig, sig_len);
     rv = rt_mp_writer_error(&w);
     if (rv != 0) {
         rt_buf_truncate(out, start);
         return rv;
     }
     return api_frame_finish(out, start); /* Truncates back to start on failure. */
+}
+
+int api_request_encode_pkey(struct rt_buf *out, const struct api_request *req, EVP_PKEY *key,
+                            struct rt_buf *scratch)
+{
+    assert(out != NULL && req != NULL && key != NULL && scratch != NULL);
+    const int type = EVP_PKEY_get_base_id(key);
+    const char *prefix = type == EVP_PKEY_ED25519 ? "ed25519=" : "rsa-sha256=";
+    if ((type != EVP_PKEY_ED25519 && type != EVP_PKEY_RSA) || EVP_PKEY_get_size(key) <= 0 ||
+        (size_t)EVP_PKEY_get_size(key) > API_SIG_BYTES_MAX) {
+        return RT_EINVAL;
+    }
+    rt_buf_reset(scratch);
+    int rv = api_signing_string(req, scratch);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t signature[API_SIG_BYTES_MAX];
+    size_t signature_len = sizeof(signature);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    /* Ed25519 hashes the message itself; RSA is PKCS#1 v1.5 over SHA-256, as the server checks. */
+    bool signed_ok =
+        md != NULL &&
+        EVP_DigestSignInit(md, NULL, type == EVP_PKEY_RSA ? EVP_sha256() : NULL, NULL, key) == 1 &&
+        EVP_DigestSign(md, signature, &signature_len, scratch->data, scratch->len) == 1;
+    EVP_MD_CTX_free(md);
+    if (!signed_ok) {
+        ERR_clear_error();
+        return RT_EINTERNAL;
+    }
+    char sig[16 + 4 * (API_SIG_BYTES_MAX + 2) / 3 + 1];
+    size_t prefix_len = strlen(prefix);
+    memcpy(sig, prefix, prefix_len);
+    int b64 = EVP_EncodeBlock((unsigned char *)sig + prefix_len, signature, (int)signature_len);
+    return api_request_encode_signed(out, req, sig, prefix_len + (size_t)b64);
+}
+
+int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req,
+                            struct api_hmac *hmac)
+{
+    assert(out != NULL && req != NULL && hmac != NULL);
+    assert(req->op != NULL && req->app != NULL && req->nonce != NULL);
+    uint8_t mac[API_SIG_HMAC_BYTES];
+    int rv = api_hmac_request(hmac, req, mac);
+    if (rv != 0) {
+        return rv;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char sig[12 + 2 * API_SIG_HMAC_BYTES];
+    memcpy(sig, "hmac-sha256=", 12);
+    for (unsigned i = 0; i < API_SIG_HMAC_BYTES; i++) {
+        sig[12 + 2 * i] = hex[mac[i] >> 4];
+        sig[12 + 2 * i + 1] = hex[mac[i] & 15];
+    }
+    return api_request_encode_signed(out, req, sig, sizeof(sig));
 }

@@ -143,24 +143,58 @@ int api_sig_parse(const char *text, size_t len, struct api_sig *sig, const char 
  * once, for clients and for tests. */
 int api_signing_string(const struct api_request *req, struct rt_buf *out);
 
-/* HMAC-SHA256 of the signing string of @req under @key (@key_len >= 1 bytes: the app secret's
- * ASCII bytes exactly as app.create returned it) into @mac. @req's sig is ignored: this is
- * how a client signs. RT_EINVAL for an empty key, RT_EINTERNAL if OpenSSL fails. */
+/* A key for HMAC-SHA256, prepared once and then used for any number of requests: the key's
+ * inner and outer pads are hashed at api_hmac_init, so each request costs only its own bytes.
+ * Preparing a key for every request (fetching the algorithm, hashing the pads) took about three
+ * times as long as the MAC itself. One api_hmac serves one thread at a time. */
+struct api_hmac {
+    EVP_MAC_CTX *ctx; /* NULL before api_hmac_init and after api_hmac_free. */
+};
+
+/* Prepare @hmac for @key (@key_len >= 1 bytes: the app secret's ASCII bytes exactly as
+ * app.create returned it). RT_EINVAL for an empty key (no app has one; an HMAC under it proves
+ * nothing), RT_ENOMEM or RT_EINTERNAL if OpenSSL fails; @hmac is then left empty. */
+int api_hmac_init(struct api_hmac *hmac, const uint8_t *key, size_t key_len);
+
+/* Free what api_hmac_init made (the key's pads are wiped); safe on an empty @hmac. */
+void api_hmac_free(struct api_hmac *hmac);
+
+/* HMAC-SHA256 of the signing string of @req under @hmac's key into @mac. @req's sig is
+ * ignored: this is how a client signs. RT_EINTERNAL if OpenSSL fails. */
+int api_hmac_request(struct api_hmac *hmac, const struct api_request *req,
+                     uint8_t mac[API_SIG_HMAC_BYTES]);
+
+/* api_hmac_request with a key prepared for this one call: for tests and one-off requests.
+ * RT_EINVAL for an empty key, RT_EINTERNAL if OpenSSL fails. */
 int api_request_hmac(const struct api_request *req, const uint8_t *key, size_t key_len,
                      uint8_t mac[API_SIG_HMAC_BYTES]);
 
 /* Append to @out one complete request frame for @req (its id, ts_ms, op, app, nonce and body
- * as given; req->sig is ignored) signed "hmac-sha256=" with @key: what every client sends. The
- * keys are written in the order v, id, op, app, ts, nonce, body, sig. RT_EINVAL for an empty
- * key, RT_ETOOLARGE past out->max or API_FRAME_BYTES_MAX, RT_ENOMEM; @out is unchanged on
- * failure. */
-int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req, const uint8_t *key,
-                            size_t key_len);
+ * as given; req->sig is ignored) with @sig (@sig_len bytes) as its "sig", written as given: a
+ * scheme prefix and the signature's text (see api_sig_parse). The keys are written in the order
+ * v, id, op, app, ts, nonce, body, sig. RT_ETOOLARGE past out->max or API_FRAME_BYTES_MAX,
+ * RT_ENOMEM; @out is unchanged on failure. */
+int api_request_encode_signed(struct rt_buf *out, const struct api_request *req, const char *sig,
+                              size_t sig_len);
 
-/* Check @req's signature against the app secret @key. 0 if it is an hmac-sha256 signature and
- * it matches (compared in constant time); RT_EUNAUTH if it does not match or the request is
- * signed with another scheme; RT_EINVAL for an empty key; RT_EINTERNAL if OpenSSL fails. */
-int api_envelope_verify_hmac(const struct api_request *req, const uint8_t *key, size_t key_len);
+/* api_request_encode_signed for @req signed "hmac-sha256=" under @hmac's key: what every client
+ * sends. Its errors, and RT_EINTERNAL if OpenSSL fails. */
+int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req,
+                            struct api_hmac *hmac);
+
+/* api_request_encode_signed for @req signed with the private key @key: "ed25519=" for an Ed25519
+ * key (pure Ed25519 over the signing string), "rsa-sha256=" for an RSA key (PKCS#1 v1.5 over
+ * SHA-256), both in base64. What an app that registered a public key sends. The signing string
+ * is built in @scratch (reset here; API_FRAME_BYTES_MAX + 256 holds any request's). RT_EINVAL
+ * for another type of key or an RSA key above 4096 bits; rt_buf's errors; RT_EINTERNAL if
+ * OpenSSL fails. */
+int api_request_encode_pkey(struct rt_buf *out, const struct api_request *req, EVP_PKEY *key,
+                            struct rt_buf *scratch);
+
+/* Check @req's signature against the app secret @hmac was prepared with. 0 if it is an
+ * hmac-sha256 signature and it matches (compared in constant time); RT_EUNAUTH if it does not
+ * match or the request is signed with another scheme; RT_EINTERNAL if OpenSSL fails. */
+int api_envelope_verify_hmac(const struct api_request *req, struct api_hmac *hmac);
 
 /* Check @req's signature against the app's public key @key (not owned; only read):
  * - API_SIG_ED25519 with an Ed25519 key: pure Ed25519 over the signing string, which is built

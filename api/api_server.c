@@ -1,6 +1,8 @@
 #include "api_server.h"
 
 #include <assert.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
@@ -42,6 +44,23 @@ struct api_call {
     uint64_t id;
 };
 
+/* A cache of what verifying an app's signatures needs, made from its secret or its public key:
+ * the prepared HMAC key (api_hmac) and the parsed key (reading PEM for every request cost more
+ * than checking the signature). Indexed by a SipHash of the app id, one slot per index: a
+ * colliding app takes the slot over. Every request still reads the app's secret and key from
+ * the meta group, and a slot is used only while they are the same bytes, so a changed secret
+ * or key takes effect with the next request. */
+#define API_APP_KEY_SLOTS 64u
+
+struct api_app_key {
+    uint64_t fp; /* SipHash of the app id; 0 = empty slot. */
+    char app[ACT_APP_ID_BYTES_MAX + 1];
+    char secret[ACT_APP_SECRET_HEX_BYTES + 1]; /* hmac's key; all zero when it has none. */
+    struct api_hmac hmac;
+    char *pem; /* pkey's text, NUL-terminated; NULL when it has none. */
+    EVP_PKEY *pkey;
+};
+
 /* One app's token bucket (tokens in millirequests to stay in integers). */
 struct api_rate {
     uint64_t fp; /* SipHash of the app id; 0 = free slot. */
@@ -59,8 +78,8 @@ struct api_server {
     uv_timer_t idle_timer;
     struct cl_flusher flusher;
     bool flusher_open, flusher_closing;
-    uint8_t admin_secret[256];
-    size_t admin_secret_len;
+    struct api_hmac admin_hmac; /* The admin secret, prepared. */
+    struct api_app_key app_keys[API_APP_KEY_SLOTS];
     struct api_nonce_cache nonces;
     struct rt_clock clock;
     struct api_conn *conns;
@@ -77,6 +96,66 @@ struct api_server {
 
 static void flusher_closed(uv_handle_t *handle);
 
+static void app_key_clear(struct api_app_key *slot)
+{
+    api_hmac_free(&slot->hmac);
+    EVP_PKEY_free(slot->pkey);
+    free(slot->pem);
+    OPENSSL_cleanse(slot, sizeof(*slot));
+}
+
+/* @app's slot, taken over (emptied and named for @app) if it held another app. */
+static struct api_app_key *app_key_slot(struct api_server *server, const char *app)
+{
+    size_t len = strlen(app);
+    uint64_t fp = api_siphash24(server->nonces.key, (const uint8_t *)app, len) | 1u;
+    struct api_app_key *slot = &server->app_keys[fp % API_APP_KEY_SLOTS];
+    if (slot->fp != fp || strcmp(slot->app, app) != 0) {
+        app_key_clear(slot);
+        slot->fp = fp;
+        memcpy(slot->app, app, len + 1); /* The envelope bounded it to ACT_APP_ID_BYTES_MAX. */
+    }
+    return slot;
+}
+
+/* @app's prepared HMAC key for @secret (NUL-terminated, 1..ACT_APP_SECRET_HEX_BYTES), or NULL
+ * if OpenSSL fails. */
+static struct api_hmac *app_key_hmac(struct api_server *server, const char *app,
+                                     const char secret[ACT_APP_SECRET_HEX_BYTES + 1])
+{
+    struct api_app_key *slot = app_key_slot(server, app);
+    if (slot->hmac.ctx != NULL && CRYPTO_memcmp(slot->secret, secret, sizeof(slot->secret)) == 0) {
+        return &slot->hmac;
+    }
+    api_hmac_free(&slot->hmac);
+    memcpy(slot->secret, secret, sizeof(slot->secret));
+    if (api_hmac_init(&slot->hmac, (const uint8_t *)secret, strlen(secret)) != 0) {
+        return NULL;
+    }
+    return &slot->hmac;
+}
+
+/* @app's public key read from @pem (NUL-terminated), or NULL if it cannot be read. The key
+ * belongs to the cache: valid until the next call for any app. */
+static EVP_PKEY *app_key_pkey(struct api_server *server, const char *app, const char *pem)
+{
+    struct api_app_key *slot = app_key_slot(server, app);
+    if (slot->pkey != NULL && strcmp(slot->pem, pem) == 0) {
+        return slot->pkey;
+    }
+    EVP_PKEY_free(slot->pkey);
+    free(slot->pem);
+    slot->pkey = NULL;
+    slot->pem = strdup(pem);
+    BIO *bio = slot->pem != NULL ? BIO_new_mem_buf(pem, (int)strlen(pem)) : NULL;
+    slot->pkey = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (slot->pkey == NULL) {
+        ERR_clear_error();
+    }
+    return slot->pkey;
+}
+
 /* The flusher outlives every connection (their last responses go through it); the server
  * outlives the flusher. */
 static void server_maybe_free(struct api_server *server)
@@ -92,6 +171,10 @@ static void server_maybe_free(struct api_server *server)
         return;
     }
     if (server->handles_open == 0) {
+        api_hmac_free(&server->admin_hmac);
+        for (unsigned i = 0; i < API_APP_KEY_SLOTS; i++) {
+            app_key_clear(&server->app_keys[i]);
+        }
         api_nonce_cache_free(&server->nonces);
         rt_buf_free(&server->out);
         rt_buf_free(&server->scratch);
@@ -314,9 +397,7 @@ static int server_authenticate(struct api_server *server, const struct api_reque
     *reason = "signature does not match";
     if (req->app_len == 5 && memcmp(req->app, "admin", 5) == 0) {
         auth->admin = true;
-        return api_envelope_verify_hmac(req, server->admin_secret, server->admin_secret_len) == 0
-                   ? 0
-                   : RT_EUNAUTH;
+        return api_envelope_verify_hmac(req, &server->admin_hmac) == 0 ? 0 : RT_EUNAUTH;
     }
     memcpy(auth->app, req->app, req->app_len); /* The envelope bounded it to 32. */
     struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
@@ -356,25 +437,19 @@ static int server_authenticate(struct api_server *server, const struct api_reque
         }
     }
     if (req->sig.scheme == API_SIG_HMAC_SHA256) {
-        return secret[0] != '\0' &&
-                       api_envelope_verify_hmac(req, (const uint8_t *)secret, strlen(secret)) == 0
-                   ? 0
-                   : RT_EUNAUTH;
+        struct api_hmac *hmac = secret[0] != '\0' ? app_key_hmac(server, auth->app, secret) : NULL;
+        return hmac != NULL && api_envelope_verify_hmac(req, hmac) == 0 ? 0 : RT_EUNAUTH;
     }
     if (pem[0] == '\0') {
         *reason = "this app has no public key: sign with hmac-sha256";
         return RT_EUNAUTH;
     }
-    BIO *bio = BIO_new_mem_buf(pem, (int)strlen(pem));
-    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
+    EVP_PKEY *key = app_key_pkey(server, auth->app, pem);
     if (key == NULL) {
         *reason = "the app's public key cannot be read";
         return RT_EUNAUTH;
     }
-    int rv = api_envelope_verify_pubkey(req, key, &server->signing);
-    EVP_PKEY_free(key);
-    return rv == 0 ? 0 : RT_EUNAUTH;
+    return api_envelope_verify_pubkey(req, key, &server->signing) == 0 ? 0 : RT_EUNAUTH;
 }
 
 /* Build in server->scratch a copy of the map @body with @key: @value appended (the body's
@@ -883,8 +958,10 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     }
     server->loop = loop;
     server->node = node;
-    memcpy(server->admin_secret, config->admin_secret, config->admin_secret_len);
-    server->admin_secret_len = config->admin_secret_len;
+    if (api_hmac_init(&server->admin_hmac, config->admin_secret, config->admin_secret_len) != 0) {
+        free(server);
+        return RT_ENOMEM;
+    }
     server->app_rate = config->app_rate;
     rt_clock_init_system(&server->clock);
     rt_buf_init(&server->out, API_FRAME_BYTES_MAX + 1024);
@@ -893,6 +970,7 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     uint8_t key[API_NONCE_KEY_BYTES];
     if (RAND_bytes(key, sizeof(key)) != 1 ||
         api_nonce_cache_init(&server->nonces, API_NONCE_ENTRIES, key) != 0) {
+        api_hmac_free(&server->admin_hmac);
         free(server);
         return RT_ENOMEM;
     }

@@ -2,7 +2,11 @@
  *
  *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
  *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json] [--route]
- *            [--rate R] [--slow-ms M]
+ *            [--rate R] [--slow-ms M] [--key-file PEM]
+ *
+ * --key-file PEM: sign every request with this Ed25519 or RSA private key ("ed25519=" or
+ * "rsa-sha256="), as an app that registered its public half at app.create does, instead of
+ * with the secret (still read: --secret-file stays required).
  *
  * --route: ask the cluster where each shard's leader is (cluster.shards) and have each
  * connection create only orders whose shard its node leads, so that no request is forwarded
@@ -33,6 +37,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -90,8 +97,9 @@ struct pb {
     int shard_server[RT_SHARDS_MAX];       /* Index into servers of each shard's leader, or -1. */
     unsigned server_leads[PB_SERVERS_MAX]; /* Shards each server leads. */
     const char *app;
-    uint8_t secret[256];
-    size_t secret_len;
+    struct api_hmac hmac;  /* The app secret, prepared once for every request's signature. */
+    EVP_PKEY *sign_key;    /* --key-file: sign with this private key instead. */
+    struct rt_buf signing; /* The signing string, for sign_key. */
     unsigned connections, depth, seconds, warmup, rate;
     unsigned slow_ms;                  /* --slow-ms; 0 = off. */
     uint64_t slow_lines, slow_dropped; /* Printed, and past PB_SLOW_LINES_MAX. */
@@ -231,6 +239,13 @@ static void pb_drained(struct cl_sendq *q, int status)
     }
 }
 
+/* @req's frame, signed as the app: with --key-file's private key, else with its secret. */
+static int pb_encode(struct pb *pb, struct rt_buf *out, const struct api_request *req)
+{
+    return pb->sign_key != NULL ? api_request_encode_pkey(out, req, pb->sign_key, &pb->signing)
+                                : api_request_encode_hmac(out, req, &pb->hmac);
+}
+
 /* Encode and send request @id of @c. */
 static void pb_send(struct pb_conn *c)
 {
@@ -299,9 +314,9 @@ static void pb_send(struct pb_conn *c)
                               .nonce_len = (uint32_t)strlen(nonce),
                               .body = body.data,
                               .body_len = (uint32_t)body.len};
-    uint8_t frame[1024];
+    uint8_t frame[2048];
     struct rt_buf out = {.data = frame, .len = 0, .cap = sizeof(frame), .max = sizeof(frame)};
-    if (api_request_encode_hmac(&out, &req, pb->secret, pb->secret_len) != 0) {
+    if (pb_encode(pb, &out, &req) != 0) {
         return;
     }
     c->sent_us[id % pb->depth] = now_us();
@@ -549,7 +564,7 @@ static int pb_fetch_routes(struct pb *pb)
     rt_buf_init(&out, 4096);
     uint8_t head[4];
     uint8_t *payload = NULL;
-    int rv = api_request_encode_hmac(&out, &req, pb->secret, pb->secret_len);
+    int rv = pb_encode(pb, &out, &req);
     if (rv == 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len &&
         recv(fd, head, 4, MSG_WAITALL) == 4) {
         uint32_t len = rt_get_be32(head);
@@ -622,6 +637,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: paybench --servers H:P[,H:P..] --app ID --secret-file F\n"
+            "                [--key-file PEM (sign with this Ed25519 or RSA private key; the app\n"
+            "                 registered its public half)]\n"
             "                [--connections N (1..%u, default 16)] [--depth D (1..%u, "
             "default 16)]\n"
             "                [--seconds S (default 10)] [--warmup S (default 2)]\n"
@@ -638,7 +655,7 @@ int main(int argc, char **argv)
     pb.depth = 16;
     pb.seconds = 10;
     pb.warmup = 2;
-    const char *secret_file = NULL, *servers = NULL;
+    const char *secret_file = NULL, *servers = NULL, *key_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -660,6 +677,8 @@ int main(int argc, char **argv)
             bad = strlen(v) == 0 || strlen(v) > 32;
         } else if (strcmp(argv[i], "--secret-file") == 0) {
             secret_file = v;
+        } else if (strcmp(argv[i], "--key-file") == 0) {
+            key_file = v;
         } else if (strcmp(argv[i], "--connections") == 0) {
             bad = parse_uint(v, 1, PB_CONNECTIONS_MAX, &pb.connections);
         } else if (strcmp(argv[i], "--depth") == 0) {
@@ -693,12 +712,30 @@ int main(int argc, char **argv)
         }
         i++;
     }
+    uint8_t secret[256];
+    size_t secret_len = 0;
     if (servers == NULL || pb.app == NULL || secret_file == NULL ||
         parse_servers(&pb, servers) != 0 ||
-        read_secret(secret_file, pb.secret, sizeof(pb.secret), &pb.secret_len) != 0) {
+        read_secret(secret_file, secret, sizeof(secret), &secret_len) != 0 ||
+        api_hmac_init(&pb.hmac, secret, secret_len) != 0) {
         fprintf(stderr, "paybench: need --servers, --app and a readable --secret-file\n");
         usage();
         return 2;
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (key_file != NULL) {
+        FILE *f = fopen(key_file, "r");
+        pb.sign_key = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+        if (f != NULL) {
+            fclose(f);
+        }
+        int type = pb.sign_key != NULL ? EVP_PKEY_get_base_id(pb.sign_key) : 0;
+        if (type != EVP_PKEY_ED25519 && type != EVP_PKEY_RSA) {
+            fprintf(stderr, "paybench: --key-file %s: not a readable Ed25519 or RSA private key\n",
+                    key_file);
+            return 2;
+        }
+        rt_buf_init(&pb.signing, API_FRAME_BYTES_MAX + 1024);
     }
     uint8_t rnd[8];
     RAND_bytes(rnd, sizeof(rnd));

@@ -127,8 +127,7 @@ struct pr_client {
     unsigned server_cur;   /* The server connected to, or tried next. */
     char app[PR_APP_BYTES_MAX + 1];
     uint32_t app_len;
-    uint8_t secret[PR_SECRET_BYTES_MAX]; /* Wiped by pr_client_free. */
-    size_t secret_len;
+    struct api_hmac hmac; /* The app secret, prepared for signing; wiped by pr_client_free. */
 
     /* The connection. */
     enum conn_state conn;
@@ -463,13 +462,14 @@ int pr_client_new(const char *servers, const char *app, const uint8_t *secret, s
         return PR_EINVAL;
     }
     memcpy(c->app, app, c->app_len);
-    memcpy(c->secret, secret, secret_len);
-    c->secret_len = secret_len;
     uint64_t seed[2];
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-        explicit_bzero(c->secret, sizeof(c->secret));
         free(c);
         return PR_ESYS;
+    }
+    if (api_hmac_init(&c->hmac, secret, secret_len) != 0) {
+        free(c);
+        return PR_ENOMEM; /* The secret's length was checked: only OpenSSL can fail here. */
     }
     c->nonce_prefix = seed[0];
     c->rng = seed[1];
@@ -494,7 +494,7 @@ err_free:
     free(c->rbuf);
     free(c->free_slots);
     free(c->reqs);
-    explicit_bzero(c->secret, sizeof(c->secret));
+    api_hmac_free(&c->hmac);
     free(c);
     return PR_ENOMEM;
 }
@@ -723,7 +723,7 @@ static int encode_request(struct pr_client *c, struct pr_req *r)
                               .nonce_len = CLIENT_NONCE_BYTES,
                               .body = r->body,
                               .body_len = r->body_len};
-    int rv = api_request_encode_hmac(&c->out, &req, c->secret, c->secret_len);
+    int rv = api_request_encode_hmac(&c->out, &req, &c->hmac);
     if (rv != 0) {
         return pr_from_rt(rv);
     }
@@ -1261,6 +1261,6 @@ void pr_client_free(struct pr_client *c)
     free(c->rbuf);
     free(c->free_slots);
     free(c->reqs);
-    explicit_bzero(c->secret, sizeof(c->secret));
+    api_hmac_free(&c->hmac);
     free(c);
 }

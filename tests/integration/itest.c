@@ -290,10 +290,20 @@ uint64_t itest_encode(struct itest_client *client, const struct itest_sign *sign
         wrong[secret_len++] = 'x';
         secret = wrong;
     }
-    if (api_request_encode_hmac(out, &req, secret, secret_len) != 0) {
+    if (sign->key != NULL) {
+        struct rt_buf signing;
+        rt_buf_init(&signing, API_FRAME_BYTES_MAX + 1024);
+        int rv = api_request_encode_pkey(out, &req, sign->key, &signing);
+        rt_buf_free(&signing);
+        return rv == 0 ? id : 0;
+    }
+    struct api_hmac hmac;
+    if (api_hmac_init(&hmac, secret, secret_len) != 0) {
         return 0;
     }
-    return id;
+    int rv = api_request_encode_hmac(out, &req, &hmac);
+    api_hmac_free(&hmac);
+    return rv == 0 ? id : 0;
 }
 
 bool itest_send_raw(struct itest_client *client, const uint8_t *bytes, size_t len)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "rt_buf.h"
 
 struct itest_cluster {
@@ -57,12 +59,14 @@ bool itest_connect(struct itest_client *client, const struct itest_cluster *c, u
                    unsigned timeout_ms);
 void itest_close(struct itest_client *client);
 /* How to sign a request: as @app with @secret (NULL app: admin with the cluster's admin
- * secret), shifting ts by @ts_offset_ms, with @nonce (NULL: a fresh one), and with a corrupted
- * signature when @bad_sig. */
+ * secret), or with the private key @key instead when it is set (Ed25519 or RSA), shifting ts by
+ * @ts_offset_ms, with @nonce (NULL: a fresh one), and with a corrupted HMAC signature when
+ * @bad_sig. */
 struct itest_sign {
     const char *app;
     const uint8_t *secret;
     size_t secret_len;
+    EVP_PKEY *key;
     int64_t ts_offset_ms;
     const char *nonce;
     bool bad_sig;

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "itest.h"
 #include "rt_mp.h"
 
@@ -30,12 +33,17 @@ struct app {
 
 static struct app app_a, app_b;
 
-static size_t app_body(struct rt_buf *out, const char *app_id)
+/* app.create's body, with @public_key (PEM) when it is not NULL. */
+static size_t app_body_keyed(struct rt_buf *out, const char *app_id, const char *public_key)
 {
     rt_buf_reset(out);
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, out);
-    rt_mp_write_map(&w, 4);
+    rt_mp_write_map(&w, public_key != NULL ? 5 : 4);
+    if (public_key != NULL) {
+        rt_mp_write_cstr(&w, "public_key");
+        rt_mp_write_cstr(&w, public_key);
+    }
     rt_mp_write_cstr(&w, "app_id");
     rt_mp_write_cstr(&w, app_id);
     rt_mp_write_cstr(&w, "name");
@@ -47,6 +55,11 @@ static size_t app_body(struct rt_buf *out, const char *app_id)
     rt_mp_write_cstr(&w, "wechat");
     rt_mp_write_cstr(&w, "alipay");
     return out->len;
+}
+
+static size_t app_body(struct rt_buf *out, const char *app_id)
+{
+    return app_body_keyed(out, app_id, NULL);
 }
 
 /* An order body without app_id (an app acts for itself). */
@@ -91,13 +104,14 @@ static void call(struct itest_client *c, const struct itest_sign *sign, const ch
     }
 }
 
-static void create_app(struct itest_client *c, struct app *app, const char *id)
+static void create_app_keyed(struct itest_client *c, struct app *app, const char *id,
+                             const char *public_key)
 {
     struct rt_buf body;
-    rt_buf_init(&body, 4096);
+    rt_buf_init(&body, 8192);
     struct itest_reply reply;
     itest_reply_init(&reply);
-    app_body(&body, id);
+    app_body_keyed(&body, id, public_key);
     call(c, NULL, "app.create", &body, &reply);
     assert_string_equal(reply.code, "OK");
     snprintf(app->id, sizeof(app->id), "%s", id);
@@ -110,6 +124,11 @@ static void create_app(struct itest_client *c, struct app *app, const char *id)
     assert_string_equal(reply.code, "CONFLICT");
     itest_reply_free(&reply);
     rt_buf_free(&body);
+}
+
+static void create_app(struct itest_client *c, struct app *app, const char *id)
+{
+    create_app_keyed(c, app, id, NULL);
 }
 
 /* Low enough to reach in a test, high enough for the pipelining test's 1000 requests. */
@@ -325,6 +344,74 @@ static void authentication_errors(void **state)
     rt_buf_free(&body);
 }
 
+/* A fresh Ed25519 key pair, and its public half as PEM in @pem. */
+static EVP_PKEY *ed25519_key(char *pem, size_t cap)
+{
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_non_null(key);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, key), 1);
+    int n = BIO_read(bio, pem, (int)cap - 1);
+    assert_true(n > 0);
+    pem[n] = '\0';
+    BIO_free(bio);
+    return key;
+}
+
+/* An app that registered a public key signs with it, request after request (the node keeps the
+ * parsed key), and with its secret too; a signature by another app's key is refused each
+ * time. */
+static void public_key_apps(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 2, 5000));
+    char pem[512], other_pem[512];
+    EVP_PKEY *key = ed25519_key(pem, sizeof(pem));
+    EVP_PKEY *other = ed25519_key(other_pem, sizeof(other_pem));
+    struct app keyed, other_app;
+    create_app_keyed(&c, &keyed, "shop_keyed", pem);
+    create_app_keyed(&c, &other_app, "shop_keyed_2", other_pem);
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    struct itest_sign by_key = keyed.sign;
+    by_key.key = key;
+    struct itest_sign by_other = keyed.sign;
+    by_other.key = other; /* Another app's key under this app's name. */
+    char mono[32];
+    for (unsigned round = 0; round < 3; round++) {
+        snprintf(mono, sizeof(mono), "keyed-%u", round);
+        order_body(&body, mono, 100 + round);
+        call(&c, &by_key, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+        call(&c, &by_other, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "UNAUTHENTICATED");
+        snprintf(mono, sizeof(mono), "keyed-hmac-%u", round);
+        order_body(&body, mono, 100 + round);
+        call(&c, &keyed.sign, "order.create", &body, &reply);
+        assert_string_equal(reply.code, "OK");
+    }
+    /* The other app's own key works for it, and an app without a key cannot sign with one. */
+    struct itest_sign other_own = other_app.sign;
+    other_own.key = other;
+    order_body(&body, "other-keyed", 300);
+    call(&c, &other_own, "order.create", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    struct itest_sign keyless = app_a.sign;
+    keyless.key = key;
+    call(&c, &keyless, "order.create", &body, &reply);
+    assert_string_equal(reply.code, "UNAUTHENTICATED");
+    assert_string_equal(reply.msg, "this app has no public key: sign with hmac-sha256");
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+    itest_close(&c);
+}
+
 static void pipelined_requests_all_answered(void **state)
 {
     (void)state;
@@ -430,6 +517,7 @@ int main(void)
         cmocka_unit_test(orders_through_every_node),
         cmocka_unit_test(admin_acts_for_new_and_unknown_apps),
         cmocka_unit_test(authentication_errors),
+        cmocka_unit_test(public_key_apps),
         cmocka_unit_test(pipelined_requests_all_answered),
         cmocka_unit_test(rate_limit),
         cmocka_unit_test(oversized_frame),

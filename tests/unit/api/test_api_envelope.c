@@ -239,6 +239,20 @@ static void expect_reject(const struct spec *s, int code, const char *field, boo
 
 /* ---- Decoding: the good request ---- */
 
+/* api_envelope_verify_hmac with @key prepared for this one call (api_hmac_init's error if it
+ * cannot be: RT_EINVAL for an empty key). */
+static int verify_hmac_key(const struct api_request *req, const char *key)
+{
+    struct api_hmac hmac;
+    int rv = api_hmac_init(&hmac, (const uint8_t *)key, strlen(key));
+    if (rv != 0) {
+        return rv;
+    }
+    rv = api_envelope_verify_hmac(req, &hmac);
+    api_hmac_free(&hmac);
+    return rv;
+}
+
 static void test_decode_good(void **state)
 {
     (void)state;
@@ -268,8 +282,7 @@ static void test_decode_good(void **state)
     assert_memory_equal(req.body, default_body, sizeof(default_body));
     assert_int_equal(req.sig.scheme, API_SIG_HMAC_SHA256);
     assert_int_equal(req.sig.len, API_SIG_HMAC_BYTES);
-    assert_int_equal(api_envelope_verify_hmac(&req, (const uint8_t *)TEST_KEY, strlen(TEST_KEY)),
-                     0);
+    assert_int_equal(verify_hmac_key(&req, TEST_KEY), 0);
     free(copy);
     rt_buf_free(&buf);
 }
@@ -759,8 +772,7 @@ static void test_mutated_everywhere(void **state)
                 assert_true(req.nonce_len >= API_NONCE_BYTES_MIN);
                 assert_int_equal(rt_mp_validate(req.body, req.body_len), 0);
                 assert_true(req.sig.scheme != API_SIG_NONE);
-                const int v =
-                    api_envelope_verify_hmac(&req, (const uint8_t *)TEST_KEY, strlen(TEST_KEY));
+                const int v = verify_hmac_key(&req, TEST_KEY);
                 assert_true(v == 0 || v == RT_EUNAUTH);
             } else if (rv == RT_EMALFORMED) {
                 assert_false(err.id_known);
@@ -998,6 +1010,28 @@ static void test_signing_string(void **state)
     assert_memory_equal(ours, theirs, API_SIG_HMAC_BYTES);
     assert_int_equal(api_request_hmac(&r, (const uint8_t *)"", 0, ours), RT_EINVAL);
 
+    /* A prepared key serves request after request and carries nothing from one to the next:
+     * each MAC equals OpenSSL's one-shot HMAC over that request's signing string alone. */
+    struct api_hmac hmac;
+    assert_int_equal(api_hmac_init(&hmac, (const uint8_t *)TEST_KEY, strlen(TEST_KEY)), 0);
+    static const char *const nonces[] = {"nonce-0001", "another-nonce", "nonce-0001"};
+    for (unsigned i = 0; i < 3; i++) {
+        r.ts_ms = 1700000000000u + i;
+        r.nonce = nonces[i];
+        r.nonce_len = (uint32_t)strlen(nonces[i]);
+        rt_buf_reset(&buf);
+        assert_int_equal(api_signing_string(&r, &buf), 0);
+        assert_int_equal(api_hmac_request(&hmac, &r, ours), 0);
+        assert_non_null(HMAC(EVP_sha256(), TEST_KEY, (int)strlen(TEST_KEY), buf.data, buf.len,
+                             theirs, &theirs_len));
+        assert_memory_equal(ours, theirs, API_SIG_HMAC_BYTES);
+    }
+    api_hmac_free(&hmac);
+    api_hmac_free(&hmac); /* Safe twice: freeing empties it. */
+    assert_int_equal(api_hmac_init(&hmac, (const uint8_t *)"", 0), RT_EINVAL);
+    assert_null(hmac.ctx);
+    api_hmac_free(&hmac);
+
     /* No room: the buffer is left as it was. */
     struct rt_buf tiny;
     rt_buf_init(&tiny, 20);
@@ -1017,7 +1051,7 @@ static int verify_spec_hmac(const struct spec *s, const char *key)
     struct api_envelope_error err;
     uint8_t *copy = NULL;
     assert_int_equal(decode_bytes(buf.data, buf.len, &req, &err, &copy), 0);
-    int rv = api_envelope_verify_hmac(&req, (const uint8_t *)key, strlen(key));
+    int rv = verify_hmac_key(&req, key);
     free(copy);
     rt_buf_free(&buf);
     return rv;
@@ -1129,6 +1163,50 @@ static EVP_PKEY *public_only(EVP_PKEY *key)
     assert_non_null(pub);
     BIO_free(bio);
     return pub;
+}
+
+/* What api_request_encode_pkey writes decodes, and verifies under the public half of the key
+ * it signed with, for both key types; other keys are refused. */
+static void test_encode_pkey(void **state)
+{
+    (void)state;
+    EVP_PKEY *keys[2] = {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"),
+                         EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)};
+    static const enum api_sig_scheme schemes[2] = {API_SIG_ED25519, API_SIG_RSA_SHA256};
+    struct spec s;
+    spec_init(&s);
+    struct api_request r;
+    spec_view(&s, &r);
+    struct rt_buf out, scratch;
+    rt_buf_init(&out, TEST_BUF_MAX);
+    rt_buf_init(&scratch, TEST_BUF_MAX);
+    for (unsigned k = 0; k < 2; k++) {
+        assert_non_null(keys[k]);
+        rt_buf_reset(&out);
+        assert_int_equal(api_request_encode_pkey(&out, &r, keys[k], &scratch), 0);
+        struct api_request req;
+        struct api_envelope_error err;
+        uint8_t *copy = NULL;
+        assert_true(out.len > 4);
+        assert_int_equal(decode_bytes(out.data + 4, out.len - 4, &req, &err, &copy), 0);
+        assert_int_equal(req.sig.scheme, schemes[k]);
+        EVP_PKEY *pub = public_only(keys[k]);
+        assert_int_equal(api_envelope_verify_pubkey(&req, pub, &scratch), 0);
+        assert_int_equal(api_envelope_verify_pubkey(&req, keys[1 - k], &scratch), RT_EUNAUTH);
+        EVP_PKEY_free(pub);
+        free(copy);
+    }
+    /* Not a key type the platform verifies with: nothing is written. */
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ec);
+    rt_buf_reset(&out);
+    assert_int_equal(api_request_encode_pkey(&out, &r, ec, &scratch), RT_EINVAL);
+    assert_int_equal(out.len, 0);
+    EVP_PKEY_free(ec);
+    EVP_PKEY_free(keys[0]);
+    EVP_PKEY_free(keys[1]);
+    rt_buf_free(&scratch);
+    rt_buf_free(&out);
 }
 
 static void test_verify_ed25519(void **state)
@@ -1492,6 +1570,7 @@ int main(void)
         cmocka_unit_test(test_sig_base64_cross),
         cmocka_unit_test(test_signing_string),
         cmocka_unit_test(test_verify_hmac),
+        cmocka_unit_test(test_encode_pkey),
         cmocka_unit_test(test_verify_ed25519),
         cmocka_unit_test(test_verify_rsa),
         cmocka_unit_test(test_time_window),

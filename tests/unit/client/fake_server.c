@@ -167,8 +167,10 @@ enum fake_action fake_h_shuffle(struct fake *f, int fd, const struct api_request
 
 static void record(struct fake *f, const struct api_request *req, unsigned conn, unsigned *index)
 {
-    bool sig_ok =
-        api_envelope_verify_hmac(req, (const uint8_t *)FAKE_SECRET, strlen(FAKE_SECRET)) == 0;
+    struct api_hmac hmac;
+    bool sig_ok = api_hmac_init(&hmac, (const uint8_t *)FAKE_SECRET, strlen(FAKE_SECRET)) == 0 &&
+                  api_envelope_verify_hmac(req, &hmac) == 0;
+    api_hmac_free(&hmac);
     bool time_ok = api_envelope_check_time(req, fake_now_ms()) == 0;
     pthread_mutex_lock(&f->mu);
     *index = f->seen_count;
