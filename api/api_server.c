@@ -135,6 +135,25 @@ static struct api_hmac *app_key_hmac(struct api_server *server, const char *app,
     return &slot->hmac;
 }
 
+/* Whether @pem (@len bytes) reads as a public key requests can be verified with
+ * (api_envelope_verify_pubkey): Ed25519, or RSA of API_SIG_RSA_BYTES_MIN..MAX bytes. */
+static bool public_key_usable(const char *pem, uint32_t len)
+{
+    if (len > ACT_APP_PUBLIC_KEY_BYTES_MAX) {
+        return true; /* Not read: the meta group refuses it, saying how long it may be. */
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    const int type = key != NULL ? EVP_PKEY_get_base_id(key) : 0;
+    const int bytes = key != NULL ? EVP_PKEY_get_size(key) : 0;
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return type == EVP_PKEY_ED25519 ||
+           (type == EVP_PKEY_RSA && bytes >= (int)API_SIG_RSA_BYTES_MIN &&
+            bytes <= (int)API_SIG_RSA_BYTES_MAX);
+}
+
 /* @app's public key read from @pem (NUL-terminated), or NULL if it cannot be read. The key
  * belongs to the cache: valid until the next call for any app. */
 static EVP_PKEY *app_key_pkey(struct api_server *server, const char *app, const char *pem)
@@ -520,6 +539,14 @@ static int server_app(struct api_conn *conn, const struct api_request *req,
     if (!auth->admin) {
         *reason = "app.create is an admin operation";
         return RT_EFORBIDDEN;
+    }
+    const char *pem;
+    uint32_t pem_len;
+    if (body_str(req->body, req->body_len, "public_key", &pem, &pem_len) == 0 &&
+        !public_key_usable(pem, pem_len)) {
+        /* Refused here, not at the first signed request: the meta group checks only the text. */
+        *reason = "public_key: not an Ed25519 or RSA (2048-4096 bits) public key in PEM";
+        return RT_EINVAL;
     }
     /* The secret is made here and travels in the raft entry: every replica stores the same. */
     uint8_t raw[ACT_APP_SECRET_HEX_BYTES / 2];

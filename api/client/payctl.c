@@ -45,6 +45,8 @@
 #define CTL_JSON_INDENT 2u
 /* Field values: no v1 field is longer than a 4 KiB public key. */
 #define CTL_VALUE_BYTES_MAX 4096u
+/* act_app.h: ACT_APP_PUBLIC_KEY_BYTES_MAX. */
+#define CTL_PUBLIC_KEY_BYTES_MAX 4096u
 /* Fields one verb takes. */
 #define CTL_FIELDS_MAX 12u
 /* PAYRAFT_PORT_BASE bounds, as scripts/cluster.sh checks them. */
@@ -125,6 +127,22 @@ static bool check_currency(const char *v, size_t len)
            v[2] <= 'Z';
 }
 
+/* A public key in PEM (act_app.h: the node parses it; this only catches the wrong file):
+ * "-----BEGIN PUBLIC KEY-----", then printable ASCII and line breaks only. */
+static bool check_public_key_pem(const char *v, size_t len)
+{
+    static const char head[] = "-----BEGIN PUBLIC KEY-----";
+    if (len < sizeof(head) - 1 || memcmp(v, head, sizeof(head) - 1) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((v[i] < 0x20 || v[i] > 0x7e) && v[i] != '\n' && v[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool check_consistency(const char *v, size_t len)
 {
     return len == 5 && memcmp(v, "stale", 5) == 0;
@@ -136,6 +154,7 @@ enum field_kind {
     FK_STR,  /* A str. */
     FK_INT,  /* An integer in [min, max]. */
     FK_LIST, /* Comma-separated strs, each passing check, 1..len_max items, no repeats. */
+    FK_FILE, /* A file's path; its contents (1..len_max bytes, passing check) are the str. */
 };
 
 /* Field flags. */
@@ -147,7 +166,8 @@ struct field {
     const char *flag; /* "--merchant-order-no" */
     const char *key;  /* "merchant_order_no" in the body. */
     enum field_kind kind;
-    uint32_t len_max; /* FK_STR: bytes (min 1, or 0 where empty is allowed); FK_LIST: items. */
+    uint32_t len_max; /* FK_STR, FK_FILE: bytes (min 1, or 0 where empty is allowed); FK_LIST:
+                         items. */
     int64_t min, max; /* FK_INT. */
     bool (*check)(const char *v, size_t len); /* FK_STR and FK_LIST items. */
     const char *rule;                         /* For help and errors. */
@@ -187,6 +207,9 @@ static const struct field fields_app_create[] = {
      "http:// or https:// URL, at most 256 bytes", F_REQUIRED, NULL},
     {"--channels", "channels", FK_LIST, 2, 0, 0, check_channel,
      "comma-separated wechat,alipay (default both)", 0, "wechat,alipay"},
+    {"--public-key-file", "public_key", FK_FILE, CTL_PUBLIC_KEY_BYTES_MAX, 0, 0,
+     check_public_key_pem,
+     "a public key's PEM file (Ed25519, or RSA of 2048-4096 bits), at most 4096 bytes", 0, NULL},
 };
 
 static const struct field fields_app_get[] = {
@@ -232,7 +255,8 @@ static const struct verb verbs[] = {
     {"cluster.status", "the cluster's nodes and shards (admin)", "cluster.status",
      "  payctl --admin-secret-file run/cluster/admin.secret cluster.status\n", NULL, 0},
     {"app.create", "register an app; prints its secret once (admin)",
-     "app.create --app-id ID --name NAME --notify-url URL [--channels wechat,alipay]",
+     "app.create --app-id ID --name NAME --notify-url URL [--channels wechat,alipay]\n"
+     "       [--public-key-file PEM]",
      "  payctl --admin-secret-file run/cluster/admin.secret app.create --app-id shop1 \\\n"
      "      --name 'Shop One' --notify-url https://shop1.example/notify\n",
      VERB_FIELDS(fields_app_create)},
@@ -564,6 +588,27 @@ static int write_list(struct rt_mp_writer *w, const struct field *fd, const char
     return EXIT_OK;
 }
 
+/* Read the file @path into @buf (at most @max bytes, @buf holding max + 1). 0 and *len; an
+ * errno if it cannot be read; -1 if it holds more than @max bytes. */
+static int read_small_file(const char *path, char *buf, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return errno;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    int err = ferror(f) ? EIO : 0;
+    fclose(f);
+    if (err != 0) {
+        return err;
+    }
+    if (n > max) {
+        return -1;
+    }
+    *len = n;
+    return 0;
+}
+
 /* Parse the verb's fields from argv[*i..] (global options may be mixed in) and write its body
  * into @body. */
 static int build_body(const struct verb *v, int argc, char **argv, int i, struct options *o,
@@ -647,6 +692,18 @@ static int build_body(const struct verb *v, int argc, char **argv, int i, struct
             if (rv != EXIT_OK) {
                 return rv;
             }
+        } else if (fd->kind == FK_FILE) {
+            static char contents[CTL_VALUE_BYTES_MAX + 1];
+            size_t n = 0;
+            int rv = read_small_file(value, contents, fd->len_max, &n);
+            if (rv != 0) {
+                return usage_error("%s %.256s: %s", fd->flag, value,
+                                   rv > 0 ? strerror(rv) : "larger than the limit");
+            }
+            if (n < 1 || !fd->check(contents, n)) {
+                return usage_error("%s %.256s: %s", fd->flag, value, fd->rule);
+            }
+            rt_mp_write_str(&w, contents, n);
         } else {
             if (len < 1 || len > fd->len_max || !fd->check(value, len)) {
                 return usage_error("%s: %s", fd->flag, fd->rule);

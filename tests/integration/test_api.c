@@ -405,6 +405,27 @@ static void public_key_apps(void **state)
     call(&c, &keyless, "order.create", &body, &reply);
     assert_string_equal(reply.code, "UNAUTHENTICATED");
     assert_string_equal(reply.msg, "this app has no public key: sign with hmac-sha256");
+
+    /* A key no request could be verified with is refused at app.create: text that only looks
+     * like PEM, and a key of a type the platform does not verify with (EC P-256). */
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ec);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, ec), 1);
+    char ec_pem[512];
+    int n = BIO_read(bio, ec_pem, (int)sizeof(ec_pem) - 1);
+    assert_true(n > 0);
+    ec_pem[n] = '\0';
+    BIO_free(bio);
+    EVP_PKEY_free(ec);
+    const char *const unusable[] = {"-----BEGIN PUBLIC KEY-----\nnot base64\n", ec_pem};
+    for (unsigned i = 0; i < 2; i++) {
+        app_body_keyed(&body, "shop_unusable", unusable[i]);
+        call(&c, NULL, "app.create", &body, &reply);
+        assert_string_equal(reply.code, "INVALID_ARGUMENT");
+        assert_string_equal(reply.msg,
+                            "public_key: not an Ed25519 or RSA (2048-4096 bits) public key in PEM");
+    }
     EVP_PKEY_free(key);
     EVP_PKEY_free(other);
     itest_reply_free(&reply);

@@ -222,6 +222,86 @@ static void test_app_signing_and_json_flag(void **state)
     free(r);
 }
 
+/* app.create --public-key-file sends the file's bytes as public_key; a file that is missing,
+ * not a public key or too large is a usage error and nothing is sent. */
+static void test_public_key_file(void **state)
+{
+    (void)state;
+    static const char pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                              "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+                              "-----END PUBLIC KEY-----\n";
+    char good[160], wrong[160], big[160], missing[160];
+    snprintf(good, sizeof(good), "%s/app.pub", dir);
+    snprintf(wrong, sizeof(wrong), "%s/app.key", dir);
+    snprintf(big, sizeof(big), "%s/big.pub", dir);
+    snprintf(missing, sizeof(missing), "%s/none.pub", dir);
+    FILE *f = fopen(good, "w");
+    fputs(pem, f);
+    fclose(f);
+    f = fopen(wrong, "w");
+    fputs("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n", f);
+    fclose(f);
+    f = fopen(big, "w");
+    fputs("-----BEGIN PUBLIC KEY-----\n", f);
+    for (int i = 0; i < 4100; i++) {
+        fputc('A', f);
+    }
+    fclose(f);
+
+    assert_true(fake_start(fake, fake_port(PORT_FAKE), fake_h_echo));
+    struct run *r = malloc(sizeof(*r));
+    const char *argv[] = {"--server",
+                          server,
+                          "--admin-secret-file",
+                          admin_path,
+                          "app.create",
+                          "--app-id",
+                          "shop_k",
+                          "--name",
+                          "Keyed shop",
+                          "--notify-url",
+                          "https://k.example/n",
+                          "--public-key-file",
+                          good,
+                          NULL};
+    run_payctl(r, NULL, argv);
+    assert_int_equal(r->exit_code, 0);
+    assert_int_equal(fake->seen_count, 1);
+    struct rt_buf want;
+    rt_buf_init(&want, 1024);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &want);
+    rt_mp_write_map(&w, 5);
+    rt_mp_write_cstr(&w, "app_id");
+    rt_mp_write_cstr(&w, "shop_k");
+    rt_mp_write_cstr(&w, "name");
+    rt_mp_write_cstr(&w, "Keyed shop");
+    rt_mp_write_cstr(&w, "notify_url");
+    rt_mp_write_cstr(&w, "https://k.example/n");
+    rt_mp_write_cstr(&w, "channels");
+    rt_mp_write_array(&w, 2);
+    rt_mp_write_cstr(&w, "wechat");
+    rt_mp_write_cstr(&w, "alipay");
+    rt_mp_write_cstr(&w, "public_key");
+    rt_mp_write_cstr(&w, pem);
+    assert_seen_body(0, &want);
+    rt_buf_free(&want);
+
+    const char *const bad[][2] = {{missing, "No such file"},
+                                  {wrong, "a public key's PEM file"},
+                                  {big, "larger than the limit"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        argv[12] = bad[i][0];
+        run_payctl(r, NULL, argv);
+        assert_int_equal(r->exit_code, 2);
+        assert_contains(r->err, "--public-key-file");
+        assert_contains(r->err, bad[i][1]);
+    }
+    fake_stop(fake);
+    assert_int_equal(fake->seen_count, 1); /* None of the bad ones was sent. */
+    free(r);
+}
+
 static void test_error_response_exit_1(void **state)
 {
     (void)state;
@@ -449,6 +529,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_create_ok),
         cmocka_unit_test(test_app_signing_and_json_flag),
+        cmocka_unit_test(test_public_key_file),
         cmocka_unit_test(test_error_response_exit_1),
         cmocka_unit_test(test_connection_error_exit_2),
         cmocka_unit_test(test_call),
