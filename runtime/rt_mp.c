@@ -456,15 +456,6 @@ int rt_mp_validate(const uint8_t *data, size_t len)
     return 0;
 }
 
-bool rt_mp_key_is(const char *key, uint32_t key_len, const char *lit)
-{
-    assert(key != NULL || key_len == 0);
-    assert(lit != NULL);
-    size_t n = strlen(lit);
-    /* memcmp with a NULL pointer is undefined even for 0 bytes. */
-    return n == key_len && (n == 0 || memcmp(key, lit, n) == 0);
-}
-
 bool rt_utf8_valid(const char *s, size_t len)
 {
     assert(s != NULL || len == 0);
@@ -535,8 +526,8 @@ void rt_mp_writer_init(struct rt_mp_writer *w, struct rt_buf *buf)
 
 /* Append @head then @body as one value, or nothing: the room for both is reserved first, so a
  * value is never cut in half and a failed write leaves the buffer's length as it was. */
-static void mp_emit(struct rt_mp_writer *w, const uint8_t *head, size_t head_len, const void *body,
-                    size_t body_len)
+static inline void mp_emit(struct rt_mp_writer *w, const uint8_t *head, size_t head_len,
+                           const void *body, size_t body_len)
 {
     assert(w != NULL && w->buf != NULL);
     assert(head_len <= MP_HEAD_BYTES_MAX && (head != NULL || head_len == 0));
@@ -548,21 +539,27 @@ static void mp_emit(struct rt_mp_writer *w, const uint8_t *head, size_t head_len
         w->error = RT_ETOOLARGE;
         return;
     }
-    int rv = rt_buf_reserve(w->buf, head_len + body_len);
+    struct rt_buf *buf = w->buf;
+    int rv = rt_buf_reserve(buf, head_len + body_len);
     if (rv != 0) {
         w->error = rv;
         return;
     }
-    /* Neither append can fail now that the room is reserved. */
-    rv = rt_buf_append(w->buf, head, head_len);
-    assert(rv == 0);
-    rv = rt_buf_append(w->buf, body, body_len);
-    assert(rv == 0);
-    (void)rv;
+    /* Written in place, not with two rt_buf_appends: this runs for every value of every state
+     * and reply, and most heads are one byte (fixint, fixstr, fixmap, nil), too short to be
+     * worth a call to memcpy. */
+    uint8_t *at = buf->data + buf->len;
+    for (size_t i = 0; i < head_len; i++) {
+        at[i] = head[i];
+    }
+    if (body_len > 0) {
+        memcpy(at + head_len, body, body_len);
+    }
+    buf->len += head_len + body_len;
 }
 
 /* Write @tag followed by @v as a big-endian field of @width bytes (0 for none). */
-static void mp_emit_tag(struct rt_mp_writer *w, uint8_t tag, size_t width, uint64_t v)
+static inline void mp_emit_tag(struct rt_mp_writer *w, uint8_t tag, size_t width, uint64_t v)
 {
     assert(width == 0 || width == 1 || width == 2 || width == 4 || width == 8);
     assert(width == 8 || (v >> (width * 8)) == 0); /* The field holds @v whole. */
@@ -639,8 +636,8 @@ void rt_mp_write_int(struct rt_mp_writer *w, int64_t v)
 /* A str or bin: the smallest header for @len, then the bytes. @fix is the fixstr tag base, or
  * 0 for bin (which has no fix form); @tag8 is the 8-bit-length tag, followed by the 16- and
  * 32-bit ones. */
-static void mp_emit_bytes(struct rt_mp_writer *w, uint8_t fix, uint8_t tag8, const void *bytes,
-                          size_t len)
+static inline void mp_emit_bytes(struct rt_mp_writer *w, uint8_t fix, uint8_t tag8,
+                                 const void *bytes, size_t len)
 {
     assert(w != NULL);
     assert(bytes != NULL || len == 0);
@@ -670,19 +667,9 @@ static void mp_emit_bytes(struct rt_mp_writer *w, uint8_t fix, uint8_t tag8, con
     mp_emit(w, head, head_len, bytes, len);
 }
 
-void rt_mp_write_str(struct rt_mp_writer *w, const char *s, size_t len)
+void rt_mp_write_str_any(struct rt_mp_writer *w, const char *s, size_t len)
 {
     mp_emit_bytes(w, 0xa0, 0xd9, s, len);
-}
-
-void rt_mp_write_cstr(struct rt_mp_writer *w, const char *s)
-{
-    assert(w != NULL);
-    if (s == NULL) {
-        rt_mp_write_nil(w);
-        return;
-    }
-    rt_mp_write_str(w, s, strlen(s));
 }
 
 void rt_mp_write_bin(struct rt_mp_writer *w, const uint8_t *b, size_t len)

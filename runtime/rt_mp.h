@@ -15,9 +15,11 @@
 #ifndef RT_MP_H
 #define RT_MP_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "rt_buf.h"
 
@@ -73,8 +75,16 @@ int rt_mp_read_raw(struct rt_mp_reader *r, const uint8_t **raw, size_t *len);
  * nothing after it. Structure only: callers check UTF-8 of the strings they accept. */
 int rt_mp_validate(const uint8_t *data, size_t len);
 
-/* True if the key view equals the NUL-terminated literal @lit. */
-bool rt_mp_key_is(const char *key, uint32_t key_len, const char *lit);
+/* True if the key view equals the NUL-terminated literal @lit. Inline, as rt_mp_write_cstr:
+ * decoding a state or a command compares each key with literals. */
+static inline bool rt_mp_key_is(const char *key, uint32_t key_len, const char *lit)
+{
+    assert(key != NULL || key_len == 0);
+    assert(lit != NULL);
+    size_t n = strlen(lit);
+    /* memcmp with a NULL pointer is undefined even for 0 bytes. */
+    return n == key_len && (n == 0 || memcmp(key, lit, n) == 0);
+}
 /* True if @s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool rt_utf8_valid(const char *s, size_t len);
 
@@ -92,9 +102,38 @@ void rt_mp_write_nil(struct rt_mp_writer *w);
 void rt_mp_write_bool(struct rt_mp_writer *w, bool v);
 void rt_mp_write_uint(struct rt_mp_writer *w, uint64_t v);
 void rt_mp_write_int(struct rt_mp_writer *w, int64_t v);
-void rt_mp_write_str(struct rt_mp_writer *w, const char *s, size_t len);
-/* NUL-terminated string; NULL writes nil. */
-void rt_mp_write_cstr(struct rt_mp_writer *w, const char *s);
+/* Every length, any state of @w (the slow path of rt_mp_write_str). */
+void rt_mp_write_str_any(struct rt_mp_writer *w, const char *s, size_t len);
+/* A str. Inline for the common case, a fixstr (up to 31 bytes) with room in the buffer: the
+ * keys and most values of every state and reply, where a literal's copy then compiles to a few
+ * moves. */
+static inline void rt_mp_write_str(struct rt_mp_writer *w, const char *s, size_t len)
+{
+    assert(w != NULL && w->buf != NULL);
+    assert(s != NULL || len == 0);
+    struct rt_buf *buf = w->buf;
+    if (len <= 31 && w->error == 0 && len < buf->cap - buf->len) {
+        uint8_t *at = buf->data + buf->len;
+        at[0] = (uint8_t)(0xa0u | len);
+        if (len > 0) {
+            memcpy(at + 1, s, len);
+        }
+        buf->len += 1 + len;
+        return;
+    }
+    rt_mp_write_str_any(w, s, len);
+}
+/* NUL-terminated string; NULL writes nil. Inline so that a literal's length (most keys of
+ * every state and reply are literals) is known when compiling, not counted at each write. */
+static inline void rt_mp_write_cstr(struct rt_mp_writer *w, const char *s)
+{
+    assert(w != NULL);
+    if (s == NULL) {
+        rt_mp_write_nil(w);
+        return;
+    }
+    rt_mp_write_str(w, s, strlen(s));
+}
 void rt_mp_write_bin(struct rt_mp_writer *w, const uint8_t *b, size_t len);
 void rt_mp_write_array(struct rt_mp_writer *w, uint32_t count);
 void rt_mp_write_map(struct rt_mp_writer *w, uint32_t count);

@@ -294,6 +294,12 @@ static void test_id_round_trip(void **state)
     uint16_t shard = 0;
     assert_true(rt_id_shard(id, n, 'O', &shard));
     assert_int_equal(shard, 0x1f);
+    struct rt_id parsed;
+    assert_true(rt_id_parse(id, n, &parsed));
+    assert_int_equal(parsed.kind, 'O');
+    assert_int_equal(parsed.shard, 0x1f);
+    assert_int_equal(parsed.raft_index, 0x123456789abcull);
+    assert_int_equal(parsed.position, 0x00ff);
 
     static const uint16_t shards[] = {0, 1, 15, 16, 255};
     for (size_t k = 0; k < sizeof(shards) / sizeof(shards[0]); k++) {
@@ -321,7 +327,16 @@ static void test_id_rejects(void **state)
     assert_false(rt_id_shard("O0g00000000004d0005", 19, 'O', &shard));  /* Not hex. */
     assert_false(rt_id_shard("O03000000000-4d0005", 19, 'O', &shard));
     assert_false(rt_id_shard("o0300000000004d0005", 19, 'O', &shard)); /* Kind is case-exact. */
-    assert_int_equal(shard, 0xbeef);                                   /* Untouched on rejection. */
+    assert_false(rt_id_shard("O0300000000004d000G", 19, 'O', &shard)); /* In the position. */
+    assert_false(rt_id_shard("O0300000000004d"
+                             "\0"
+                             "005",
+                             19, 'O', &shard)); /* A NUL inside. */
+    assert_false(rt_id_shard("O03"
+                             "\xff"
+                             "0000000004d0005",
+                             19, 'O', &shard));
+    assert_int_equal(shard, 0xbeef); /* Untouched on rejection. */
 }
 
 int main(void)
