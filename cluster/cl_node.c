@@ -50,6 +50,8 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 /* How long raft hears of its io's close after raft_uv reports it (group_io_closed). */
 #define NODE_IO_CLOSE_GRACE_MS      50u
 #define NODE_MEMTABLE_STAGGER_BYTES (2u * 1024u * 1024u) /* A step of node_memtable_stagger. */
+/* The meta group's state cache: about a thousand apps with public keys. */
+#define NODE_META_CACHE_BYTES (4u * 1024u * 1024u)
 
 struct waiter {
     cl_reply_cb cb;
@@ -219,6 +221,9 @@ struct cl_node {
     bool map_ready;              /* The cluster map is initialised in the meta group. */
     bool map_init_in_flight;
     struct rt_cache cache;
+    /* The meta group's states (apps, the cluster map): every request reads its app's keys, so
+     * they are kept in memory rather than read from meta-db each time. Few and small. */
+    struct rt_cache meta_cache;
     struct cl_peer *peer;
     struct group *groups;
     uint16_t groups_started;
@@ -1760,7 +1765,7 @@ static int group_start(struct cl_node *node, struct group *g, uint16_t index)
     struct store_rocks *db = meta ? node->meta_db : node->db;
     struct rt_engine_config ec = {meta ? 0 : index, meta ? 1 : node->config.shard_count,
                                   node->registry, store_rocks_store(db),
-                                  meta ? NULL : &node->cache};
+                                  meta ? &node->meta_cache : &node->cache};
     rv = cl_fsm_init(&g->fsm, db, &ec);
     if (rv != 0) {
         return rv;
@@ -1916,6 +1921,9 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
         rv = rt_cache_init(&node->cache,
                            config->cache_bytes != 0 ? config->cache_bytes : RT_CACHE_BYTES_DEFAULT);
     }
+    if (rv == 0) {
+        rv = rt_cache_init(&node->meta_cache, NODE_META_CACHE_BYTES);
+    }
     struct cl_peer_config pc = {config->cluster_id, config->node_id, node->members[self].peer_addr,
                                 node->secret, config->secret_len};
     if (rv == 0) {
@@ -2039,7 +2047,7 @@ static void node_write_memory(const struct cl_node *node, struct rt_mp_writer *w
     const uint64_t values[] = {node_rss_bytes(),
                                (uint64_t)heap.uordblks + (uint64_t)heap.hblkhd,
                                (uint64_t)heap.fordblks,
-                               node->cache.bytes,
+                               node->cache.bytes + node->meta_cache.bytes,
                                store.memtables,
                                store.table_readers,
                                store.block_cache,
@@ -2329,6 +2337,7 @@ static void node_finish(struct cl_node *node)
     store_rocks_close(node->db);
     store_rocks_close(node->meta_db);
     rt_cache_free(&node->cache);
+    rt_cache_free(&node->meta_cache);
     rt_buf_free(&node->msg);
     rt_buf_free(&node->raft_msg);
     free(node->sent);
