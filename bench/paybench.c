@@ -828,5 +828,8 @@ int main(int argc, char **argv)
         }
         printf("  client cpu %.2f s (%.0f%% of one core)\n", cpu, 100.0 * cpu / secs);
     }
+    api_hmac_free(&pb.hmac);
+    EVP_PKEY_free(pb.sign_key);
+    rt_buf_free(&pb.signing);
     return pb.connected == 0 ? 1 : 0;
 }
