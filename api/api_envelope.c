@@ -45,19 +45,23 @@ enum api_field {
 
 struct api_field_spec {
     const char *name;     /* The key, exactly. */
+    uint32_t name_len;    /* strlen(name): looked up for every key of every request. */
     enum rt_mp_type type; /* The only type its value may have. */
     const char *expected; /* The reason given when the value has another type. */
 };
 
+/* A literal and its length, for api_fields. */
+#define API_FIELD_NAME(lit) lit, sizeof(lit) - 1
+
 static const struct api_field_spec api_fields[API_F_COUNT] = {
-    [API_F_V] = {"v", RT_MP_UINT, "expected a uint (the protocol version, 1)"},
-    [API_F_ID] = {"id", RT_MP_UINT, "expected a uint"},
-    [API_F_OP] = {"op", RT_MP_STR, "expected a str"},
-    [API_F_APP] = {"app", RT_MP_STR, "expected a str"},
-    [API_F_TS] = {"ts", RT_MP_UINT, "expected a uint (unix milliseconds)"},
-    [API_F_NONCE] = {"nonce", RT_MP_STR, "expected a str"},
-    [API_F_BODY] = {"body", RT_MP_BIN, "expected a bin holding a msgpack map"},
-    [API_F_SIG] = {"sig", RT_MP_STR, "expected a str"},
+    [API_F_V] = {API_FIELD_NAME("v"), RT_MP_UINT, "expected a uint (the protocol version, 1)"},
+    [API_F_ID] = {API_FIELD_NAME("id"), RT_MP_UINT, "expected a uint"},
+    [API_F_OP] = {API_FIELD_NAME("op"), RT_MP_STR, "expected a str"},
+    [API_F_APP] = {API_FIELD_NAME("app"), RT_MP_STR, "expected a str"},
+    [API_F_TS] = {API_FIELD_NAME("ts"), RT_MP_UINT, "expected a uint (unix milliseconds)"},
+    [API_F_NONCE] = {API_FIELD_NAME("nonce"), RT_MP_STR, "expected a str"},
+    [API_F_BODY] = {API_FIELD_NAME("body"), RT_MP_BIN, "expected a bin holding a msgpack map"},
+    [API_F_SIG] = {API_FIELD_NAME("sig"), RT_MP_STR, "expected a str"},
 };
 
 /* The field named by @key, or API_F_COUNT if none is. */
@@ -65,7 +69,7 @@ static enum api_field api_field_lookup(const char *key, uint32_t key_len)
 {
     assert(key != NULL || key_len == 0);
     for (enum api_field f = 0; f < API_F_COUNT; f++) {
-        if (rt_mp_key_is(key, key_len, api_fields[f].name)) {
+        if (key_len == api_fields[f].name_len && memcmp(key, api_fields[f].name, key_len) == 0) {
             return f;
         }
     }
