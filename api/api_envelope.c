@@ -667,20 +667,30 @@ int api_envelope_verify_hmac(const struct api_request *req, struct api_hmac *hma
 #define API_RSA_BITS_MIN (8 * API_SIG_RSA_BYTES_MIN)
 #define API_RSA_BITS_MAX (8 * API_SIG_RSA_BYTES_MAX)
 
+bool api_pubkey_usable(const EVP_PKEY *key)
+{
+    assert(key != NULL);
+    const int type = EVP_PKEY_get_base_id(key);
+    const int bits = EVP_PKEY_get_bits(key);
+    return type == EVP_PKEY_ED25519 ||
+           (type == EVP_PKEY_RSA && bits >= (int)API_RSA_BITS_MIN && bits <= (int)API_RSA_BITS_MAX);
+}
+
 int api_envelope_verify_pubkey(const struct api_request *req, EVP_PKEY *key, struct rt_buf *scratch)
 {
     assert(req != NULL && key != NULL && scratch != NULL);
     assert(req->sig.len <= API_SIG_BYTES_MAX);
     const int key_type = EVP_PKEY_get_base_id(key);
+    if (!api_pubkey_usable(key)) {
+        return RT_EUNAUTH; /* An RSA-PSS or EC key, an RSA key of another size. */
+    }
     if (req->sig.scheme == API_SIG_ED25519) {
         if (key_type != EVP_PKEY_ED25519) {
             return RT_EUNAUTH;
         }
     } else if (req->sig.scheme == API_SIG_RSA_SHA256) {
         /* The size must match exactly: a shorter signature is not left-padded for the client. */
-        const int bits = EVP_PKEY_get_bits(key);
-        if (key_type != EVP_PKEY_RSA || bits < (int)API_RSA_BITS_MIN ||
-            bits > (int)API_RSA_BITS_MAX || EVP_PKEY_get_size(key) != (int)req->sig.len) {
+        if (key_type != EVP_PKEY_RSA || EVP_PKEY_get_size(key) != (int)req->sig.len) {
             return RT_EUNAUTH;
         }
     } else {

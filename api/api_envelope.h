@@ -196,6 +196,11 @@ int api_request_encode_pkey(struct rt_buf *out, const struct api_request *req, E
  * match or the request is signed with another scheme; RT_EINTERNAL if OpenSSL fails. */
 int api_envelope_verify_hmac(const struct api_request *req, struct api_hmac *hmac);
 
+/* Whether @key is of a kind api_envelope_verify_pubkey verifies with: Ed25519, or RSA of
+ * 2048..4096 bits (API_SIG_RSA_BYTES_MIN..MAX). The one rule app.create, the verifier and the
+ * load generator apply. */
+bool api_pubkey_usable(const EVP_PKEY *key);
+
 /* Check @req's signature against the app's public key @key (not owned; only read):
  * - API_SIG_ED25519 with an Ed25519 key: pure Ed25519 over the signing string, which is built
  *   in @scratch first (Ed25519 signs the whole message, it cannot be fed in pieces). @scratch is

@@ -104,26 +104,32 @@ static void app_key_clear(struct api_app_key *slot)
     OPENSSL_cleanse(slot, sizeof(*slot));
 }
 
-/* @app's slot, taken over (emptied and named for @app) if it held another app. */
-static struct api_app_key *app_key_slot(struct api_server *server, const char *app)
+/* The SipHash of @app (its slot in app_keys and in the rate limiter); never 0. */
+static uint64_t app_fp(const struct api_server *server, const char *app)
 {
-    size_t len = strlen(app);
-    uint64_t fp = api_siphash24(server->nonces.key, (const uint8_t *)app, len) | 1u;
+    return api_siphash24(server->nonces.key, (const uint8_t *)app, strlen(app)) | 1u;
+}
+
+/* The slot of @app (whose app_fp is @fp), taken over (emptied and named for @app) if it held
+ * another app. */
+static struct api_app_key *app_key_slot(struct api_server *server, const char *app, uint64_t fp)
+{
     struct api_app_key *slot = &server->app_keys[fp % API_APP_KEY_SLOTS];
     if (slot->fp != fp || strcmp(slot->app, app) != 0) {
         app_key_clear(slot);
         slot->fp = fp;
-        memcpy(slot->app, app, len + 1); /* The envelope bounded it to ACT_APP_ID_BYTES_MAX. */
+        /* The envelope bounded it to ACT_APP_ID_BYTES_MAX. */
+        memcpy(slot->app, app, strlen(app) + 1);
     }
     return slot;
 }
 
-/* @app's prepared HMAC key for @secret (NUL-terminated, 1..ACT_APP_SECRET_HEX_BYTES), or NULL
- * if OpenSSL fails. */
-static struct api_hmac *app_key_hmac(struct api_server *server, const char *app,
+/* @app's prepared HMAC key for @secret (NUL-terminated and zero-padded, as compared whole;
+ * 1..ACT_APP_SECRET_HEX_BYTES), or NULL if OpenSSL fails. */
+static struct api_hmac *app_key_hmac(struct api_server *server, const char *app, uint64_t fp,
                                      const char secret[ACT_APP_SECRET_HEX_BYTES + 1])
 {
-    struct api_app_key *slot = app_key_slot(server, app);
+    struct api_app_key *slot = app_key_slot(server, app, fp);
     if (slot->hmac.ctx != NULL && CRYPTO_memcmp(slot->secret, secret, sizeof(slot->secret)) == 0) {
         return &slot->hmac;
     }
@@ -135,42 +141,50 @@ static struct api_hmac *app_key_hmac(struct api_server *server, const char *app,
     return &slot->hmac;
 }
 
+/* The public key in @pem (@len bytes; at most ACT_APP_PUBLIC_KEY_BYTES_MAX), or NULL if it
+ * does not read as one. About half a millisecond: callers keep what it returns. */
+static EVP_PKEY *pem_public_key(const char *pem, size_t len)
+{
+    assert(len <= ACT_APP_PUBLIC_KEY_BYTES_MAX);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (key == NULL) {
+        ERR_clear_error();
+    }
+    return key;
+}
+
 /* Whether @pem (@len bytes) reads as a public key requests can be verified with
- * (api_envelope_verify_pubkey): Ed25519, or RSA of API_SIG_RSA_BYTES_MIN..MAX bytes. */
+ * (api_pubkey_usable). */
 static bool public_key_usable(const char *pem, uint32_t len)
 {
     if (len > ACT_APP_PUBLIC_KEY_BYTES_MAX) {
         return true; /* Not read: the meta group refuses it, saying how long it may be. */
     }
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    const int type = key != NULL ? EVP_PKEY_get_base_id(key) : 0;
-    const int bytes = key != NULL ? EVP_PKEY_get_size(key) : 0;
+    EVP_PKEY *key = pem_public_key(pem, len);
+    bool usable = key != NULL && api_pubkey_usable(key);
     EVP_PKEY_free(key);
-    ERR_clear_error();
-    return type == EVP_PKEY_ED25519 ||
-           (type == EVP_PKEY_RSA && bytes >= (int)API_SIG_RSA_BYTES_MIN &&
-            bytes <= (int)API_SIG_RSA_BYTES_MAX);
+    return usable;
 }
 
-/* @app's public key read from @pem (NUL-terminated), or NULL if it cannot be read. The key
- * belongs to the cache: valid until the next call for any app. */
-static EVP_PKEY *app_key_pkey(struct api_server *server, const char *app, const char *pem)
+/* @app's public key read from @pem (NUL-terminated), or NULL if it cannot be read; either is
+ * kept, so a PEM is read once however many requests it checks (an unreadable one too, which
+ * only an app created before app.create read its key can hold). The key belongs to the cache:
+ * valid until the slot is next taken over or its PEM changes. */
+static EVP_PKEY *app_key_pkey(struct api_server *server, const char *app, uint64_t fp,
+                              const char *pem)
 {
-    struct api_app_key *slot = app_key_slot(server, app);
-    if (slot->pkey != NULL && strcmp(slot->pem, pem) == 0) {
+    struct api_app_key *slot = app_key_slot(server, app, fp);
+    if (slot->pem != NULL && strcmp(slot->pem, pem) == 0) {
         return slot->pkey;
     }
     EVP_PKEY_free(slot->pkey);
     free(slot->pem);
     slot->pkey = NULL;
     slot->pem = strdup(pem);
-    BIO *bio = slot->pem != NULL ? BIO_new_mem_buf(pem, (int)strlen(pem)) : NULL;
-    slot->pkey = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    if (slot->pkey == NULL) {
-        ERR_clear_error();
+    if (slot->pem != NULL) {
+        slot->pkey = pem_public_key(pem, strlen(pem));
     }
     return slot->pkey;
 }
@@ -391,6 +405,7 @@ struct api_auth {
      * its record for an admin's order request): this replica may not have it yet. */
     bool app_from_leader;
     char app[ACT_APP_ID_BYTES_MAX + 1]; /* The app (empty for admin). */
+    uint64_t app_fp;                    /* app_fp of app; 0 for admin. */
 };
 
 static bool op_is(const struct api_request *req, const char *op)
@@ -419,6 +434,7 @@ static int server_authenticate(struct api_server *server, const struct api_reque
         return api_envelope_verify_hmac(req, &server->admin_hmac) == 0 ? 0 : RT_EUNAUTH;
     }
     memcpy(auth->app, req->app, req->app_len); /* The envelope bounded it to 32. */
+    auth->app_fp = app_fp(server, auth->app);
     struct rt_command cmd = {.origin = RT_ORIGIN_CLIENT,
                              .actor_type = ACT_TYPE_APP,
                              .op = ACT_APP_KEYS,
@@ -456,14 +472,15 @@ static int server_authenticate(struct api_server *server, const struct api_reque
         }
     }
     if (req->sig.scheme == API_SIG_HMAC_SHA256) {
-        struct api_hmac *hmac = secret[0] != '\0' ? app_key_hmac(server, auth->app, secret) : NULL;
+        struct api_hmac *hmac =
+            secret[0] != '\0' ? app_key_hmac(server, auth->app, auth->app_fp, secret) : NULL;
         return hmac != NULL && api_envelope_verify_hmac(req, hmac) == 0 ? 0 : RT_EUNAUTH;
     }
     if (pem[0] == '\0') {
         *reason = "this app has no public key: sign with hmac-sha256";
         return RT_EUNAUTH;
     }
-    EVP_PKEY *key = app_key_pkey(server, auth->app, pem);
+    EVP_PKEY *key = app_key_pkey(server, auth->app, auth->app_fp, pem);
     if (key == NULL) {
         *reason = "the app's public key cannot be read";
         return RT_EUNAUTH;
@@ -681,13 +698,13 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
                            crv == 0 ? CL_READ_STALE : CL_READ_LINEARIZABLE);
 }
 
-/* Take one request from @app's bucket: 0, or RT_ERATE when it is empty. */
-static int server_rate(struct api_server *server, const char *app, uint64_t now)
+/* Take one request from the bucket of the app whose app_fp is @fp: 0, or RT_ERATE when it is
+ * empty. */
+static int server_rate(struct api_server *server, uint64_t fp, uint64_t now)
 {
     if (server->app_rate == 0) {
         return 0;
     }
-    uint64_t fp = api_siphash24(server->nonces.key, (const uint8_t *)app, strlen(app)) | 1u;
     uint32_t mask = API_RATE_APPS_MAX - 1, i = (uint32_t)fp & mask;
     while (server->rates[i].fp != 0 && server->rates[i].fp != fp) {
         i = (i + 1) & mask;
@@ -701,7 +718,7 @@ static int server_rate(struct api_server *server, const char *app, uint64_t now)
             memset(server->rates, 0, sizeof(server->rates));
             server->rate_apps = 0;
             RT_WARN("api: rate limiter tracks more than %u apps: reset", API_RATE_APPS_MAX / 2);
-            return server_rate(server, app, now);
+            return server_rate(server, fp, now);
         }
         *b = (struct api_rate){fp, capacity, now};
         server->rate_apps++;
@@ -820,7 +837,7 @@ static void server_request_keys(struct api_conn *conn, const uint8_t *payload, s
     } else if (!(auth.admin && auth.app_from_leader) && /* Its nonce went in on the first pass. */
                (rv = api_nonce_cache_insert(&server->nonces, &req, now)) != 0) {
         reason = rv == RT_EREPLAYED ? "nonce already used within the window" : NULL;
-    } else if (!auth.admin && (rv = server_rate(server, auth.app, now)) != 0) {
+    } else if (!auth.admin && (rv = server_rate(server, auth.app_fp, now)) != 0) {
         reason = "too many requests from this app on this node: slow down and retry";
     }
     if (rv != 0) {

@@ -729,9 +729,10 @@ int main(int argc, char **argv)
         if (f != NULL) {
             fclose(f);
         }
-        int type = pb.sign_key != NULL ? EVP_PKEY_get_base_id(pb.sign_key) : 0;
-        if (type != EVP_PKEY_ED25519 && type != EVP_PKEY_RSA) {
-            fprintf(stderr, "paybench: --key-file %s: not a readable Ed25519 or RSA private key\n",
+        if (pb.sign_key == NULL || !api_pubkey_usable(pb.sign_key)) {
+            fprintf(stderr,
+                    "paybench: --key-file %s: not a readable Ed25519 or RSA (2048-4096 bits) "
+                    "private key\n",
                     key_file);
             return 2;
         }

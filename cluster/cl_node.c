@@ -50,8 +50,6 @@ enum { KIND_WRITE = 0, KIND_READ_LINEARIZABLE = 1, KIND_READ_STALE = 2 };
 /* How long raft hears of its io's close after raft_uv reports it (group_io_closed). */
 #define NODE_IO_CLOSE_GRACE_MS      50u
 #define NODE_MEMTABLE_STAGGER_BYTES (2u * 1024u * 1024u) /* A step of node_memtable_stagger. */
-/* The meta group's state cache: about a thousand apps with public keys. */
-#define NODE_META_CACHE_BYTES (4u * 1024u * 1024u)
 
 struct waiter {
     cl_reply_cb cb;
@@ -1922,7 +1920,7 @@ int cl_node_start(uv_loop_t *loop, const struct cl_node_config *config,
                            config->cache_bytes != 0 ? config->cache_bytes : RT_CACHE_BYTES_DEFAULT);
     }
     if (rv == 0) {
-        rv = rt_cache_init(&node->meta_cache, NODE_META_CACHE_BYTES);
+        rv = rt_cache_init(&node->meta_cache, RT_META_CACHE_BYTES);
     }
     struct cl_peer_config pc = {config->cluster_id, config->node_id, node->members[self].peer_addr,
                                 node->secret, config->secret_len};

@@ -65,6 +65,10 @@
  * loaded node under 300 MiB. */
 #define RT_CACHE_BYTES_DEFAULT (32u * 1024u * 1024u)
 
+/* Byte budget of the meta group's own state cache (apps, the cluster map): every request reads
+ * its app's keys there. About a thousand apps with 4 KiB public keys. */
+#define RT_META_CACHE_BYTES (4u * 1024u * 1024u)
+
 /* ---- Storage ---- */
 
 /* Uncompressed bytes of one snapshot chunk. raft sends a snapshot as one message made of

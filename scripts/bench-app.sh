@@ -32,7 +32,8 @@ bench_app() {
 bench_wait_leaders() {
   local payctl=$1 server=$2 admin=$3 status
   for _ in $(seq 1 600); do
-    if status=$("$payctl" --server "$server" --admin-secret-file "$admin" --json         cluster.status 2>/dev/null) && ! echo "$status" | grep -q '"leader": null'; then
+    if status=$("$payctl" --server "$server" --admin-secret-file "$admin" --json cluster.status \
+        2>/dev/null) && ! echo "$status" | grep -q '"leader": null'; then
       return 0
     fi
     sleep 0.05

@@ -6,7 +6,8 @@
 # node's RSS every 30 s, and what holds node 1's (cluster.status "memory"); then restarts
 # node 1 (SIGTERM, start) and prints how long it took until it answered cluster.status with
 # every shard's leader known. The load starts once every node knows every shard's leader.
-# Prints figures, asserts nothing. The temp dir is removed at the end unless --keep, or unless paybench saw errors.
+# Prints figures, asserts nothing. The temp dir is removed at the end unless --keep, or unless
+# paybench saw errors.
 # Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -345,10 +345,9 @@ static void authentication_errors(void **state)
 }
 
 /* A fresh Ed25519 key pair, and its public half as PEM in @pem. */
-static EVP_PKEY *ed25519_key(char *pem, size_t cap)
+/* The public half of @key as PEM, into @pem. */
+static void public_pem(EVP_PKEY *key, char *pem, size_t cap)
 {
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    assert_non_null(key);
     BIO *bio = BIO_new(BIO_s_mem());
     assert_non_null(bio);
     assert_int_equal(PEM_write_bio_PUBKEY(bio, key), 1);
@@ -356,6 +355,14 @@ static EVP_PKEY *ed25519_key(char *pem, size_t cap)
     assert_true(n > 0);
     pem[n] = '\0';
     BIO_free(bio);
+}
+
+/* A fresh Ed25519 key pair, and its public half as PEM in @pem. */
+static EVP_PKEY *ed25519_key(char *pem, size_t cap)
+{
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_non_null(key);
+    public_pem(key, pem, cap);
     return key;
 }
 
@@ -407,19 +414,20 @@ static void public_key_apps(void **state)
     assert_string_equal(reply.msg, "this app has no public key: sign with hmac-sha256");
 
     /* A key no request could be verified with is refused at app.create: text that only looks
-     * like PEM, and a key of a type the platform does not verify with (EC P-256). */
+     * like PEM, a key of a type the platform does not verify with (EC P-256), and an RSA key a
+     * bit short of 2048 bits (256 bytes, as a 2048-bit key: the verifier counts bits). */
     EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *rsa_short = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2047);
     assert_non_null(ec);
-    BIO *bio = BIO_new(BIO_s_mem());
-    assert_int_equal(PEM_write_bio_PUBKEY(bio, ec), 1);
-    char ec_pem[512];
-    int n = BIO_read(bio, ec_pem, (int)sizeof(ec_pem) - 1);
-    assert_true(n > 0);
-    ec_pem[n] = '\0';
-    BIO_free(bio);
+    assert_non_null(rsa_short);
+    char ec_pem[512], rsa_short_pem[1024];
+    public_pem(ec, ec_pem, sizeof(ec_pem));
+    public_pem(rsa_short, rsa_short_pem, sizeof(rsa_short_pem));
     EVP_PKEY_free(ec);
-    const char *const unusable[] = {"-----BEGIN PUBLIC KEY-----\nnot base64\n", ec_pem};
-    for (unsigned i = 0; i < 2; i++) {
+    EVP_PKEY_free(rsa_short);
+    const char *const unusable[] = {"-----BEGIN PUBLIC KEY-----\nnot base64\n", ec_pem,
+                                    rsa_short_pem};
+    for (unsigned i = 0; i < sizeof(unusable) / sizeof(unusable[0]); i++) {
         app_body_keyed(&body, "shop_unusable", unusable[i]);
         call(&c, NULL, "app.create", &body, &reply);
         assert_string_equal(reply.code, "INVALID_ARGUMENT");
