@@ -140,9 +140,9 @@ static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *
     /* The store's applied index, not the engine's: the engine also counts entries it skipped
      * (malformed, another batch version), which write nothing, and a marker must never claim
      * more than the store holds (fsm_restore refuses to start on such a marker). */
-    uint64_t applied = 0;
+    struct rt_applied applied;
     struct rt_store *store = fsm->engine.config.store;
-    if (store->ops->applied_index(store, cl_fsm_shard(fsm), &applied) != 0 ||
+    if (store->ops->applied(store, cl_fsm_shard(fsm), &applied) != 0 ||
         (fsm->raft_fsm.snapshot_async == NULL && store_rocks_sync(fsm->db) != 0)) {
         return RAFT_IOERR; /* raft tries again after a later apply. */
     }
@@ -153,7 +153,7 @@ static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *
         free(marker);
         return RAFT_NOMEM;
     }
-    store_snapshot_marker(cl_fsm_shard(fsm), applied, marker);
+    store_snapshot_marker(cl_fsm_shard(fsm), applied.index, marker);
     buf->base = marker;
     buf->len = STORE_SNAPSHOT_HEADER_BYTES;
     *bufs = buf;
@@ -163,7 +163,7 @@ static int fsm_snapshot_untagged(struct raft_fsm *raft_fsm, struct raft_buffer *
      * whose log ends before them will need the whole shard (cluster.status: log_first_index). */
     RT_INFO("marker snapshot of shard %u at index %llu (raft index %llu), keeping %u entries "
             "before it",
-            (unsigned)cl_fsm_shard(fsm), (unsigned long long)applied,
+            (unsigned)cl_fsm_shard(fsm), (unsigned long long)applied.index,
             (unsigned long long)raft_last_applied(fsm->raft), fsm->raft->snapshot.trailing);
     return 0;
 }

@@ -1121,22 +1121,28 @@ static uint64_t history_next(uint64_t prev, uint64_t index, const uint8_t *data,
 static int engine_load(struct rt_engine *engine)
 {
     struct rt_store *store = engine->config.store;
-    int rv = store->ops->applied_index(store, engine->config.shard, &engine->applied_index);
+    struct rt_applied applied;
+    int rv = store->ops->applied(store, engine->config.shard, &applied);
     if (rv != 0) {
         return rv;
     }
+    engine->applied_index = applied.index;
+    engine->history_hash = applied.history_hash;
+    engine->history_key_legacy = false;
+    if (applied.has_history || applied.index == 0) {
+        return 0;
+    }
+    /* An older store's 8-byte record: the hash is under its own key, at the same index. */
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t n = rt_key_meta(key, engine->config.shard, "history");
     struct rt_buf value;
     rt_buf_init(&value, 64);
     rv = store->ops->get(store, RT_CF_META, key, n, &value);
-    engine->history_hash = 0;
-    if (rv == 0 && value.len == 16 && rt_get_be64(value.data) == engine->applied_index) {
+    if (rv == 0 && value.len == 16 && rt_get_be64(value.data) == applied.index) {
         engine->history_hash = rt_get_be64(value.data + 8);
-    } else if (rv == 0 || (rv == RT_ENOTFOUND && engine->applied_index != 0)) {
+        engine->history_key_legacy = true;
+    } else if (rv == 0 || rv == RT_ENOTFOUND) {
         rv = RT_ECORRUPT; /* Written with every commit: it must match the applied index. */
-    } else if (rv == RT_ENOTFOUND) {
-        rv = 0; /* A shard that never applied anything. */
     }
     rt_buf_free(&value);
     return rv;
@@ -1415,12 +1421,12 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
         goto fail;
     }
     uint64_t history = history_next(engine->history_hash, index, data, len);
-    uint8_t history_key[RT_KEY_BYTES_MAX], history_val[16];
-    size_t history_key_len = rt_key_meta(history_key, engine->config.shard, "history");
-    rt_put_be64(history_val, index);
-    rt_put_be64(history_val + 8, history);
-    rv = rt_writeset_put(&engine->ws, RT_CF_META, history_key, history_key_len, history_val,
-                         sizeof(history_val));
+    engine->ws.history_hash = history; /* Committed with the applied index, in one record. */
+    if (engine->history_key_legacy) {
+        uint8_t legacy_key[RT_KEY_BYTES_MAX];
+        size_t legacy_key_len = rt_key_meta(legacy_key, engine->config.shard, "history");
+        rv = rt_writeset_del(&engine->ws, RT_CF_META, legacy_key, legacy_key_len);
+    }
     if (rv == 0) {
         rv = engine_commit(engine);
     }
@@ -1429,6 +1435,7 @@ int rt_engine_apply(struct rt_engine *engine, uint64_t index, const uint8_t *dat
     }
     engine->applied_index = index;
     engine->history_hash = history;
+    engine->history_key_legacy = false;
 
     engine->stats.entries_applied++;
     engine_resolve_replies(engine);

@@ -25,8 +25,10 @@
  * the ids one entry made and indexed under one prefix, one record per 64 positions. Index
  * key prefix + id reads this record first, then a key of its own (ids indexed one key each,
  * before this record existed).
- * History (meta "history" -> be64 applied index | be64 history hash): see
- * rt_engine_history_hash; written with every committed entry.
+ * History: the history hash at the applied index (rt_engine_history_hash) is committed with
+ * every entry as part of the shard's applied record (rt_store.h). Stores from before
+ * 2026-11-27 hold it under meta "history" (be64 applied index | be64 history hash), still
+ * read; the first entry committed after such a load deletes that key.
  * Inbox high-water mark (meta "inbox" | source shard -> be64 seq): a message from a source
  * shard whose seq is not above the mark was applied already and is skipped. The outbox
  * forwarder must therefore deliver one source's messages to a target in sequence order.
@@ -74,6 +76,7 @@ struct rt_engine {
     struct rt_engine_config config;
     uint64_t applied_index;      /* Last index committed to the store. */
     uint64_t history_hash;       /* Chained hash of every entry up to applied_index. */
+    bool history_key_legacy;     /* Loaded from meta "history": delete it with the next commit. */
     struct rt_writeset ws;       /* Writes of the entry being applied. */
     struct rt_command *commands; /* Decoded commands, RT_BATCH_COMMANDS_MAX. */
     struct rt_reply *replies;    /* One per command of the last entry. */
@@ -119,7 +122,7 @@ static inline uint64_t rt_engine_applied_index(const struct rt_engine *engine)
 }
 
 /* The history hash: h(i) = H(h(i-1), i, bytes of entry i), over every entry the engine has
- * consumed (applied or rejected alike), stored with the data (meta "history") and carried by
+ * consumed (applied or rejected alike), stored with the data (the applied record) and carried by
  * snapshots. Two replicas with the same (applied index, history hash) applied the same
  * entries in the same order. The leader acknowledges a write only once a majority of
  * replicas report its entry's hash (docs/raft.md: this guards acknowledged writes against a

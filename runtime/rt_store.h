@@ -11,8 +11,10 @@
  *   timers  durable timers        shard | due_ms (be64) | seq (be64)       -> command
  *   meta    per-shard bookkeeping shard | name                             -> value
  *
- * The applied index of a shard is stored in meta under rt_key_meta(shard, "applied") as a
- * big-endian uint64, written by commit() in the same atomic batch as the data.
+ * The applied record of a shard is stored in meta under rt_key_meta(shard, "applied"): the
+ * applied index and the history hash at it (rt_engine.h), both big-endian uint64, written by
+ * commit() in the same atomic batch as the data. Stores written before 2026-11-27 hold the
+ * index alone (8 bytes) and the hash under meta "history"; both forms are read.
  *
  * The write set collects one raft entry's writes in order; the store commits it atomically
  * together with the shard's applied index (rt_store_ops.commit).
@@ -20,6 +22,7 @@
 #ifndef RT_STORE_H
 #define RT_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,8 +58,9 @@ struct rt_write {
  * leaves no trace. Lookups see the latest pending write of a key (reads within an entry see
  * earlier commands' writes). */
 struct rt_writeset {
-    uint16_t shard;         /* Shard whose applied index commits with these writes. */
+    uint16_t shard;         /* Shard whose applied record commits with these writes. */
     uint64_t applied_index; /* The raft index being applied. */
+    uint64_t history_hash;  /* The history hash at applied_index; reset to 0. */
     struct rt_buf arena;    /* Keys and values. */
     struct rt_write *writes;
     uint32_t count;
@@ -64,6 +68,20 @@ struct rt_writeset {
     int32_t *table;       /* Open-addressing table: latest write per (cf, key), -1 = empty. */
     uint32_t table_slots; /* Power of two, at least 2 x cap. */
 };
+
+/* A shard's applied record, as stored (the meta "applied" value). */
+struct rt_applied {
+    uint64_t index;        /* 0 when nothing was ever applied. */
+    uint64_t history_hash; /* Valid only when has_history. */
+    bool has_history;      /* false for the 8-byte record of older stores. */
+};
+#define RT_APPLIED_BYTES        16u /* index | history hash */
+#define RT_APPLIED_BYTES_LEGACY 8u  /* index alone, before 2026-11-27 */
+
+/* The stored applied record of (@index, @history_hash). */
+void rt_applied_encode(uint8_t out[RT_APPLIED_BYTES], uint64_t index, uint64_t history_hash);
+/* Decode a stored applied record, either form: 0, or RT_ECORRUPT for any other length. */
+int rt_applied_decode(const uint8_t *val, size_t len, struct rt_applied *out);
 
 void rt_writeset_init(struct rt_writeset *ws);
 void rt_writeset_free(struct rt_writeset *ws);
@@ -118,10 +136,11 @@ struct rt_store_ops {
     int (*get_many)(struct rt_store *store, enum rt_cf cf, uint32_t count,
                     const uint8_t *const *keys, const size_t *key_lens, rt_get_many_cb cb,
                     void *arg);
-    /* The last index committed for @shard (0 when nothing was ever applied). */
-    int (*applied_index)(struct rt_store *store, uint16_t shard, uint64_t *index);
-    /* Write every write of @ws, in order, and @ws->applied_index for @ws->shard, as one atomic
-     * batch. RT_EIO on failure (nothing written). */
+    /* @shard's applied record: the last index committed for it (0, without a history hash,
+     * when nothing was ever applied). RT_ECORRUPT for a record of the wrong size. */
+    int (*applied)(struct rt_store *store, uint16_t shard, struct rt_applied *out);
+    /* Write every write of @ws, in order, and @ws's applied record (applied index and history
+     * hash) for @ws->shard, as one atomic batch. RT_EIO on failure (nothing written). */
     int (*commit)(struct rt_store *store, const struct rt_writeset *ws);
     /* Visit the keys of @cf that start with @prefix and are >= @start (start may be NULL), in
      * byte order. Returns 0, or the callback's negative code, or RT_EIO. */

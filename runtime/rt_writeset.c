@@ -22,6 +22,29 @@ const char *rt_cf_name(enum rt_cf cf)
     return names[cf];
 }
 
+void rt_applied_encode(uint8_t out[RT_APPLIED_BYTES], uint64_t index, uint64_t history_hash)
+{
+    assert(out != NULL);
+    rt_put_be64(out, index);
+    rt_put_be64(out + 8, history_hash);
+}
+
+int rt_applied_decode(const uint8_t *val, size_t len, struct rt_applied *out)
+{
+    assert(val != NULL || len == 0);
+    assert(out != NULL);
+    memset(out, 0, sizeof(*out));
+    if (len != RT_APPLIED_BYTES && len != RT_APPLIED_BYTES_LEGACY) {
+        return RT_ECORRUPT;
+    }
+    out->index = rt_get_be64(val);
+    out->has_history = len == RT_APPLIED_BYTES;
+    if (out->has_history) {
+        out->history_hash = rt_get_be64(val + 8);
+    }
+    return 0;
+}
+
 static uint32_t writeset_hash(enum rt_cf cf, const uint8_t *key, size_t key_len)
 {
     uint32_t h = 2166136261u ^ (uint32_t)cf;
@@ -50,9 +73,10 @@ void rt_writeset_free(struct rt_writeset *ws)
 
 static void writeset_clear_table(struct rt_writeset *ws)
 {
-    for (uint32_t i = 0; i < ws->table_slots; i++) {
-        ws->table[i] = -1;
-    }
+    /* -1 in every slot: all bytes 0xff. A loop of stores took ~2,500 instructions per entry
+     * for the initial 512 slots; memset writes them a vector at a time. */
+    static_assert((int32_t)0xffffffffu == -1, "an empty slot is all ones");
+    memset(ws->table, 0xff, (size_t)ws->table_slots * sizeof(*ws->table));
 }
 
 void rt_writeset_reset(struct rt_writeset *ws, uint16_t shard, uint64_t applied_index)
@@ -60,6 +84,7 @@ void rt_writeset_reset(struct rt_writeset *ws, uint16_t shard, uint64_t applied_
     assert(ws != NULL);
     ws->shard = shard;
     ws->applied_index = applied_index;
+    ws->history_hash = 0;
     /* Clearing only the used slots would need a list; the table is small relative to the work
      * of an entry, and a reset happens once per entry. */
     if (ws->count > 0) {

@@ -277,12 +277,13 @@ static int store_get_many(struct rt_store *store, enum rt_cf cf, uint32_t count,
     return rv;
 }
 
-/* Applied index of @shard read with @read_options (latest, or a snapshot). */
+/* Applied record of @shard read with @read_options (latest, or a snapshot). */
 static int store_applied_read(struct store_rocks *db, const rocksdb_readoptions_t *read_options,
-                              uint16_t shard, uint64_t *index)
+                              uint16_t shard, struct rt_applied *applied)
 {
     assert(db != NULL && read_options != NULL);
-    assert(index != NULL);
+    assert(applied != NULL);
+    memset(applied, 0, sizeof(*applied));
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t key_len = store_rocks_applied_key(key, shard);
     rocksdb_pinnableslice_t *slice;
@@ -291,26 +292,23 @@ static int store_applied_read(struct store_rocks *db, const rocksdb_readoptions_
         return rv;
     }
     if (slice == NULL) {
-        *index = 0; /* Nothing ever applied (or the shard was dropped). */
-        return 0;
+        return 0; /* Nothing ever applied (or the shard was dropped). */
     }
     size_t val_len = 0;
     const char *val = rocksdb_pinnableslice_value(slice, &val_len);
-    if (val_len != 8) {
-        RT_ERROR("store: applied index of shard %u is %zu bytes, not 8", (unsigned)shard, val_len);
-        rv = RT_ECORRUPT;
-    } else {
-        *index = rt_get_be64((const uint8_t *)val);
+    rv = rt_applied_decode((const uint8_t *)val, val_len, applied);
+    if (rv != 0) {
+        RT_ERROR("store: applied record of shard %u is %zu bytes, not 16 (or 8)", (unsigned)shard,
+                 val_len);
     }
     rocksdb_pinnableslice_destroy(slice);
     return rv;
 }
 
-static int store_applied_index(struct rt_store *store, uint16_t shard, uint64_t *index)
+static int store_applied(struct rt_store *store, uint16_t shard, struct rt_applied *applied)
 {
     struct store_rocks *db = store_from(store);
-    assert(index != NULL);
-    return store_applied_read(db, db->get_options, shard, index);
+    return store_applied_read(db, db->get_options, shard, applied);
 }
 
 int store_rocks_applied_index_at(struct store_rocks *db, const rocksdb_snapshot_t *snapshot,
@@ -320,8 +318,10 @@ int store_rocks_applied_index_at(struct store_rocks *db, const rocksdb_snapshot_
     assert(index != NULL);
     rocksdb_readoptions_t *read_options = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(read_options, snapshot);
-    int rv = store_applied_read(db, read_options, shard, index);
+    struct rt_applied applied;
+    int rv = store_applied_read(db, read_options, shard, &applied);
     rocksdb_readoptions_destroy(read_options);
+    *index = applied.index;
     return rv;
 }
 
@@ -429,12 +429,13 @@ static int store_commit(struct rt_store *store, const struct rt_writeset *ws)
             bytes += w->key_len;
         }
     }
-    /* The applied index goes last, in the same batch: recovery sees it with exactly the data
-     * it describes. */
+    /* The applied record goes last, in the same batch: recovery sees it with exactly the data
+     * it describes. One record for the index and the history hash: each meta key costs a
+     * memtable insert per entry, among the dearest of an entry's writes (docs/benchmarks.md). */
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t key_len = store_rocks_applied_key(key, ws->shard);
-    uint8_t val[8];
-    rt_put_be64(val, ws->applied_index);
+    uint8_t val[RT_APPLIED_BYTES];
+    rt_applied_encode(val, ws->applied_index, ws->history_hash);
     rocksdb_writebatch_put_cf(db->batch, db->cfs[RT_CF_META], (const char *)key, key_len,
                               (const char *)val, sizeof(val));
     int rv = store_rocks_write(db, db->batch, "commit");
@@ -450,7 +451,7 @@ static int store_commit(struct rt_store *store, const struct rt_writeset *ws)
 static const struct rt_store_ops store_rocks_ops = {
     .get = store_get,
     .get_many = store_get_many,
-    .applied_index = store_applied_index,
+    .applied = store_applied,
     .commit = store_commit,
     .scan = store_scan,
 };

@@ -441,7 +441,9 @@ static int snap_record_check(struct snap_reader *r, const struct snap_record *re
     memcpy(r->prev_key, rec->key, rec->key_len);
     r->prev_key_len = rec->key_len;
     if (snap_is_applied_key(r, rec)) {
-        if (rec->val_len != 8 || rt_get_be64(rec->val) != r->applied_index) {
+        struct rt_applied applied;
+        if (rt_applied_decode(rec->val, rec->val_len, &applied) != 0 ||
+            applied.index != r->applied_index) {
             *why = "applied index record disagrees with the header";
             return RT_ECORRUPT;
         }
@@ -501,7 +503,8 @@ static int snap_apply(struct store_rocks *db, struct snap_reader *r, rocksdb_wri
     if (rv != 0) {
         return rv;
     }
-    uint8_t applied_val[8];
+    uint8_t applied_val[RT_APPLIED_BYTES]; /* Either form (rt_store.h): as the sender had it. */
+    size_t applied_len = 0;
     int applied_held = 0;
     size_t batch_bytes = 0;
     for (size_t i = 0; i < count; i++) {
@@ -516,8 +519,9 @@ static int snap_apply(struct store_rocks *db, struct snap_reader *r, rocksdb_wri
         const char *why = NULL;
         while ((rv = snap_record_next(r, r->raw, raw_len, &pos, &rec, &why)) == 1) {
             if (snap_is_applied_key(r, &rec)) {
-                assert(rec.val_len == sizeof(applied_val));
-                memcpy(applied_val, rec.val, sizeof(applied_val));
+                assert(rec.val_len <= sizeof(applied_val)); /* Checked in pass 1. */
+                applied_len = rec.val_len;
+                memcpy(applied_val, rec.val, applied_len);
                 applied_held = 1;
                 continue;
             }
@@ -540,7 +544,7 @@ static int snap_apply(struct store_rocks *db, struct snap_reader *r, rocksdb_wri
     if (applied_held) {
         rocksdb_writebatch_put_cf(batch, store_rocks_cf(db, RT_CF_META),
                                   (const char *)r->applied_key, r->applied_key_len,
-                                  (const char *)applied_val, sizeof(applied_val));
+                                  (const char *)applied_val, applied_len);
     }
     rv = store_rocks_write(db, batch, "snapshot restore");
     rocksdb_writebatch_clear(batch);

@@ -116,24 +116,20 @@ static int mem_get_many(struct rt_store *store, enum rt_cf cf, uint32_t count,
     return 0;
 }
 
-static int mem_applied_index(struct rt_store *store, uint16_t shard, uint64_t *index)
+static int mem_applied(struct rt_store *store, uint16_t shard, struct rt_applied *applied)
 {
     struct mem_store *m = mem_store_of(store);
-    assert(index != NULL);
+    assert(applied != NULL);
+    memset(applied, 0, sizeof(*applied));
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t key_len = rt_key_meta(key, shard, "applied");
     bool found = false;
     size_t i = mem_lower_bound(&m->cfs[RT_CF_META], key, key_len, &found);
     if (!found) {
-        *index = 0; /* Nothing ever applied to this shard. */
-        return 0;
+        return 0; /* Nothing ever applied to this shard. */
     }
     const struct mem_record *r = &m->cfs[RT_CF_META].records[i];
-    if (r->val_len != 8) {
-        return RT_ECORRUPT;
-    }
-    *index = rt_get_be64(r->val);
-    return 0;
+    return rt_applied_decode(r->val, r->val_len, applied);
 }
 
 /* One write of a commit, prepared in phase one. */
@@ -230,7 +226,7 @@ static int mem_commit(struct rt_store *store, const struct rt_writeset *ws)
         m->fail_commits--;
         return RT_EIO; /* Injected before anything is touched: nothing written. */
     }
-    /* Phase one: copies of every write plus the applied index (the last pending write). */
+    /* Phase one: copies of every write plus the applied record (the last pending write). */
     size_t n = (size_t)ws->count + 1;
     struct mem_pending *pending = calloc(n, sizeof(*pending));
     if (pending == NULL) {
@@ -255,11 +251,11 @@ static int mem_commit(struct rt_store *store, const struct rt_writeset *ws)
     }
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t key_len = rt_key_meta(key, ws->shard, "applied");
-    uint8_t index_be[8];
-    rt_put_be64(index_be, ws->applied_index);
+    uint8_t applied[RT_APPLIED_BYTES];
+    rt_applied_encode(applied, ws->applied_index, ws->history_hash);
     pending[made].cf = RT_CF_META;
     pending[made].op = RT_WRITE_PUT;
-    rv = mem_record_copy(&pending[made].rec, key, key_len, index_be, sizeof(index_be));
+    rv = mem_record_copy(&pending[made].rec, key, key_len, applied, sizeof(applied));
     if (rv != 0) {
         goto free_pending;
     }
@@ -319,7 +315,7 @@ static int mem_scan(struct rt_store *store, enum rt_cf cf, const uint8_t *prefix
 static const struct rt_store_ops mem_store_ops = {
     .get = mem_get_counted,
     .get_many = mem_get_many,
-    .applied_index = mem_applied_index,
+    .applied = mem_applied,
     .commit = mem_commit,
     .scan = mem_scan,
 };
@@ -327,7 +323,7 @@ static const struct rt_store_ops mem_store_ops = {
 /* The same store without get_many, as a store that only reads key by key. */
 static const struct rt_store_ops mem_store_ops_single = {
     .get = mem_get_counted,
-    .applied_index = mem_applied_index,
+    .applied = mem_applied,
     .commit = mem_commit,
     .scan = mem_scan,
 };
@@ -364,6 +360,25 @@ struct rt_store *mem_store_store(struct mem_store *store)
     assert(store != NULL);
     assert(store->base.ops == &mem_store_ops || store->base.ops == &mem_store_ops_single);
     return &store->base;
+}
+
+int mem_store_put_raw(struct mem_store *store, enum rt_cf cf, const uint8_t *key, size_t key_len,
+                      const uint8_t *val, size_t val_len)
+{
+    assert(store != NULL);
+    assert(cf >= 0 && cf < RT_CF_COUNT);
+    struct mem_pending p = {.cf = (uint8_t)cf, .op = RT_WRITE_PUT};
+    int rv = mem_record_copy(&p.rec, key, key_len, val, val_len);
+    if (rv == 0) {
+        rv = mem_cf_reserve(&store->cfs[cf], 1);
+        if (rv != 0) {
+            mem_record_free(&p.rec);
+        }
+    }
+    if (rv == 0) {
+        mem_cf_apply(&store->cfs[cf], &p);
+    }
+    return rv;
 }
 
 void mem_store_fail_commits(struct mem_store *store, unsigned n)

@@ -17,6 +17,10 @@ struct rt_store *mem_store_store(struct mem_store *store);
 void mem_store_fail_commits(struct mem_store *store, unsigned n);
 /* Offer get_many (the default) or not, so that tests can run both read paths. */
 void mem_store_batched_reads(struct mem_store *store, bool on);
+/* Put one record as it is, outside any commit: how a test lays out what an older build
+ * wrote. 0 or RT_ENOMEM. */
+int mem_store_put_raw(struct mem_store *store, enum rt_cf cf, const uint8_t *key, size_t key_len,
+                      const uint8_t *val, size_t val_len);
 /* Reads per column family since the last call. */
 struct mem_store_reads {
     uint64_t gets[RT_CF_COUNT];

@@ -433,9 +433,9 @@ static void create_new_order(void **state)
     assert_int_equal(test_store_count(f->store, RT_CF_INDEX, f->shard), 1);
     assert_int_equal(test_store_count(f->store, RT_CF_TIMERS, f->shard), 1);
     assert_int_equal(test_store_count(f->store, RT_CF_OUTBOX, f->shard), 0);
-    uint64_t applied = 0;
-    assert_int_equal(f->store->ops->applied_index(f->store, f->shard, &applied), 0);
-    assert_int_equal(applied, f->index);
+    struct rt_applied applied;
+    assert_int_equal(f->store->ops->applied(f->store, f->shard, &applied), 0);
+    assert_int_equal(applied.index, f->index);
     /* The stored state decodes to the same order and carries "v". */
     uint8_t skey[RT_KEY_BYTES_MAX];
     uint8_t akey[RT_ACTOR_KEY_BYTES_MAX];

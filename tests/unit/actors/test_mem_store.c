@@ -115,9 +115,9 @@ static void put_get_delete_and_order(void **state)
     assert_int_equal(s->ops->commit(s, &ws), 0);
     memset(&log, 0, sizeof(log));
     assert_string_equal(scan(s, RT_CF_STATE, "", NULL, &log, NULL), "ab=12,c=33,e=,");
-    uint64_t applied = 0;
-    assert_int_equal(s->ops->applied_index(s, 0, &applied), 0);
-    assert_int_equal(applied, 2);
+    struct rt_applied applied;
+    assert_int_equal(s->ops->applied(s, 0, &applied), 0);
+    assert_int_equal(applied.index, 2);
     /* Appending: get adds to what @out holds. */
     struct rt_buf buf;
     rt_buf_init(&buf, 64);
@@ -194,17 +194,17 @@ static void failed_commit_changes_nothing(void **state)
     assert_int_equal(s->ops->commit(s, &ws), RT_EIO);
     test_store_digest(s, 7, after);
     assert_memory_equal(before, after, 32);
-    uint64_t applied = 0;
-    assert_int_equal(s->ops->applied_index(s, 7, &applied), 0);
-    assert_int_equal(applied, 10);
+    struct rt_applied applied;
+    assert_int_equal(s->ops->applied(s, 7, &applied), 0);
+    assert_int_equal(applied.index, 10);
     /* Armed for two: the third goes through. */
     assert_int_equal(s->ops->commit(s, &ws), 0);
-    assert_int_equal(s->ops->applied_index(s, 7, &applied), 0);
-    assert_int_equal(applied, 11);
+    assert_int_equal(s->ops->applied(s, 7, &applied), 0);
+    assert_int_equal(applied.index, 11);
     assert_int_equal(test_store_count(s, RT_CF_META, 7), 1); /* Only "applied" is left. */
     /* Other shards are untouched and have applied nothing. */
-    assert_int_equal(s->ops->applied_index(s, 6, &applied), 0);
-    assert_int_equal(applied, 0);
+    assert_int_equal(s->ops->applied(s, 6, &applied), 0);
+    assert_int_equal(applied.index, 0);
     assert_int_equal(test_store_count(s, RT_CF_META, 8), 0);
     /* Disarming works too. */
     mem_store_fail_commits(ms, 5);

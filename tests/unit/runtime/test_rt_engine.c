@@ -318,10 +318,10 @@ static int64_t value_of(struct fixture *f, uint16_t shard, const char *key)
 
 static uint64_t stored_applied(struct fixture *f, uint16_t shard)
 {
-    uint64_t index;
+    struct rt_applied applied;
     struct rt_store *store = mem_store_store(f->mem);
-    assert_int_equal(store->ops->applied_index(store, shard, &index), 0);
-    return index;
+    assert_int_equal(store->ops->applied(store, shard, &applied), 0);
+    return applied.index;
 }
 
 /* ---- Tests ---- */
@@ -872,6 +872,65 @@ static void store_failure_commits_nothing(void **state)
     assert_int_equal(value_of(f, 0, f->keys[0][0]), -1);
 }
 
+/* A store written before the applied record carried the history hash holds an 8-byte applied
+ * index and the hash under meta "history". The engine reads the hash from there; its next
+ * commit writes the 16-byte record and deletes the old key. A history that does not match
+ * the index, or is missing, is refused. */
+static void older_store_history_is_read_and_moved(void **state)
+{
+    struct fixture *f = *state;
+    const uint16_t shard = 1;
+    struct rt_engine *engine = &f->engine[shard];
+    struct rt_store *store = mem_store_store(f->mem);
+    uint8_t akey[RT_KEY_BYTES_MAX], hkey[RT_KEY_BYTES_MAX];
+    size_t alen = rt_key_meta(akey, shard, "applied");
+    size_t hlen = rt_key_meta(hkey, shard, "history");
+    uint8_t index_be[8], history[16];
+    rt_put_be64(index_be, 5);
+    rt_put_be64(history, 5);
+    rt_put_be64(history + 8, 0x1122334455667788ull);
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, akey, alen, index_be, 8), 0);
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, hkey, hlen, history, 16), 0);
+    assert_int_equal(rt_engine_reload(engine), 0);
+    assert_int_equal(rt_engine_applied_index(engine), 5);
+    assert_int_equal(rt_engine_history_hash(engine), 0x1122334455667788ull);
+
+    const uint8_t one = 1;
+    struct rt_command c = cmd(f->keys[shard][0], OP_ADD, &one, 1);
+    assert_int_equal(apply(f, shard, 6, T0, &c, 1), 0);
+    uint64_t hash6 = rt_engine_history_hash(engine);
+    assert_true(hash6 != 0x1122334455667788ull);
+    struct rt_applied applied;
+    assert_int_equal(store->ops->applied(store, shard, &applied), 0);
+    assert_true(applied.has_history);
+    assert_int_equal(applied.index, 6);
+    assert_int_equal(applied.history_hash, hash6);
+    struct rt_buf value;
+    rt_buf_init(&value, 64);
+    assert_int_equal(store->ops->get(store, RT_CF_META, hkey, hlen, &value), RT_ENOTFOUND);
+    /* Reloaded, the engine takes both from the record alone. */
+    assert_int_equal(rt_engine_reload(engine), 0);
+    assert_int_equal(rt_engine_applied_index(engine), 6);
+    assert_int_equal(rt_engine_history_hash(engine), hash6);
+    assert_int_equal(apply(f, shard, 7, T0, &c, 1), 0);
+    assert_int_equal(stored_applied(f, shard), 7);
+
+    /* An older store whose history is at another index, or is missing, or a record of a size
+     * no build wrote: corrupt, and the engine does not start on it. */
+    rt_put_be64(index_be, 9);
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, akey, alen, index_be, 8), 0);
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, hkey, hlen, history, 16), 0);
+    assert_int_equal(rt_engine_reload(engine), RT_ECORRUPT);
+    const uint16_t other = 2;
+    uint8_t okey[RT_KEY_BYTES_MAX];
+    size_t olen = rt_key_meta(okey, other, "applied");
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, okey, olen, index_be, 8), 0);
+    assert_int_equal(rt_engine_reload(&f->engine[other]), RT_ECORRUPT);
+    assert_int_equal(mem_store_put_raw(f->mem, RT_CF_META, okey, olen, history, 12), 0);
+    assert_int_equal(rt_engine_reload(&f->engine[other]), RT_ECORRUPT);
+    rt_buf_free(&value);
+}
+
 static void query_refuses_writing_ops(void **state)
 {
     struct fixture *f = *state;
@@ -939,6 +998,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ids_are_unique_and_carry_the_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_entries_write_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(store_failure_commits_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(older_store_history_is_read_and_moved, setup, teardown),
         cmocka_unit_test_setup_teardown(query_refuses_writing_ops, setup, teardown),
         cmocka_unit_test(replicas_are_byte_identical),
     };

@@ -1,4 +1,4 @@
-/* Unit tests for the write set, the LRU cache and the batch codec. */
+/* Unit tests for the write set, the applied record, the LRU cache and the batch codec. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,6 +122,28 @@ static void writeset_rejects_oversized(void **state)
 }
 
 /* ---- cache ---- */
+
+/* The applied record: 16 bytes now, 8 from older stores, nothing else. */
+static void applied_record_forms(void **state)
+{
+    (void)state;
+    uint8_t rec[RT_APPLIED_BYTES + 1] = {0};
+    rt_applied_encode(rec, 0x0102030405060708ull, 0xa1a2a3a4a5a6a7a8ull);
+    struct rt_applied a;
+    assert_int_equal(rt_applied_decode(rec, RT_APPLIED_BYTES, &a), 0);
+    assert_true(a.has_history);
+    assert_int_equal(a.index, 0x0102030405060708ull);
+    assert_int_equal(a.history_hash, 0xa1a2a3a4a5a6a7a8ull);
+    assert_int_equal(rt_applied_decode(rec, RT_APPLIED_BYTES_LEGACY, &a), 0);
+    assert_false(a.has_history);
+    assert_int_equal(a.index, 0x0102030405060708ull);
+    assert_int_equal(a.history_hash, 0);
+    const size_t bad[] = {0, 1, 7, 9, 12, 15, 17};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(rt_applied_decode(rec, bad[i], &a), RT_ECORRUPT);
+        assert_int_equal(a.index, 0);
+    }
+}
 
 static void cache_evicts_least_recently_used(void **state)
 {
@@ -390,6 +412,7 @@ int main(void)
         cmocka_unit_test(writeset_latest_write_wins),
         cmocka_unit_test(writeset_rollback_restores_lookups),
         cmocka_unit_test(writeset_rejects_oversized),
+        cmocka_unit_test(applied_record_forms),
         cmocka_unit_test(cache_evicts_least_recently_used),
         cmocka_unit_test(cache_stays_within_budget_under_churn),
         cmocka_unit_test(batch_round_trip),

@@ -169,11 +169,11 @@ int helper_same_shard(struct rt_store *a, struct rt_store *b, uint16_t shard)
 
 uint64_t helper_applied(struct rt_store *store, uint16_t shard)
 {
-    uint64_t index = ~0ull;
-    int rv = store->ops->applied_index(store, shard, &index);
+    struct rt_applied applied = {.index = ~0ull};
+    int rv = store->ops->applied(store, shard, &applied);
     assert(rv == 0);
     (void)rv;
-    return index;
+    return applied.index;
 }
 
 size_t helper_count_all(struct rt_store *store, uint16_t shard)

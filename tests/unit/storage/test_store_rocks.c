@@ -338,6 +338,7 @@ static void test_commit_order_and_applied_index(void **state)
     struct rt_writeset ws;
     rt_writeset_init(&ws);
     rt_writeset_reset(&ws, 2, 7);
+    ws.history_hash = 0xa1a2a3a4a5a6a7a8ull;
     /* Writes apply in order: the last write of a key wins. */
     assert_int_equal(rt_writeset_put(&ws, RT_CF_STATE, a, a_len, (const uint8_t *)"1", 1), 0);
     assert_int_equal(rt_writeset_del(&ws, RT_CF_STATE, a, a_len), 0);
@@ -352,12 +353,18 @@ static void test_commit_order_and_applied_index(void **state)
     assert_int_equal(helper_applied(f->store, 2), 7);
     assert_int_equal(helper_applied(f->store, 3), 0); /* Per shard. */
 
-    /* The applied index is the meta "applied" key, big-endian, in the same batch. */
+    /* The applied record is the meta "applied" key, index and history hash big-endian, in the
+     * same batch. */
     uint8_t key[RT_KEY_BYTES_MAX];
     size_t key_len = rt_key_meta(key, 2, "applied");
-    uint8_t be[8];
+    uint8_t be[16];
     rt_put_be64(be, 7);
-    expect_stored(f->store, RT_CF_META, key, key_len, be, 8);
+    rt_put_be64(be + 8, 0xa1a2a3a4a5a6a7a8ull);
+    expect_stored(f->store, RT_CF_META, key, key_len, be, 16);
+    struct rt_applied applied;
+    assert_int_equal(f->store->ops->applied(f->store, 2, &applied), 0);
+    assert_true(applied.has_history);
+    assert_int_equal(applied.history_hash, 0xa1a2a3a4a5a6a7a8ull);
 
     /* An entry with no writes still moves the applied index. */
     rt_writeset_reset(&ws, 2, 8);
