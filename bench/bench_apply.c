@@ -3,9 +3,16 @@
  * rt_engine_apply over them: decode, handler, write set, one RocksDB write batch per entry
  * (WAL buffered and not synced, as in a node). Prints figures; asserts nothing. Not a test.
  *
- *   bench_apply [--commands N] [--batch B] [--dir PATH] [--cache-mib M]
+ *   bench_apply [--commands N] [--batch B] [--dir PATH] [--cache-mib M] [--keys sequential|random]
+ *
+ * --keys: merchant order numbers in the order they are made ("bench-1", "bench-2", ...: each
+ * memtable insert lands next to the last one, which RocksDB's skip list makes cheap), or
+ * scattered as many clients' numbers arrive at a node (a full skip-list search per insert).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +33,7 @@ struct bench_options {
     unsigned long batch;
     const char *dir;
     unsigned long cache_mib;
+    bool random_keys;
 };
 
 static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -44,7 +52,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_apply [--commands N (1..%lu)] [--batch B (1..%u)] "
-            "[--dir PATH] [--cache-mib M]\n",
+            "[--dir PATH] [--cache-mib M] [--keys sequential|random]\n",
             BENCH_COMMANDS_MAX, RT_BATCH_COMMANDS_MAX);
 }
 
@@ -54,6 +62,7 @@ static int parse_args(int argc, char **argv, struct bench_options *o)
     o->batch = 256;
     o->dir = NULL;
     o->cache_mib = 64;
+    o->random_keys = false;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         int rv = -1;
@@ -66,6 +75,9 @@ static int parse_args(int argc, char **argv, struct bench_options *o)
             rv = 0;
         } else if (strcmp(argv[i], "--cache-mib") == 0 && value != NULL) {
             rv = parse_ulong(value, 0, 65536, &o->cache_mib);
+        } else if (strcmp(argv[i], "--keys") == 0 && value != NULL) {
+            o->random_keys = strcmp(value, "random") == 0;
+            rv = o->random_keys || strcmp(value, "sequential") == 0 ? 0 : -1;
         }
         if (rv != 0) {
             usage();
@@ -74,6 +86,15 @@ static int parse_args(int argc, char **argv, struct bench_options *o)
         i++;
     }
     return 0;
+}
+
+/* splitmix64's finaliser: a bijection on 64 bits, so scattered numbers stay unique. */
+static uint64_t scatter(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
 }
 
 /* Encode the create args of order number @n into @buf. */
@@ -149,7 +170,11 @@ int main(int argc, char **argv)
         for (unsigned long i = 0; i < o.batch && made < o.commands; i++, made++) {
             char mono[32];
             uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
-            snprintf(mono, sizeof(mono), "bench-%lu", made);
+            if (o.random_keys) {
+                snprintf(mono, sizeof(mono), "bench-%016" PRIx64, scatter(made));
+            } else {
+                snprintf(mono, sizeof(mono), "bench-%lu", made);
+            }
             size_t key_len = act_order_key(key, "benchapp", 8, mono, strlen(mono));
             if (key_len == 0 || encode_create(&args, "benchapp", mono) != 0) {
                 return 2;
