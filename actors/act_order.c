@@ -137,11 +137,13 @@ bool act_order_mono_valid(const char *s, size_t len)
     if (len < 1 || len > ACT_ORDER_MONO_BYTES_MAX) {
         return false;
     }
+    /* WeChat's out_trade_no alphabet plus '.': [0-9A-Za-z_|*@.-], one bit per byte value.
+     * '/' is excluded, so it splits the key. A bitmap, not a chain of comparisons: every order
+     * is checked four times on its way in (~350 instructions each for 20 bytes before). */
+    static const uint64_t allowed[4] = {0x03ff640000000000ull, 0x17fffffe87ffffffull, 0, 0};
     for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        /* WeChat's out_trade_no alphabet plus '.'; '/' is excluded, so it splits the key. */
-        if (!order_is_alnum(c) && c != '_' && c != '-' && c != '|' && c != '*' && c != '@' &&
-            c != '.') {
+        uint8_t c = (uint8_t)s[i];
+        if (((allowed[c >> 6] >> (c & 63u)) & 1u) == 0) {
             return false;
         }
     }

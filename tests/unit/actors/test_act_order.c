@@ -1318,9 +1318,29 @@ static void key_helpers(void **state)
     assert_false(t->ops[ACT_ORDER_CREATE].readonly);
 }
 
+/* The merchant order number alphabet, byte by byte against the rule written out: WeChat's
+ * out_trade_no characters ([0-9A-Za-z_|*@-]) plus '.', nothing else (not '/', not NUL, no
+ * byte >= 0x80); and the length bounds. */
+static void mono_alphabet_is_exact(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        char s[3] = {'a', (char)c, 'b'};
+        bool want = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                    c == '_' || c == '-' || c == '|' || c == '*' || c == '@' || c == '.';
+        assert_int_equal(act_order_mono_valid(s, sizeof(s)), want);
+    }
+    char longest[ACT_ORDER_MONO_BYTES_MAX + 1];
+    memset(longest, '7', sizeof(longest));
+    assert_true(act_order_mono_valid(longest, ACT_ORDER_MONO_BYTES_MAX));
+    assert_false(act_order_mono_valid(longest, ACT_ORDER_MONO_BYTES_MAX + 1));
+    assert_false(act_order_mono_valid(longest, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mono_alphabet_is_exact),
         cmocka_unit_test_setup_teardown(create_new_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(create_all_fields, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(create_is_idempotent, fx_setup, fx_teardown),
