@@ -11,6 +11,7 @@
 
 #include "act_app.h"
 #include "act_registry.h"
+#include "actor_engine.h"
 #include "mem_store.h"
 #include "rt_engine.h"
 #include "rt_error.h"
@@ -19,36 +20,6 @@
 
 #define SECRET "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define PEM    "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
-
-struct fixture {
-    struct mem_store *mem;
-    struct rt_registry registry;
-    struct rt_engine engine;
-    struct rt_batch_builder builder;
-    uint64_t index;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-    memset(&f, 0, sizeof(f));
-    f.mem = mem_store_new();
-    assert_int_equal(act_registry_init(&f.registry), 0);
-    struct rt_engine_config c = {0, 1, &f.registry, mem_store_store(f.mem), NULL};
-    assert_int_equal(rt_engine_init(&f.engine, &c), 0);
-    rt_batch_builder_init(&f.builder, RT_BATCH_BYTES_MAX);
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    rt_batch_builder_free(&f->builder);
-    rt_engine_free(&f->engine);
-    mem_store_free(f->mem);
-    return 0;
-}
 
 static struct rt_command app_command(const char *app, uint8_t op, const struct rt_buf *args)
 {
@@ -62,22 +33,28 @@ static struct rt_command app_command(const char *app, uint8_t op, const struct r
     return c;
 }
 
-static int create(struct fixture *f, const char *app, const char *pem)
+/* The four fields of an app besides its keys (and, stored, "v" and created_at). */
+static void write_profile(struct rt_mp_writer *w, const char *app, const char *channel)
+{
+    rt_mp_write_cstr(w, "app_id");
+    rt_mp_write_cstr(w, app);
+    rt_mp_write_cstr(w, "name");
+    rt_mp_write_cstr(w, "Shop");
+    rt_mp_write_cstr(w, "notify_url");
+    rt_mp_write_cstr(w, "https://shop.example/notify");
+    rt_mp_write_cstr(w, "channels");
+    rt_mp_write_array(w, 1);
+    rt_mp_write_cstr(w, channel);
+}
+
+static int create(struct actor_engine *f, const char *app, const char *pem)
 {
     struct rt_buf args;
     rt_buf_init(&args, 8192);
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, &args);
     rt_mp_write_map(&w, pem != NULL ? 6 : 5);
-    rt_mp_write_cstr(&w, "app_id");
-    rt_mp_write_cstr(&w, app);
-    rt_mp_write_cstr(&w, "name");
-    rt_mp_write_cstr(&w, "Shop");
-    rt_mp_write_cstr(&w, "notify_url");
-    rt_mp_write_cstr(&w, "https://shop.example/notify");
-    rt_mp_write_cstr(&w, "channels");
-    rt_mp_write_array(&w, 1);
-    rt_mp_write_cstr(&w, "wechat");
+    write_profile(&w, app, "wechat");
     rt_mp_write_cstr(&w, "secret");
     rt_mp_write_cstr(&w, SECRET);
     if (pem != NULL) {
@@ -86,17 +63,13 @@ static int create(struct fixture *f, const char *app, const char *pem)
     }
     assert_int_equal(rt_mp_writer_error(&w), 0);
     struct rt_command c = app_command(app, ACT_APP_CREATE, &args);
-    assert_int_equal(rt_batch_builder_begin(&f->builder, 1700000000000ull), 0);
-    assert_int_equal(rt_batch_builder_add(&f->builder, &c), 0);
-    size_t len;
-    const uint8_t *data = rt_batch_builder_finish(&f->builder, &len);
-    assert_int_equal(rt_engine_apply(&f->engine, ++f->index, data, len), 0);
+    int code = actor_engine_run(f, &c);
     rt_buf_free(&args);
-    return rt_engine_reply(&f->engine, 0)->code;
+    return code;
 }
 
 /* Query keys of @app; on success check the reply is exactly {secret, public_key}. */
-static int keys(struct fixture *f, const char *app, const char *want_pem)
+static int keys(struct actor_engine *f, const char *app, const char *want_pem)
 {
     struct rt_command c = app_command(app, ACT_APP_KEYS, NULL);
     struct rt_reply reply;
@@ -131,7 +104,7 @@ static int keys(struct fixture *f, const char *app, const char *want_pem)
 
 static void keys_are_the_created_ones(void **state)
 {
-    struct fixture *f = *state;
+    struct actor_engine *f = *state;
     assert_int_equal(keys(f, "shop", NULL), RT_ENOTFOUND);
     assert_int_equal(create(f, "shop", NULL), 0);
     assert_int_equal(create(f, "pk-shop", PEM), 0);
@@ -148,7 +121,7 @@ struct stored {
     bool secret_as_uint;
 };
 
-static void put_stored(struct fixture *f, const char *app, const struct stored *st)
+static void put_stored(struct actor_engine *f, const char *app, const struct stored *st)
 {
     struct rt_buf val;
     rt_buf_init(&val, 8192);
@@ -157,15 +130,7 @@ static void put_stored(struct fixture *f, const char *app, const struct stored *
     rt_mp_write_map(&w, 7 + (st->secret != NULL) + st->secret_twice);
     rt_mp_write_cstr(&w, "v");
     rt_mp_write_uint(&w, 1);
-    rt_mp_write_cstr(&w, "app_id");
-    rt_mp_write_cstr(&w, app);
-    rt_mp_write_cstr(&w, "name");
-    rt_mp_write_cstr(&w, "Shop");
-    rt_mp_write_cstr(&w, "notify_url");
-    rt_mp_write_cstr(&w, "https://shop.example/notify");
-    rt_mp_write_cstr(&w, "channels");
-    rt_mp_write_array(&w, 1);
-    rt_mp_write_cstr(&w, "alipay");
+    write_profile(&w, app, "alipay");
     rt_mp_write_cstr(&w, "public_key");
     rt_mp_write_cstr(&w, st->public_key);
     for (int i = 0; st->secret != NULL && i < 1 + st->secret_twice; i++) {
@@ -192,7 +157,7 @@ static void put_stored(struct fixture *f, const char *app, const struct stored *
  * record that is not one map of one of each is corrupt. */
 static void stored_records_are_checked(void **state)
 {
-    struct fixture *f = *state;
+    struct actor_engine *f = *state;
     struct stored good = {.secret = SECRET, .public_key = PEM};
     put_stored(f, "raw", &good); /* The layout app.create writes: read back as is. */
     assert_int_equal(keys(f, "raw", PEM), 0);
@@ -219,8 +184,10 @@ static void stored_records_are_checked(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(keys_are_the_created_ones, setup, teardown),
-        cmocka_unit_test_setup_teardown(stored_records_are_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(keys_are_the_created_ones, actor_engine_setup,
+                                        actor_engine_teardown),
+        cmocka_unit_test_setup_teardown(stored_records_are_checked, actor_engine_setup,
+                                        actor_engine_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,40 +10,11 @@
 
 #include "act_cluster.h"
 #include "act_registry.h"
+#include "actor_engine.h"
 #include "mem_store.h"
 #include "rt_engine.h"
 #include "rt_error.h"
 #include "rt_mp.h"
-
-struct fixture {
-    struct mem_store *mem;
-    struct rt_registry registry;
-    struct rt_engine engine;
-    struct rt_batch_builder builder;
-    uint64_t index;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-    memset(&f, 0, sizeof(f));
-    f.mem = mem_store_new();
-    assert_int_equal(act_registry_init(&f.registry), 0);
-    struct rt_engine_config c = {0, 1, &f.registry, mem_store_store(f.mem), NULL};
-    assert_int_equal(rt_engine_init(&f.engine, &c), 0);
-    rt_batch_builder_init(&f.builder, RT_BATCH_BYTES_MAX);
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    rt_batch_builder_free(&f->builder);
-    rt_engine_free(&f->engine);
-    mem_store_free(f->mem);
-    return 0;
-}
 
 /* Encode init args for @n nodes starting at id @first; @dup repeats the first id. */
 static void init_args(struct rt_buf *buf, unsigned shards, unsigned n, unsigned first, int dup)
@@ -72,7 +43,7 @@ static void init_args(struct rt_buf *buf, unsigned shards, unsigned n, unsigned 
     assert_int_equal(rt_mp_writer_error(&w), 0);
 }
 
-static int run(struct fixture *f, uint8_t op, const struct rt_buf *args)
+static int run(struct actor_engine *f, uint8_t op, const struct rt_buf *args)
 {
     struct rt_command c = {.origin = RT_ORIGIN_CLIENT,
                            .actor_type = ACT_TYPE_CLUSTER,
@@ -81,17 +52,12 @@ static int run(struct fixture *f, uint8_t op, const struct rt_buf *args)
                            .key_len = 3,
                            .args = args != NULL ? args->data : NULL,
                            .args_len = args != NULL ? (uint32_t)args->len : 0};
-    assert_int_equal(rt_batch_builder_begin(&f->builder, 1700000000000ull), 0);
-    assert_int_equal(rt_batch_builder_add(&f->builder, &c), 0);
-    size_t len;
-    const uint8_t *data = rt_batch_builder_finish(&f->builder, &len);
-    assert_int_equal(rt_engine_apply(&f->engine, ++f->index, data, len), 0);
-    return rt_engine_reply(&f->engine, 0)->code;
+    return actor_engine_run(f, &c);
 }
 
 static void init_is_idempotent_and_conflicts_are_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct actor_engine *f = *state;
     struct rt_buf args;
     rt_buf_init(&args, 4096);
     struct rt_command get = {.origin = RT_ORIGIN_CLIENT,
@@ -119,7 +85,7 @@ static void init_is_idempotent_and_conflicts_are_refused(void **state)
 
 static void bad_maps_are_rejected(void **state)
 {
-    struct fixture *f = *state;
+    struct actor_engine *f = *state;
     struct rt_buf args;
     rt_buf_init(&args, 4096);
     init_args(&args, 16, 3, 1, 1); /* Duplicate node id. */
@@ -141,9 +107,10 @@ static void bad_maps_are_rejected(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(init_is_idempotent_and_conflicts_are_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(bad_maps_are_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(init_is_idempotent_and_conflicts_are_refused,
+                                        actor_engine_setup, actor_engine_teardown),
+        cmocka_unit_test_setup_teardown(bad_maps_are_rejected, actor_engine_setup,
+                                        actor_engine_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,6 +150,8 @@ enum craft_defect {
     CRAFT_TRAILING_BYTE,   /* A stray byte after the last record. */
     CRAFT_APPLIED_WRONG,   /* The applied record says 10, the header 9. */
     CRAFT_APPLIED_SHORT,   /* The applied record is 4 bytes. */
+    CRAFT_APPLIED_12,      /* The applied record is 12 bytes (neither form). */
+    CRAFT_APPLIED_HISTORY, /* Not a defect: the 16-byte record (index | history hash). */
     CRAFT_APPLIED_MISSING, /* Header says 9, no applied record. */
     CRAFT_OUT_OF_ORDER,    /* Two state keys in descending order. */
     CRAFT_DUPLICATE,       /* The same key twice. */
@@ -165,8 +167,12 @@ static void craft_stream(struct stream *s, uint16_t shard, enum craft_defect def
     size_t key_len = rt_key_state(key, shard, 1, (const uint8_t *)"alpha", 5);
     uint8_t key2[RT_KEY_BYTES_MAX];
     size_t key2_len = rt_key_state(key2, shard, 1, (const uint8_t *)"beta", 4);
-    uint8_t applied[8];
-    rt_put_be64(applied, defect == CRAFT_APPLIED_WRONG ? 10 : 9);
+    uint8_t applied[RT_APPLIED_BYTES];
+    rt_applied_encode(applied, defect == CRAFT_APPLIED_WRONG ? 10 : 9, 0x0123456789abcdefull);
+    size_t applied_len = defect == CRAFT_APPLIED_SHORT     ? 4
+                         : defect == CRAFT_APPLIED_12      ? 12
+                         : defect == CRAFT_APPLIED_HISTORY ? RT_APPLIED_BYTES
+                                                           : RT_APPLIED_BYTES_LEGACY;
     uint8_t meta[RT_KEY_BYTES_MAX];
     size_t meta_len = rt_key_meta(meta, shard, "applied");
 
@@ -205,8 +211,7 @@ static void craft_stream(struct stream *s, uint16_t shard, enum craft_defect def
         rt_put_be32(raw + 5 + key_len, 4000);
     }
     if (defect != CRAFT_APPLIED_MISSING) {
-        pos = add_record(raw, pos, RT_CF_META, meta, meta_len, applied,
-                         defect == CRAFT_APPLIED_SHORT ? 4 : 8);
+        pos = add_record(raw, pos, RT_CF_META, meta, meta_len, applied, applied_len);
     }
     if (defect == CRAFT_TRAILING_BYTE) {
         raw[pos++] = 0;
@@ -420,11 +425,22 @@ static void test_crafted_stream_restores(void **state)
 {
     struct fixture *f = *state;
     struct stream s;
-    craft_stream(&s, 3, CRAFT_NONE);
+    craft_stream(&s, 3, CRAFT_NONE); /* The applied index alone, as older nodes send it. */
     assert_int_equal(restore(f->dst, 3, &s), 0);
     struct rt_store *dst = store_rocks_store(f->dst);
-    assert_int_equal(helper_applied(dst, 3), 9);
+    struct rt_applied applied;
+    assert_int_equal(dst->ops->applied(dst, 3, &applied), 0);
+    assert_int_equal(applied.index, 9);
+    assert_false(applied.has_history);
     assert_int_equal(test_store_count(dst, RT_CF_STATE, 3), 2);
+    stream_free(&s);
+    /* The record with the history hash is restored as it came. */
+    craft_stream(&s, 4, CRAFT_APPLIED_HISTORY);
+    assert_int_equal(restore(f->dst, 4, &s), 0);
+    assert_int_equal(dst->ops->applied(dst, 4, &applied), 0);
+    assert_int_equal(applied.index, 9);
+    assert_true(applied.has_history);
+    assert_int_equal(applied.history_hash, 0x0123456789abcdefull);
     stream_free(&s);
 }
 
@@ -532,6 +548,7 @@ static void test_damaged_streams(void **state)
         {CRAFT_TRAILING_BYTE, "stray byte after the records"},
         {CRAFT_APPLIED_WRONG, "applied record disagrees with the header"},
         {CRAFT_APPLIED_SHORT, "applied record of 4 bytes"},
+        {CRAFT_APPLIED_12, "applied record of 12 bytes"},
         {CRAFT_APPLIED_MISSING, "applied record missing"},
         {CRAFT_OUT_OF_ORDER, "records out of order"},
         {CRAFT_DUPLICATE, "duplicate record"},
