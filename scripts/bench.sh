@@ -49,6 +49,11 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
 fi
 payctl="$root/build-release/bin/payctl"
 paybench="$root/build-release/bin/paybench"
+# The host's speed, for reading the table against runs on other hosts: VMs of one machine type
+# have differed by 2x (docs/benchmarks.md, "On a slower host").
+echo "bench: host speed (bench_apply)"
+host_speed=$("$root/build-release/bin/bench_apply" --commands 300000 --batch 64 --dir "$work/apply" \
+  2>/dev/null | sed -n 's/^ *\([0-9]*\) commands\/s.*/\1/p')
 
 # One Payraft cluster: start, create the app, run paybench at every concurrency for each
 # variant ("depth:flags"; the result is stored under NAME/depth/flags).
@@ -151,3 +156,4 @@ for c in $conns; do
   [ "$c" = 1 ] && echo "one sequential client on 3 nodes: p50 ${p50[c3/1/,1]:-?} ms, p99 ${p99[c3/1/,1]:-?} ms"
 done
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "host speed: bench_apply --commands 300000 --batch 64: ${host_speed:-?} commands/s (the host of the targets table in docs/benchmarks.md: 469,000-538,000)"
