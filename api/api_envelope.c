@@ -1109,12 +1109,14 @@ int api_request_encode_pkey(struct rt_buf *out, const struct api_request *req, E
                             struct rt_buf *scratch)
 {
     assert(out != NULL && req != NULL && key != NULL && scratch != NULL);
-    const int type = EVP_PKEY_get_base_id(key);
-    const char *prefix = type == EVP_PKEY_ED25519 ? "ed25519=" : "rsa-sha256=";
-    if ((type != EVP_PKEY_ED25519 && type != EVP_PKEY_RSA) || EVP_PKEY_get_size(key) <= 0 ||
-        (size_t)EVP_PKEY_get_size(key) > API_SIG_BYTES_MAX) {
+    /* The one rule the verifier applies (a key it would refuse signs nothing), which also
+     * bounds the signature to the stack buffer below. */
+    static_assert(API_SIG_RSA_BYTES_MAX <= API_SIG_BYTES_MAX, "an RSA signature fits");
+    if (!api_pubkey_usable(key)) {
         return RT_EINVAL;
     }
+    const int type = EVP_PKEY_get_base_id(key);
+    const char *prefix = type == EVP_PKEY_ED25519 ? "ed25519=" : "rsa-sha256=";
     rt_buf_reset(scratch);
     int rv = api_signing_string(req, scratch);
     if (rv != 0) {

@@ -186,8 +186,8 @@ int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req,
  * key (pure Ed25519 over the signing string), "rsa-sha256=" for an RSA key (PKCS#1 v1.5 over
  * SHA-256), both in base64. What an app that registered a public key sends. The signing string
  * is built in @scratch (reset here; API_FRAME_BYTES_MAX + 256 holds any request's). RT_EINVAL
- * for another type of key or an RSA key above 4096 bits; rt_buf's errors; RT_EINTERNAL if
- * OpenSSL fails. */
+ * for a key api_pubkey_usable refuses (another type, an RSA key outside 2048..4096 bits);
+ * rt_buf's errors; RT_EINTERNAL if OpenSSL fails. */
 int api_request_encode_pkey(struct rt_buf *out, const struct api_request *req, EVP_PKEY *key,
                             struct rt_buf *scratch);
 

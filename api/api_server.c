@@ -55,9 +55,11 @@ struct api_call {
 struct api_app_key {
     uint64_t fp; /* SipHash of the app id; 0 = empty slot. */
     char app[ACT_APP_ID_BYTES_MAX + 1];
-    char secret[ACT_APP_SECRET_HEX_BYTES + 1]; /* hmac's key; all zero when it has none. */
+    char secret[ACT_APP_SECRET_HEX_BYTES]; /* hmac's key (secret_len bytes). */
+    uint32_t secret_len;                   /* 0 when hmac has none. */
     struct api_hmac hmac;
-    char *pem; /* pkey's text, NUL-terminated; NULL when it has none. */
+    char *pem; /* pkey's text (pem_len bytes); NULL when it has none. */
+    uint32_t pem_len;
     EVP_PKEY *pkey;
 };
 
@@ -124,20 +126,24 @@ static struct api_app_key *app_key_slot(struct api_server *server, const char *a
     return slot;
 }
 
-/* @app's prepared HMAC key for @secret (NUL-terminated and zero-padded, as compared whole;
- * 1..ACT_APP_SECRET_HEX_BYTES), or NULL if OpenSSL fails. */
+/* @app's prepared HMAC key for @secret (@len bytes, 1..ACT_APP_SECRET_HEX_BYTES: the keys
+ * reply's view, compared as it is), or NULL if OpenSSL fails. */
 static struct api_hmac *app_key_hmac(struct api_server *server, const char *app, uint64_t fp,
-                                     const char secret[ACT_APP_SECRET_HEX_BYTES + 1])
+                                     const char *secret, uint32_t len)
 {
+    assert(len >= 1 && len <= ACT_APP_SECRET_HEX_BYTES);
     struct api_app_key *slot = app_key_slot(server, app, fp);
-    if (slot->hmac.ctx != NULL && CRYPTO_memcmp(slot->secret, secret, sizeof(slot->secret)) == 0) {
+    if (slot->hmac.ctx != NULL && slot->secret_len == len &&
+        CRYPTO_memcmp(slot->secret, secret, len) == 0) {
         return &slot->hmac;
     }
     api_hmac_free(&slot->hmac);
-    memcpy(slot->secret, secret, sizeof(slot->secret));
-    if (api_hmac_init(&slot->hmac, (const uint8_t *)secret, strlen(secret)) != 0) {
+    slot->secret_len = 0;
+    if (api_hmac_init(&slot->hmac, (const uint8_t *)secret, len) != 0) {
         return NULL;
     }
+    memcpy(slot->secret, secret, len);
+    slot->secret_len = len;
     return &slot->hmac;
 }
 
@@ -168,23 +174,27 @@ static bool public_key_usable(const char *pem, uint32_t len)
     return usable;
 }
 
-/* @app's public key read from @pem (NUL-terminated), or NULL if it cannot be read; either is
- * kept, so a PEM is read once however many requests it checks (an unreadable one too, which
- * only an app created before app.create read its key can hold). The key belongs to the cache:
- * valid until the slot is next taken over or its PEM changes. */
+/* @app's public key read from @pem (@len bytes, 1..ACT_APP_PUBLIC_KEY_BYTES_MAX: the keys
+ * reply's view), or NULL if it cannot be read; either is kept, so a PEM is read once however
+ * many requests it checks (an unreadable one too, which only an app created before app.create
+ * read its key can hold). The key belongs to the cache: valid until the slot is next taken
+ * over or its PEM changes. */
 static EVP_PKEY *app_key_pkey(struct api_server *server, const char *app, uint64_t fp,
-                              const char *pem)
+                              const char *pem, uint32_t len)
 {
+    assert(len >= 1 && len <= ACT_APP_PUBLIC_KEY_BYTES_MAX);
     struct api_app_key *slot = app_key_slot(server, app, fp);
-    if (slot->pem != NULL && strcmp(slot->pem, pem) == 0) {
+    if (slot->pem != NULL && slot->pem_len == len && memcmp(slot->pem, pem, len) == 0) {
         return slot->pkey;
     }
     EVP_PKEY_free(slot->pkey);
     free(slot->pem);
     slot->pkey = NULL;
-    slot->pem = strdup(pem);
+    slot->pem = malloc(len);
+    slot->pem_len = slot->pem != NULL ? len : 0;
     if (slot->pem != NULL) {
-        slot->pkey = pem_public_key(pem, strlen(pem));
+        memcpy(slot->pem, pem, len);
+        slot->pkey = pem_public_key(pem, len);
     }
     return slot->pkey;
 }
@@ -444,8 +454,10 @@ static int server_authenticate(struct api_server *server, const struct api_reque
     if (keys == NULL && cl_node_meta_read(server->node, &cmd, &reply) != 0) {
         return RT_ENOTFOUND;
     }
-    char secret[ACT_APP_SECRET_HEX_BYTES + 1] = {0};
-    char pem[ACT_APP_PUBLIC_KEY_BYTES_MAX + 1] = {0};
+    /* Views into the reply (app.keys checked both against the stored record's rules): no copy,
+     * the cache compares them with what it prepared. */
+    const char *secret = NULL, *pem = NULL;
+    uint32_t secret_len = 0, pem_len = 0;
     struct rt_mp_reader r;
     rt_mp_reader_init(&r, reply.body, reply.body_len);
     uint32_t n;
@@ -465,22 +477,26 @@ static int server_authenticate(struct api_server *server, const struct api_reque
         if (rt_mp_read_str(&r, &v, &vl) != 0) {
             return RT_EINTERNAL;
         }
-        if (rt_mp_key_is(k, kl, "secret") && vl < sizeof(secret)) {
-            memcpy(secret, v, vl);
-        } else if (rt_mp_key_is(k, kl, "public_key") && vl < sizeof(pem)) {
-            memcpy(pem, v, vl);
+        if (rt_mp_key_is(k, kl, "secret") && vl >= 1 && vl <= ACT_APP_SECRET_HEX_BYTES) {
+            secret = v;
+            secret_len = vl;
+        } else if (rt_mp_key_is(k, kl, "public_key") && vl >= 1 &&
+                   vl <= ACT_APP_PUBLIC_KEY_BYTES_MAX) {
+            pem = v;
+            pem_len = vl;
         }
     }
     if (req->sig.scheme == API_SIG_HMAC_SHA256) {
         struct api_hmac *hmac =
-            secret[0] != '\0' ? app_key_hmac(server, auth->app, auth->app_fp, secret) : NULL;
+            secret != NULL ? app_key_hmac(server, auth->app, auth->app_fp, secret, secret_len)
+                           : NULL;
         return hmac != NULL && api_envelope_verify_hmac(req, hmac) == 0 ? 0 : RT_EUNAUTH;
     }
-    if (pem[0] == '\0') {
+    if (pem == NULL) {
         *reason = "this app has no public key: sign with hmac-sha256";
         return RT_EUNAUTH;
     }
-    EVP_PKEY *key = app_key_pkey(server, auth->app, auth->app_fp, pem);
+    EVP_PKEY *key = app_key_pkey(server, auth->app, auth->app_fp, pem, pem_len);
     if (key == NULL) {
         *reason = "the app's public key cannot be read";
         return RT_EUNAUTH;
@@ -1002,9 +1018,10 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     }
     server->loop = loop;
     server->node = node;
-    if (api_hmac_init(&server->admin_hmac, config->admin_secret, config->admin_secret_len) != 0) {
+    int rv = api_hmac_init(&server->admin_hmac, config->admin_secret, config->admin_secret_len);
+    if (rv != 0) {
         free(server);
-        return RT_ENOMEM;
+        return rv; /* RT_EINVAL for an empty admin secret; OpenSSL's failures. */
     }
     server->app_rate = config->app_rate;
     rt_clock_init_system(&server->clock);
@@ -1020,7 +1037,7 @@ int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_ser
     }
     uv_tcp_init(loop, &server->listener);
     server->listener.data = server;
-    int rv = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);
+    rv = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);
     if (rv == 0) {
         rv = uv_listen((uv_stream_t *)&server->listener, 511, on_connection);
     }

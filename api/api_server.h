@@ -52,7 +52,8 @@ struct api_server_config {
 
 struct api_server;
 
-/* Listen on config->addr. RT_EINVAL (bad address), RT_EIO (port in use: logged). */
+/* Listen on config->addr. RT_EINVAL (bad address, or an empty admin secret), RT_EIO (port in
+ * use: logged), RT_ENOMEM or RT_EINTERNAL. */
 int api_server_start(uv_loop_t *loop, struct cl_node *node, const struct api_server_config *config,
                      struct api_server **out);
 /* Stop accepting, close every connection (replies still owed are dropped), then call @cb. The

@@ -45,8 +45,10 @@
 #define CTL_JSON_INDENT 2u
 /* Field values: no v1 field is longer than a 4 KiB public key. */
 #define CTL_VALUE_BYTES_MAX 4096u
-/* act_app.h: ACT_APP_PUBLIC_KEY_BYTES_MAX. */
+/* act_app.h: ACT_APP_PUBLIC_KEY_BYTES_MAX. A file field's contents are read into a value
+ * buffer, so no file field may be longer than a value. */
 #define CTL_PUBLIC_KEY_BYTES_MAX 4096u
+static_assert(CTL_PUBLIC_KEY_BYTES_MAX <= CTL_VALUE_BYTES_MAX, "a public key fits a value");
 /* Fields one verb takes. */
 #define CTL_FIELDS_MAX 12u
 /* PAYRAFT_PORT_BASE bounds, as scripts/cluster.sh checks them. */
@@ -694,6 +696,7 @@ static int build_body(const struct verb *v, int argc, char **argv, int i, struct
             }
         } else if (fd->kind == FK_FILE) {
             static char contents[CTL_VALUE_BYTES_MAX + 1];
+            assert(fd->len_max <= CTL_VALUE_BYTES_MAX); /* read_small_file writes len_max + 1. */
             size_t n = 0;
             int rv = read_small_file(value, contents, fd->len_max, &n);
             if (rv != 0) {

@@ -152,8 +152,9 @@ struct pr_client; /* Opaque. */
 /* Create a client for @servers ("host:port,host:port"; copied) acting as @app (NUL-terminated,
  * copied) with the HMAC key @secret (@secret_len bytes: the secret's ASCII exactly as app.create
  * returned it or as the admin secret file holds it, surrounding white space removed; not kept:
- * the client keeps the HMAC state prepared from it, wiped from memory by pr_client_free). @opts NULL means the defaults
- * (pr_client_options_init); it is copied. Connects lazily, at the first request.
+ * the client keeps the HMAC state prepared from it, wiped from memory by pr_client_free).
+ * @opts NULL means the defaults (pr_client_options_init); it is copied. Connects lazily, at the
+ * first request.
  * Returns 0 and *out; PR_EINVAL for a malformed server list, app id, empty or too long secret,
  * or an option out of range; PR_ENOMEM; PR_ESYS if no random seed could be drawn. */
 int pr_client_new(const char *servers, const char *app, const uint8_t *secret, size_t secret_len,

@@ -344,8 +344,7 @@ static void authentication_errors(void **state)
     rt_buf_free(&body);
 }
 
-/* A fresh Ed25519 key pair, and its public half as PEM in @pem. */
-/* The public half of @key as PEM, into @pem. */
+/* The public half of @key as PEM, into @pem (whole: a PEM cut short by @cap fails here). */
 static void public_pem(EVP_PKEY *key, char *pem, size_t cap)
 {
     BIO *bio = BIO_new(BIO_s_mem());
@@ -353,6 +352,7 @@ static void public_pem(EVP_PKEY *key, char *pem, size_t cap)
     assert_int_equal(PEM_write_bio_PUBKEY(bio, key), 1);
     int n = BIO_read(bio, pem, (int)cap - 1);
     assert_true(n > 0);
+    assert_int_equal(BIO_pending(bio), 0);
     pem[n] = '\0';
     BIO_free(bio);
 }

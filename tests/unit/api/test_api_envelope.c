@@ -1203,6 +1203,12 @@ static void test_encode_pkey(void **state)
     assert_int_equal(api_request_encode_pkey(&out, &r, ec, &scratch), RT_EINVAL);
     assert_int_equal(out.len, 0);
     EVP_PKEY_free(ec);
+    /* Nor an RSA key the verifier would refuse (api_pubkey_usable: 2048..4096 bits). */
+    EVP_PKEY *small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    assert_non_null(small);
+    assert_int_equal(api_request_encode_pkey(&out, &r, small, &scratch), RT_EINVAL);
+    assert_int_equal(out.len, 0);
+    EVP_PKEY_free(small);
     EVP_PKEY_free(keys[0]);
     EVP_PKEY_free(keys[1]);
     rt_buf_free(&scratch);
