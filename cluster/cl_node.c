@@ -1200,6 +1200,13 @@ int cl_node_meta_read(struct cl_node *node, const struct rt_command *cmd, struct
     return rt_engine_query(&meta->fsm.engine, cmd, node_now(node), reply);
 }
 
+struct cl_meta_state cl_node_meta_state(struct cl_node *node)
+{
+    assert(node != NULL);
+    const struct rt_engine *engine = &node->groups[node->config.shard_count].fsm.engine;
+    return (struct cl_meta_state){rt_engine_applied_index(engine), rt_engine_history_hash(engine)};
+}
+
 /* ---- Requests from other nodes ---- */
 
 static void remote_reply(void *arg, int code, const uint8_t *body, size_t body_len, const char *msg)

@@ -27,6 +27,7 @@
 #ifndef CL_NODE_H
 #define CL_NODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -138,6 +139,21 @@ int cl_node_query_to(struct cl_node *node, const struct cl_target *target,
 /* Read the meta group on this replica, synchronously (apps' keys for request verification:
  * every node replicates the meta group). The reply is valid until the next meta apply. */
 int cl_node_meta_read(struct cl_node *node, const struct rt_command *cmd, struct rt_reply *reply);
+
+/* Where this replica of the meta group stands: its applied index and history hash. Equal
+ * states mean the same entries applied (rt_engine.h, history), so what a cl_node_meta_read
+ * answered holds for as long as the state is equal to the one it was read at; applying an
+ * entry or installing a snapshot changes it. */
+struct cl_meta_state {
+    uint64_t applied_index;
+    uint64_t history_hash;
+};
+struct cl_meta_state cl_node_meta_state(struct cl_node *node);
+
+static inline bool cl_meta_state_equal(const struct cl_meta_state *a, const struct cl_meta_state *b)
+{
+    return a->applied_index == b->applied_index && a->history_hash == b->history_hash;
+}
 
 /* Append the status document (CONTRACT "GET /status": node_id, cluster_id, nodes, shards, and
  * more) to @w as one msgpack map. */

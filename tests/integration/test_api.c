@@ -344,6 +344,50 @@ static void authentication_errors(void **state)
     rt_buf_free(&body);
 }
 
+/* More apps than a node keeps verification keys for (API_APP_KEY_SLOTS, 64), so that apps share
+ * slots and take them over from each other, while the meta group stands still between rounds
+ * (a slot then answers without reading the app again). Through every node, each app's own
+ * secret is accepted and its neighbour's, under its name, refused: a slot never verifies one
+ * app's request with another's key, however the apps interleave. */
+#define MANY_APPS 80
+
+static void many_apps_share_key_slots(void **state)
+{
+    (void)state;
+    static struct app apps[MANY_APPS];
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 1, 5000));
+    for (unsigned i = 0; i < MANY_APPS; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "slot-app-%u", i);
+        create_app(&c, &apps[i], id);
+    }
+    itest_close(&c);
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    one_str_body(&body, "merchant_order_no", "never-made");
+    for (unsigned node = 1; node <= NODES; node++) {
+        assert_true(itest_connect(&c, &cluster, node, 5000));
+        for (unsigned round = 0; round < 2; round++) {
+            for (unsigned i = 0; i < MANY_APPS; i++) {
+                /* Signed right: through to the order's shard, which has no such order. */
+                call(&c, &apps[i].sign, "order.get", &body, &reply);
+                assert_string_equal(reply.code, "NOT_FOUND");
+                struct itest_sign wrong = apps[i].sign;
+                wrong.secret = (const uint8_t *)apps[(i + 1) % MANY_APPS].secret;
+                assert_true(
+                    itest_call_as(&c, &wrong, "order.get", body.data, body.len, &reply, CALL_MS));
+                assert_string_equal(reply.code, "UNAUTHENTICATED");
+            }
+        }
+        itest_close(&c);
+    }
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+}
+
 /* The public half of @key as PEM, into @pem (whole: a PEM cut short by @cap fails here). */
 static void public_pem(EVP_PKEY *key, char *pem, size_t cap)
 {
@@ -547,6 +591,7 @@ int main(void)
         cmocka_unit_test(admin_acts_for_new_and_unknown_apps),
         cmocka_unit_test(authentication_errors),
         cmocka_unit_test(public_key_apps),
+        cmocka_unit_test(many_apps_share_key_slots),
         cmocka_unit_test(pipelined_requests_all_answered),
         cmocka_unit_test(rate_limit),
         cmocka_unit_test(oversized_frame),
