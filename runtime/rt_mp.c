@@ -383,20 +383,36 @@ static int mp_skip(const uint8_t *p, const uint8_t *end, const uint8_t **out)
     uint64_t owed[RT_MP_DEPTH_MAX]; /* owed[d]: values left in the container open at depth d. */
     size_t depth = 0;               /* Containers open. */
     do {
-        struct mp_head h;
-        int rv = mp_head(p, end, &h);
-        if (rv != 0) {
-            return rv;
+        if (p == end) {
+            return RT_EMALFORMED;
         }
-        assert(h.head_bytes + h.body_bytes <= (size_t)(end - p));
-        p += h.head_bytes + h.body_bytes;
-        if (h.type == RT_MP_ARRAY || h.type == RT_MP_MAP) {
-            if (depth == RT_MP_DEPTH_MAX) {
-                return RT_EMALFORMED; /* One container more than the limit, even if empty. */
+        /* The one-byte heads (fixints, nil, booleans, fixstr) are most of what requests,
+         * replies and states hold: handled here, they skip mp_head's general decoding. */
+        const uint8_t tag = *p;
+        if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3) {
+            p++;
+        } else if (tag >= 0xa0 && tag <= 0xbf) { /* fixstr */
+            const size_t body = tag & 0x1fu;
+            if (body >= (size_t)(end - p)) {
+                return RT_EMALFORMED; /* Truncated inside the string. */
             }
-            if (h.elements > 0) {
-                owed[depth++] = h.elements;
-                continue; /* The value ends after its last element. */
+            p += 1 + body;
+        } else {
+            struct mp_head h;
+            int rv = mp_head(p, end, &h);
+            if (rv != 0) {
+                return rv;
+            }
+            assert(h.head_bytes + h.body_bytes <= (size_t)(end - p));
+            p += h.head_bytes + h.body_bytes;
+            if (h.type == RT_MP_ARRAY || h.type == RT_MP_MAP) {
+                if (depth == RT_MP_DEPTH_MAX) {
+                    return RT_EMALFORMED; /* One container more than the limit, even if empty. */
+                }
+                if (h.elements > 0) {
+                    owed[depth++] = h.elements;
+                    continue; /* The value ends after its last element. */
+                }
             }
         }
         /* One value is complete: it pays one element of the innermost open container, which
