@@ -272,7 +272,7 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
      * after it (point-in-time recovery would), which raft may have counted in a quorum. */
     rocksdb_options_set_wal_recovery_mode(log->options,
                                           rocksdb_tolerate_corrupted_tail_records_recovery);
-    rocksdb_options_set_write_buffer_size(
+    store_rocks_memtable_options(
         log->options, write_buffer_bytes != 0 ? write_buffer_bytes : CL_RAFTLOG_WRITE_BUFFER_BYTES);
     /* Entries are small msgpack batches that live a few seconds: not worth compressing. */
     rocksdb_options_set_compression(log->options, rocksdb_no_compression);

@@ -37,6 +37,19 @@ struct rocksdb_column_family_handle_t;
  * it measured: store_rocks.c. */
 void store_rocks_background_options(struct rocksdb_options_t *options);
 
+/* Memtable arena blocks of this size, for memtables of at least 8 blocks: malloc maps each as
+ * exactly 2 MiB (the block, its 16-byte header, rounded up to a page; payd keeps malloc's mmap
+ * threshold below it), which Linux places on a 2 MiB boundary. With transparent huge pages
+ * asked for (payd starts with glibc.malloc.hugetlb=1, docs/operations.md) a block is then one
+ * huge page, faulted in once instead of 512 times. RocksDB's own choice (1 MiB) maps 1 MiB and
+ * a page, which no huge page fits. */
+#define STORE_ARENA_BLOCK_BYTES (2u * 1024u * 1024u - 4096u)
+
+/* Memtables of @write_buffer_bytes, in blocks of STORE_ARENA_BLOCK_BYTES when they are large
+ * enough (RocksDB's block size, an eighth of the memtable, otherwise). For every RocksDB
+ * database of a node (this module, cl_raftlog). */
+void store_rocks_memtable_options(struct rocksdb_options_t *options, size_t write_buffer_bytes);
+
 void store_rocks_options_default(struct store_rocks_options *options);
 /* Open (or create) the database at @path. RT_EIO with the reason logged (a path that is not
  * a Payraft database, a database another process holds, a disk error). */
