@@ -3,6 +3,7 @@
  * errors, isolation between apps, pipelining. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -388,6 +389,47 @@ static void many_apps_share_key_slots(void **state)
     rt_buf_free(&body);
 }
 
+/* Read up to @cap - 1 bytes of /proc/@pid/@what into @out (NUL-terminated; NULs inside, as in
+ * environ, are kept). Returns the length. */
+static size_t proc_read(long pid, const char *what, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/%s", pid, what);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    return n;
+}
+
+/* payd starts itself again with malloc's huge pages asked for (docs/operations.md): every
+ * node runs with glibc.malloc.hugetlb in its environment, under its own name. */
+static void nodes_run_with_huge_pages(void **state)
+{
+    (void)state;
+    for (unsigned node = 1; node <= NODES; node++) {
+        char path[600], text[64];
+        snprintf(path, sizeof(path), "%s/node%u/payd.pid", cluster.dir, node);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        long pid = 0;
+        assert_int_equal(fscanf(f, "%ld", &pid), 1);
+        fclose(f);
+        proc_read(pid, "comm", text, sizeof(text));
+        assert_string_equal(text, "payd\n");
+        static char environ_text[65536];
+        size_t n = proc_read(pid, "environ", environ_text, sizeof(environ_text));
+        bool found = false;
+        for (size_t at = 0; at < n; at += strlen(environ_text + at) + 1) {
+            const char *var = environ_text + at;
+            found |= strncmp(var, "GLIBC_TUNABLES=", 15) == 0 &&
+                     strstr(var, "glibc.malloc.hugetlb=") != NULL;
+        }
+        assert_true(found);
+    }
+}
+
 /* The public half of @key as PEM, into @pem (whole: a PEM cut short by @cap fails here). */
 static void public_pem(EVP_PKEY *key, char *pem, size_t cap)
 {
@@ -592,6 +634,7 @@ int main(void)
         cmocka_unit_test(authentication_errors),
         cmocka_unit_test(public_key_apps),
         cmocka_unit_test(many_apps_share_key_slots),
+        cmocka_unit_test(nodes_run_with_huge_pages),
         cmocka_unit_test(pipelined_requests_all_answered),
         cmocka_unit_test(rate_limit),
         cmocka_unit_test(oversized_frame),
