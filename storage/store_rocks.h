@@ -46,8 +46,8 @@ void store_rocks_background_options(struct rocksdb_options_t *options);
 #define STORE_ARENA_BLOCK_BYTES (2u * 1024u * 1024u - 4096u)
 
 /* Memtables of @write_buffer_bytes, in blocks of STORE_ARENA_BLOCK_BYTES when they are large
- * enough (RocksDB's block size, an eighth of the memtable, otherwise). For every RocksDB
- * database of a node (this module, cl_raftlog). */
+ * enough (otherwise RocksDB's block size: an eighth of the memtable, at most 1 MiB). For every
+ * RocksDB database of a node (this module, cl_raftlog). */
 void store_rocks_memtable_options(struct rocksdb_options_t *options, size_t write_buffer_bytes);
 
 void store_rocks_options_default(struct store_rocks_options *options);

@@ -729,12 +729,30 @@ static void test_open_locked(void **state)
     test_rmdir(dir);
 }
 
+/* A memtable block, with glibc's 16-byte chunk header, rounded up to a page, is exactly one
+ * 2 MiB huge page (store_rocks.h); only memtables of 8 blocks or more get such blocks. */
+static void test_memtable_blocks_fit_a_huge_page(void **state)
+{
+    (void)state;
+    const size_t page = 4096, huge = 2u * 1024u * 1024u, malloc_header = 16;
+    assert_int_equal((STORE_ARENA_BLOCK_BYTES + malloc_header + page - 1) / page * page, huge);
+    assert_int_equal(STORE_ARENA_BLOCK_BYTES % 16, 0); /* RocksDB keeps it as it is. */
+    rocksdb_options_t *options = rocksdb_options_create();
+    size_t rocksdb_default = rocksdb_options_get_arena_block_size(options);
+    store_rocks_memtable_options(options, 1u << 20); /* The meta group's. */
+    assert_int_equal(rocksdb_options_get_arena_block_size(options), rocksdb_default);
+    store_rocks_memtable_options(options, 16u << 20); /* The shards' and the raft log's. */
+    assert_int_equal(rocksdb_options_get_arena_block_size(options), STORE_ARENA_BLOCK_BYTES);
+    rocksdb_options_destroy(options);
+}
+
 int main(void)
 {
     rt_log_set_level(RT_LOG_WARN); /* PAYRAFT_LOG_LEVEL=info shows the opens and drops. */
     rt_log_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_create),
+        cmocka_unit_test(test_memtable_blocks_fit_a_huge_page),
         cmocka_unit_test_setup_teardown(test_put_get_delete_every_cf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_many, setup, teardown),
