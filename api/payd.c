@@ -423,7 +423,8 @@ int main(int argc, char **argv)
         uv_timer_start(&payd.trim, on_trim, PAYD_TRIM_MS, PAYD_TRIM_MS);
     }
     uv_unref((uv_handle_t *)&payd.trim); /* Never what keeps the process running. */
-    RT_INFO("payd %" PRIu64 " serving: api %s, peer %s", node_id, api, peer);
+    RT_INFO("payd %" PRIu64 " serving: api %s, peer %s; malloc's huge pages %s", node_id, api, peer,
+            malloc_huge_pages() ? "on" : "off (and freed memory trimmed every 10 s)");
     uv_run(payd.loop, UV_RUN_DEFAULT);
     uv_walk(payd.loop, close_walk_cb, NULL);
     uv_run(payd.loop, UV_RUN_DEFAULT);
