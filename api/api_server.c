@@ -164,15 +164,13 @@ static bool public_key_usable(const char *pem, uint32_t len)
 
 /* Make @slot mirror the app's @secret and @pem (views into a keys reply, each NULL when the app
  * has none; lengths checked by the reply's reader): what is unchanged is kept, a changed secret
- * is prepared again, and a changed PEM is kept to be read at the next public-key request. The
- * slot is no longer current (the caller marks it). 0, or RT_ENOMEM (the slot then holds
- * neither, and no request is verified with it). */
+ * is prepared again, and a changed PEM is kept to be read at the next public-key request. 0, or
+ * RT_ENOMEM: the slot is then emptied (app_key_clear), and the next request fills it again. */
 static int app_key_mirror(struct api_app_key *slot, const char *secret, uint32_t secret_len,
                           const char *pem, uint32_t pem_len)
 {
     assert(secret == NULL || (secret_len >= 1 && secret_len <= ACT_APP_SECRET_HEX_BYTES));
     assert(pem == NULL || (pem_len >= 1 && pem_len <= ACT_APP_PUBLIC_KEY_BYTES_MAX));
-    slot->current = false;
     bool secret_same = secret != NULL ? slot->secret_len == secret_len &&
                                             CRYPTO_memcmp(slot->secret, secret, secret_len) == 0
                                       : slot->secret_len == 0;
@@ -181,6 +179,7 @@ static int app_key_mirror(struct api_app_key *slot, const char *secret, uint32_t
         slot->secret_len = 0;
         if (secret != NULL) {
             if (api_hmac_init(&slot->hmac, (const uint8_t *)secret, secret_len) != 0) {
+                app_key_clear(slot);
                 return RT_ENOMEM;
             }
             memcpy(slot->secret, secret, secret_len);
@@ -199,8 +198,7 @@ static int app_key_mirror(struct api_app_key *slot, const char *secret, uint32_t
         slot->pem_len = 0;
         if (pem != NULL) {
             if ((slot->pem = malloc(pem_len)) == NULL) {
-                api_hmac_free(&slot->hmac);
-                slot->secret_len = 0;
+                app_key_clear(slot);
                 return RT_ENOMEM;
             }
             memcpy(slot->pem, pem, pem_len);
@@ -459,7 +457,6 @@ static int app_key_refresh(struct api_server *server, struct api_app_key *slot,
                              .key = (const uint8_t *)req->app,
                              .key_len = req->app_len};
     struct rt_reply reply = {.body = keys, .body_len = (uint32_t)keys_len};
-    slot->current = false;
     if (keys == NULL && cl_node_meta_read(server->node, &cmd, &reply) != 0) {
         return RT_ENOTFOUND;
     }
@@ -522,6 +519,7 @@ static int server_authenticate(struct api_server *server, const struct api_reque
     struct api_app_key *slot = app_key_slot(server, auth->app, auth->app_fp);
     struct cl_meta_state meta = cl_node_meta_state(server->node);
     if (keys != NULL || !slot->current || !cl_meta_state_equal(&slot->meta_state, &meta)) {
+        slot->current = false;
         int rv = app_key_refresh(server, slot, req, keys, keys_len);
         if (rv != 0) {
             *reason = NULL; /* Not the signature's fault. */

@@ -46,6 +46,10 @@
  * it maps, and the longest GLIBC_TUNABLES payd extends with it. */
 #define PAYD_HUGE_PAGES_TUNABLE "glibc.malloc.hugetlb"
 #define PAYD_TUNABLES_BYTES_MAX 1024u
+/* The kernel's transparent huge page mode, e.g. "always [madvise] never" (read up to
+ * PAYD_THP_MODE_BYTES_MAX - 1 bytes). */
+#define PAYD_THP_MODE_FILE      "/sys/kernel/mm/transparent_hugepage/enabled"
+#define PAYD_THP_MODE_BYTES_MAX 128u
 /* --snapshot-bytes: raft log bytes per group before a snapshot (cl_fsm.h, Snapshots). Below
  * 64 KiB snapshots would run almost every entry; above 1 GiB the log alone could fill memory. */
 #define PAYD_SNAPSHOT_BYTES_MIN (64u * 1024u)
@@ -244,18 +248,35 @@ static void on_node_fatal(void *arg)
  * take every thread from raft. */
 #define PAYD_THREADPOOL_SIZE "8"
 
+/* Whether the kernel gives transparent huge pages to memory that asks for them: its mode
+ * (PAYD_THP_MODE_FILE) is "always" or "madvise", not "never", and the file is there at all.
+ * Without them, asking is pointless and the periodic trim should stay. */
+static bool kernel_huge_pages(void)
+{
+    char mode[PAYD_THP_MODE_BYTES_MAX];
+    FILE *f = fopen(PAYD_THP_MODE_FILE, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(mode, 1, sizeof(mode) - 1, f);
+    fclose(f);
+    mode[n] = '\0';
+    return strstr(mode, "[always]") != NULL || strstr(mode, "[madvise]") != NULL;
+}
+
 /* Start payd again with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES, which glibc reads
  * only when a program starts. RocksDB's memtable blocks are then huge pages
  * (STORE_ARENA_BLOCK_BYTES, store_rocks.h): 85% fewer page faults and 15-30% more orders/s
  * at saturation on the bench VM, for 10-30 MiB more RSS per node (docs/benchmarks.md,
  * optimisation log). A GLIBC_TUNABLES that already names the tunable is the operator's
  * choice, kept as it is (glibc.malloc.hugetlb=0 turns huge pages off); it is also what stops
- * a second start. If the start fails, payd carries on as it is. Returns when payd goes on in
- * this process. */
+ * a second start. Nothing is done when the kernel gives no huge pages (kernel_huge_pages). If
+ * the start fails, payd carries on as it is. Returns when payd goes on in this process. */
 static void payd_exec_with_huge_pages(char **argv)
 {
     const char *tunables = getenv("GLIBC_TUNABLES");
-    if (tunables != NULL && strstr(tunables, PAYD_HUGE_PAGES_TUNABLE) != NULL) {
+    if ((tunables != NULL && strstr(tunables, PAYD_HUGE_PAGES_TUNABLE) != NULL) ||
+        !kernel_huge_pages()) {
         return;
     }
     char value[PAYD_TUNABLES_BYTES_MAX];
@@ -277,13 +298,13 @@ static void payd_exec_with_huge_pages(char **argv)
             PAYD_HUGE_PAGES_TUNABLE, strerror(errno));
 }
 
-/* Whether malloc asks for transparent huge pages: GLIBC_TUNABLES names glibc.malloc.hugetlb
- * with a value other than 0. */
+/* Whether malloc's memory is in huge pages: GLIBC_TUNABLES names glibc.malloc.hugetlb with a
+ * value other than 0, and the kernel gives them (kernel_huge_pages). */
 static bool malloc_huge_pages(void)
 {
     const char *tunables = getenv("GLIBC_TUNABLES");
     const char *at = tunables != NULL ? strstr(tunables, PAYD_HUGE_PAGES_TUNABLE "=") : NULL;
-    return at != NULL && at[sizeof(PAYD_HUGE_PAGES_TUNABLE "=") - 1] != '0';
+    return at != NULL && at[sizeof(PAYD_HUGE_PAGES_TUNABLE "=") - 1] != '0' && kernel_huge_pages();
 }
 
 int main(int argc, char **argv)
