@@ -44,9 +44,7 @@
 #define STORE_BLOOM_BITS_PER_KEY 10.0
 /* Flush and compaction threads: the node's loop thread does the writes; two background jobs
  * keep up with one writer without competing with raft and the loop for cores. */
-/* Share of the write buffer given to its bloom filter. */
-#define STORE_MEMTABLE_BLOOM_RATIO 0.05
-#define STORE_BACKGROUND_JOBS      2
+#define STORE_BACKGROUND_JOBS 2
 /* Sorted runs (universal compaction) that trigger a merge; see store_options_create. */
 #define STORE_SORTED_RUNS_TRIGGER 8
 /* RocksDB's own LOG files in the database directory: bounded so they cannot fill the disk. */
@@ -613,9 +611,44 @@ void store_rocks_memtable_options(rocksdb_options_t *options, size_t write_buffe
     }
 }
 
-/* The database and column family options (one set shared by every family). */
+/* A block-based table factory for @options over @cache, with bloom filters in its files or
+ * without. */
+static void store_table_options(rocksdb_options_t *options, rocksdb_cache_t *cache, bool filters)
+{
+    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(table, cache);
+    if (filters) {
+        /* The table options take ownership of the filter policy. */
+        rocksdb_block_based_options_set_filter_policy(
+            table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+    }
+    /* Index and filter blocks stay outside the block cache (RocksDB's default): in it, a
+     * 32 MiB cache lost them to data blocks as the data grew, and every lookup of a new key
+     * read a filter block back (a third of the throughput after 500k orders; docs/benchmarks.md
+     * optimisation log). Their memory grows with the data, about 1.5 bytes per key. */
+    rocksdb_options_set_block_based_table_factory(options, table);
+    /* The factory holds its own references to the cache and filter: drop our wrapper. */
+    rocksdb_block_based_options_destroy(table);
+}
+
+/* True for the column families (as opened: 0 is "default") read by key for keys that are
+ * often absent, where bloom filters answer without a search: state (every new order) and
+ * index (every new id). The others are scanned, or read only for keys that exist (a due
+ * timer, the applied record), where a filter answers "maybe" and saves nothing; without one
+ * they save a memtable filter each (STORE_MEMTABLE_BLOOM_RATIO of the write buffer, zeroed
+ * at every memtable switch, and atomic flush switches every family's at once) and the
+ * filter blocks of their files. */
+static bool store_cf_filtered(int opened_index)
+{
+    return opened_index == RT_CF_STATE + 1 || opened_index == RT_CF_INDEX + 1;
+}
+
+/* The database options, which are also the column family options of the filtered families
+ * (store_cf_filtered); *@unfiltered gets a copy without filters for the others. Both are
+ * the caller's to destroy. */
 static rocksdb_options_t *store_options_create(const struct store_rocks_options *o,
-                                               enum store_path_kind kind)
+                                               enum store_path_kind kind,
+                                               rocksdb_options_t **unfiltered)
 {
     assert(o != NULL);
     assert(kind == STORE_PATH_NEW || kind == STORE_PATH_DB);
@@ -666,20 +699,13 @@ static rocksdb_options_t *store_options_create(const struct store_rocks_options 
     rocksdb_options_set_max_log_file_size(options, STORE_LOG_FILE_BYTES_MAX);
     store_rocks_background_options(options);
 
-    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
+    /* One block cache for every family: the factories hold their own references to it. */
     rocksdb_cache_t *cache = rocksdb_cache_create_lru(cache_bytes);
-    rocksdb_block_based_options_set_block_cache(table, cache);
-    /* The table options take ownership of the filter policy. */
-    rocksdb_block_based_options_set_filter_policy(
-        table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
-    /* Index and filter blocks stay outside the block cache (RocksDB's default): in it, a
-     * 32 MiB cache lost them to data blocks as the data grew, and every lookup of a new key
-     * read a filter block back (a third of the throughput after 500k orders; docs/benchmarks.md
-     * optimisation log). Their memory grows with the data, about 1.5 bytes per key. */
-    rocksdb_options_set_block_based_table_factory(options, table);
-    /* The factory holds its own references to the cache and filter: drop our wrappers. */
+    *unfiltered = rocksdb_options_create_copy(options);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(*unfiltered, 0.0);
+    store_table_options(*unfiltered, cache, false);
+    store_table_options(options, cache, true);
     rocksdb_cache_destroy(cache);
-    rocksdb_block_based_options_destroy(table);
     return options;
 }
 
@@ -704,7 +730,8 @@ int store_rocks_open(const char *path, const struct store_rocks_options *options
     if (db == NULL) {
         return RT_ENOMEM;
     }
-    rocksdb_options_t *db_options = store_options_create(options, kind);
+    rocksdb_options_t *unfiltered = NULL;
+    rocksdb_options_t *db_options = store_options_create(options, kind, &unfiltered);
     if (kind == STORE_PATH_DB) {
         rv = store_check_column_families(db_options, path, names);
         if (rv != 0) {
@@ -714,7 +741,7 @@ int store_rocks_open(const char *path, const struct store_rocks_options *options
     const rocksdb_options_t *cf_options[STORE_CF_TOTAL];
     rocksdb_column_family_handle_t *handles[STORE_CF_TOTAL];
     for (int i = 0; i < STORE_CF_TOTAL; i++) {
-        cf_options[i] = db_options;
+        cf_options[i] = store_cf_filtered(i) ? db_options : unfiltered;
         handles[i] = NULL;
     }
     char *err = NULL;
@@ -733,6 +760,7 @@ int store_rocks_open(const char *path, const struct store_rocks_options *options
         assert(db->cfs[cf] != NULL);
     }
     /* The database copied what it needs from the options. */
+    rocksdb_options_destroy(unfiltered);
     rocksdb_options_destroy(db_options);
 
     /* RocksDB counts every operation in thread-local perf counters by default; nothing reads
@@ -750,6 +778,7 @@ int store_rocks_open(const char *path, const struct store_rocks_options *options
     return 0;
 
 err_free_options:
+    rocksdb_options_destroy(unfiltered);
     rocksdb_options_destroy(db_options);
     free(db);
     return rv;

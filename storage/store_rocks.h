@@ -45,6 +45,10 @@ void store_rocks_background_options(struct rocksdb_options_t *options);
  * a page, which no huge page fits. */
 #define STORE_ARENA_BLOCK_BYTES (2u * 1024u * 1024u - 4096u)
 
+/* Share of a memtable's write buffer given to its bloom filter, in the two column families
+ * that have one (state and index: the ones read for keys that are often absent). */
+#define STORE_MEMTABLE_BLOOM_RATIO 0.05
+
 /* Memtables of @write_buffer_bytes, in blocks of STORE_ARENA_BLOCK_BYTES when they are large
  * enough (otherwise RocksDB's block size: an eighth of the memtable, at most 1 MiB). For every
  * RocksDB database of a node (this module, cl_raftlog). */

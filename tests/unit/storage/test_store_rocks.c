@@ -746,6 +746,35 @@ static void test_memtable_blocks_fit_a_huge_page(void **state)
     rocksdb_options_destroy(options);
 }
 
+/* Only state and index, read for keys that are often absent, have memtable bloom filters
+ * (store_rocks.c, store_cf_filtered): the database's own options file says so per family. */
+static void test_memtable_filters_only_where_read(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("store-rocks-filters");
+    store_rocks_close(helper_open(dir, 0));
+    rocksdb_env_t *env = rocksdb_create_default_env();
+    rocksdb_options_t *db_options = NULL, **cf_options = NULL;
+    char **names = NULL, *err = NULL;
+    size_t count = 0;
+    rocksdb_load_latest_options(dir, env, false, NULL, &db_options, &count, &names, &cf_options,
+                                &err);
+    assert_null(err);
+    assert_int_equal(count, RT_CF_COUNT + 1); /* Ours and "default". */
+    int filtered = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool read_by_key = strcmp(names[i], rt_cf_name(RT_CF_STATE)) == 0 ||
+                           strcmp(names[i], rt_cf_name(RT_CF_INDEX)) == 0;
+        double ratio = rocksdb_options_get_memtable_prefix_bloom_size_ratio(cf_options[i]);
+        assert_true(ratio == (read_by_key ? STORE_MEMTABLE_BLOOM_RATIO : 0.0));
+        filtered += read_by_key;
+    }
+    assert_int_equal(filtered, 2);
+    rocksdb_load_latest_options_destroy(db_options, names, cf_options, count);
+    rocksdb_env_destroy(env);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     rt_log_set_level(RT_LOG_WARN); /* PAYRAFT_LOG_LEVEL=info shows the opens and drops. */
@@ -753,6 +782,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_create),
         cmocka_unit_test(test_memtable_blocks_fit_a_huge_page),
+        cmocka_unit_test(test_memtable_filters_only_where_read),
         cmocka_unit_test_setup_teardown(test_put_get_delete_every_cf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_many, setup, teardown),
