@@ -877,6 +877,7 @@ static void test_lying_counts(void **state)
     const uint8_t fixext16[] = {0xd8, 0x01, 1, 2, 3};
     const uint8_t fixmap[] = {0x82, 0x01, 0x02, 0x03}; /* count 2 <= 3 left, but 4 needed. */
     const uint8_t fixarray[] = {0x93, 0x01, 0x02};
+    const uint8_t fixstr[] = {0xa3, 'a', 'b'}; /* Three bytes claimed, two left. */
     assert_all_fail(array32, sizeof(array32));
     assert_all_fail(map32, sizeof(map32));
     assert_all_fail(array16, sizeof(array16));
@@ -889,6 +890,7 @@ static void test_lying_counts(void **state)
     assert_all_fail(fixext16, sizeof(fixext16));
     assert_all_fail(fixmap, sizeof(fixmap));
     assert_all_fail(fixarray, sizeof(fixarray));
+    assert_all_fail(fixstr, sizeof(fixstr));
 
     /* The checks are exactly at the limit: one more byte makes each header acceptable. */
     const uint8_t fixmap_ok[] = {0x82, 0x01, 0x02, 0x03, 0x04};
@@ -901,6 +903,14 @@ static void test_lying_counts(void **state)
     rt_mp_reader_init(&r, fixarray_ok, sizeof(fixarray_ok));
     assert_int_equal(rt_mp_read_array(&r, &n), 0);
     assert_int_equal(n, 3);
+    const uint8_t fixstr_ok[] = {0xa3, 'a', 'b', 'c'};
+    const char *text = NULL;
+    rt_mp_reader_init(&r, fixstr_ok, sizeof(fixstr_ok));
+    assert_int_equal(rt_mp_peek(&r), RT_MP_STR);
+    assert_int_equal(rt_mp_read_str(&r, &text, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(text, "abc", 3);
+    assert_int_equal(rt_mp_remaining(&r), 0);
     /* A count that fits the bytes left is taken at its word by read_array (the caller reads
      * the elements); only skip and validate see that the elements are not all there. */
     const uint8_t short_elements[] = {0x92, 0xa5, 'a', 'b'};
