@@ -1,10 +1,12 @@
-/* api_envelope: decoding is two passes over a payload that rt_mp_validate has already bounded
- * (every count and length fits the bytes present, nesting is at most RT_MP_DEPTH_MAX):
- *   1. a lenient scan for "v" and "id", so that a version mismatch is reported as such and any
- *      error can echo the client's id;
- *   2. the strict pass: each key is looked up in one table of the eight fields, checked for
+/* api_envelope: decoding is up to two passes over a payload that rt_mp_validate has already
+ * bounded (every count and length fits the bytes present, nesting is at most
+ * RT_MP_DEPTH_MAX):
+ *   1. the strict pass: each key is looked up in one table of the eight fields, checked for
  *      repetition, and its value read with the one type the field takes and checked against
  *      the field's bounds. Missing fields are found at the end, in table order.
+ *   2. only if the strict pass failed, a lenient scan for "v" and "id", so that a version
+ *      mismatch is reported as such and the error can echo the client's id. (A request that
+ *      passes has both, and v is 1: the strict pass checked them.)
  * Both passes are linear in the payload and allocate nothing.
  *
  * Signatures are verified without building the signing string where the algorithm allows
@@ -298,8 +300,8 @@ static int api_reject_plain(struct api_envelope_error *err, int code, const char
     return code;
 }
 
-/* Pass 1 over a validated map: the first "v" and "id" whose values are uints. Never fails:
- * anything unexpected is left to pass 2. */
+/* Pass 2 over a validated map that pass 1 refused: the first "v" and "id" whose values are
+ * uints. Never fails: anything unexpected is what pass 1 reported. */
 static void api_scan_header(const uint8_t *payload, size_t len, bool *v_found, uint64_t *v,
                             bool *id_found, uint64_t *id)
 {
@@ -428,6 +430,47 @@ static int api_decode_field(enum api_field field, struct rt_mp_reader *r, struct
     }
 }
 
+/* Pass 1 over the validated map at @r: every key a known field, once, each value of its
+ * type and within its bounds, none missing. */
+static int api_decode_fields(struct rt_mp_reader *r, struct api_request *req,
+                             struct api_envelope_error *err)
+{
+    assert(r != NULL && req != NULL && err != NULL);
+    uint32_t count = 0;
+    int rv = rt_mp_read_map(r, &count);
+    assert(rv == 0);   /* The caller checked that the payload is a map. */
+    unsigned seen = 0; /* Bit f set once field f was read. */
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key = NULL;
+        uint32_t key_len = 0;
+        if (rt_mp_read_str(r, &key, &key_len) != 0) {
+            return api_reject_plain(err, RT_EINVAL, "request: every key must be a str");
+        }
+        const enum api_field f = api_field_lookup(key, key_len);
+        if (f == API_F_COUNT) {
+            return api_reject_plain(err, RT_EINVAL,
+                                    "request: unknown key (the keys are v, id, op, app, ts, "
+                                    "nonce, body, sig)");
+        }
+        if (seen & (1u << f)) {
+            return api_reject(err, RT_EINVAL, f, "duplicate key");
+        }
+        seen |= 1u << f;
+        rv = api_decode_field(f, r, req, err);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    assert(rt_mp_remaining(r) == 0); /* Validated as exactly one value. */
+    for (enum api_field f = 0; f < API_F_COUNT; f++) {
+        if (!(seen & (1u << f))) {
+            return api_reject(err, RT_EINVAL, f, "missing");
+        }
+    }
+    assert(req->sig.scheme != API_SIG_NONE && req->op_len > 0);
+    return 0;
+}
+
 int api_envelope_decode(const uint8_t *payload, size_t len, struct api_request *req,
                         struct api_envelope_error *err)
 {
@@ -451,47 +494,22 @@ int api_envelope_decode(const uint8_t *payload, size_t len, struct api_request *
         return api_reject_plain(err, RT_EMALFORMED, "request: not a msgpack map");
     }
 
-    bool v_found = false;
-    uint64_t v = 0;
-    api_scan_header(payload, len, &v_found, &v, &err->id_known, &err->id);
-    if (v_found && v != API_PROTOCOL_VERSION) {
-        return api_reject(err, RT_EVERSION, API_F_V,
-                          "unsupported protocol version (this server speaks 1)");
+    int rv = api_decode_fields(&r, req, err);
+    if (rv != 0) {
+        /* Only a request that fails needs pass 2: for the id its error echoes, and so that a
+         * version mismatch is reported as such whatever else pass 1 tripped on first. */
+        bool v_found = false;
+        uint64_t v = 0;
+        api_scan_header(payload, len, &v_found, &v, &err->id_known, &err->id);
+        if (v_found && v != API_PROTOCOL_VERSION) {
+            return api_reject(err, RT_EVERSION, API_F_V,
+                              "unsupported protocol version (this server speaks 1)");
+        }
+        return rv;
     }
-
-    uint32_t count = 0;
-    int rv = rt_mp_read_map(&r, &count);
-    assert(rv == 0);
-    unsigned seen = 0; /* Bit f set once field f was read. */
-    for (uint32_t i = 0; i < count; i++) {
-        const char *key = NULL;
-        uint32_t key_len = 0;
-        if (rt_mp_read_str(&r, &key, &key_len) != 0) {
-            return api_reject_plain(err, RT_EINVAL, "request: every key must be a str");
-        }
-        const enum api_field f = api_field_lookup(key, key_len);
-        if (f == API_F_COUNT) {
-            return api_reject_plain(err, RT_EINVAL,
-                                    "request: unknown key (the keys are v, id, op, app, ts, "
-                                    "nonce, body, sig)");
-        }
-        if (seen & (1u << f)) {
-            return api_reject(err, RT_EINVAL, f, "duplicate key");
-        }
-        seen |= 1u << f;
-        rv = api_decode_field(f, &r, req, err);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    assert(rt_mp_remaining(&r) == 0); /* Validated as exactly one value. */
-    for (enum api_field f = 0; f < API_F_COUNT; f++) {
-        if (!(seen & (1u << f))) {
-            return api_reject(err, RT_EINVAL, f, "missing");
-        }
-    }
-    assert(req->sig.scheme != API_SIG_NONE && req->op_len > 0);
-    assert(err->id_known && err->id == req->id);
+    /* Pass 1 accepted "v" (1) and "id": pass 2 would find the same. */
+    err->id_known = true;
+    err->id = req->id;
     return 0;
 }
 
