@@ -357,30 +357,62 @@ static void call_done(void *arg, int code, const uint8_t *body, size_t body_len,
     conn_release(conn);
 }
 
+/* A string field of the body map, looked up by body_strs. */
+struct body_field {
+    const char *name;
+    const char *value; /* When found == 0. */
+    uint32_t len;
+    int found; /* 0, RT_ENOTFOUND, or RT_EINVAL (not a string, or the body is not readable). */
+};
+
+/* Look up @count string fields of the body map in one pass over it: each field's first
+ * occurrence counts, as if it were looked up alone. */
+static void body_strs(const uint8_t *body, size_t len, struct body_field *fields, size_t count)
+{
+    size_t left = count;
+    for (size_t f = 0; f < count; f++) {
+        fields[f].found = RT_ENOTFOUND;
+    }
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, body, len);
+    uint32_t n;
+    int rv = rt_mp_read_map(&r, &n);
+    for (uint32_t i = 0; rv == 0 && i < n && left > 0; i++) {
+        const char *key;
+        uint32_t key_len;
+        rv = rt_mp_read_str(&r, &key, &key_len);
+        size_t f = 0;
+        while (rv == 0 && f < count &&
+               !(fields[f].found == RT_ENOTFOUND && rt_mp_key_is(key, key_len, fields[f].name))) {
+            f++;
+        }
+        if (rv == 0 && f < count) {
+            fields[f].found =
+                rt_mp_read_str(&r, &fields[f].value, &fields[f].len) == 0 ? 0 : RT_EINVAL;
+            left--;
+            rv = fields[f].found == 0 ? 0 : rt_mp_skip(&r);
+        } else if (rv == 0) {
+            rv = rt_mp_skip(&r);
+        }
+    }
+    /* What a lookup alone would have said of the fields not found before the body turned out
+     * unreadable. */
+    for (size_t f = 0; rv != 0 && f < count; f++) {
+        if (fields[f].found == RT_ENOTFOUND) {
+            fields[f].found = RT_EINVAL;
+        }
+    }
+}
+
 /* Read a string field of the body map; RT_ENOTFOUND if absent. */
 static int body_str(const uint8_t *body, size_t len, const char *name, const char **out,
                     uint32_t *out_len)
 {
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, body, len);
-    uint32_t n;
-    if (rt_mp_read_map(&r, &n) != 0) {
-        return RT_EINVAL;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const char *key;
-        uint32_t key_len;
-        if (rt_mp_read_str(&r, &key, &key_len) != 0) {
-            return RT_EINVAL;
-        }
-        if (rt_mp_key_is(key, key_len, name)) {
-            return rt_mp_read_str(&r, out, out_len) == 0 ? 0 : RT_EINVAL;
-        }
-        if (rt_mp_skip(&r) != 0) {
-            return RT_EINVAL;
-        }
-    }
-    return RT_ENOTFOUND;
+    struct body_field field = {.name = name};
+    body_strs(body, len, &field, 1);
+    *out = field.value;
+    *out_len = field.len;
+    return field.found;
 }
 
 static void server_status(struct api_conn *conn, uint64_t id)
@@ -652,9 +684,17 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
                         const char **reason)
 {
     struct api_server *server = conn->server;
-    const char *app, *mono = NULL, *order_id = NULL, *consistency = NULL;
-    uint32_t app_len, mono_len = 0, order_id_len = 0, consistency_len = 0;
-    int has_app = body_str(req->body, req->body_len, "app_id", &app, &app_len);
+    enum { F_APP, F_MONO, F_ORDER_ID, F_CONSISTENCY, F_COUNT };
+    struct body_field fields[F_COUNT] = {[F_APP] = {.name = "app_id"},
+                                         [F_MONO] = {.name = "merchant_order_no"},
+                                         [F_ORDER_ID] = {.name = "order_id"},
+                                         [F_CONSISTENCY] = {.name = "consistency"}};
+    body_strs(req->body, req->body_len, fields, F_COUNT);
+    const char *app = fields[F_APP].value, *mono = fields[F_MONO].value;
+    const char *order_id = fields[F_ORDER_ID].value, *consistency = fields[F_CONSISTENCY].value;
+    uint32_t app_len = fields[F_APP].len, mono_len = fields[F_MONO].len;
+    uint32_t order_id_len = fields[F_ORDER_ID].len, consistency_len = fields[F_CONSISTENCY].len;
+    int has_app = fields[F_APP].found;
     if (has_app == RT_EINVAL) {
         *reason = "app_id: must be a string";
         return RT_EINVAL;
@@ -687,8 +727,7 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
         app_len = (uint32_t)strlen(auth->app);
     }
     bool is_create = op_is(req, "order.create"), is_get = op_is(req, "order.get");
-    int has_mono = body_str(req->body, req->body_len, "merchant_order_no", &mono, &mono_len);
-    int has_id = body_str(req->body, req->body_len, "order_id", &order_id, &order_id_len);
+    int has_mono = fields[F_MONO].found, has_id = fields[F_ORDER_ID].found;
     if (has_mono == RT_EINVAL || has_id == RT_EINVAL) {
         *reason = "merchant_order_no and order_id must be strings";
         return RT_EINVAL;
@@ -737,7 +776,7 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
         }
         return server_dispatch(conn, req->id, &target, &cmd, true, CL_READ_LINEARIZABLE);
     }
-    int crv = body_str(req->body, req->body_len, "consistency", &consistency, &consistency_len);
+    int crv = fields[F_CONSISTENCY].found;
     if (crv == RT_EINVAL ||
         (crv == 0 && !(is_get && consistency_len == 5 && memcmp(consistency, "stale", 5) == 0))) {
         *reason = "consistency: only \"stale\", and only for order.get";

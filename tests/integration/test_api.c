@@ -295,6 +295,86 @@ static void admin_acts_for_new_and_unknown_apps(void **state)
     rt_buf_free(&body);
 }
 
+/* An order body with @pairs keys: "key", then a string value, or NULL for the uint 7. */
+static size_t pairs_body(struct rt_buf *out, const char *const *pairs, size_t count)
+{
+    rt_buf_reset(out);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, out);
+    rt_mp_write_map(&w, (uint32_t)count);
+    for (size_t i = 0; i < count; i++) {
+        rt_mp_write_cstr(&w, pairs[2 * i]);
+        if (pairs[2 * i + 1] != NULL) {
+            rt_mp_write_cstr(&w, pairs[2 * i + 1]);
+        } else {
+            rt_mp_write_uint(&w, 7);
+        }
+    }
+    return out->len;
+}
+
+/* The fields the API itself reads from an order's body (app_id, merchant_order_no, order_id,
+ * consistency), found in one pass: wrong types are refused by name, and a repeated key counts
+ * at its first occurrence. */
+static void order_body_fields(void **state)
+{
+    (void)state;
+    struct itest_client c;
+    assert_true(itest_connect(&c, &cluster, 1, 5000));
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct itest_reply reply;
+    itest_reply_init(&reply);
+    order_body(&body, "fields-1", 300);
+    call(&c, &app_a.sign, "order.create", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+
+    const char *app_uint[] = {"merchant_order_no", "fields-1", "app_id", NULL};
+    pairs_body(&body, app_uint, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.code, "INVALID_ARGUMENT");
+    assert_string_equal(reply.msg, "app_id: must be a string");
+    const char *mono_uint[] = {"merchant_order_no", NULL};
+    pairs_body(&body, mono_uint, 1);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.code, "INVALID_ARGUMENT");
+    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
+    const char *id_uint[] = {"merchant_order_no", "fields-1", "order_id", NULL};
+    pairs_body(&body, id_uint, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
+    /* First occurrence wins: the string, then a uint under the same key, reads the order. */
+    const char *twice[] = {"merchant_order_no", "fields-1", "merchant_order_no", NULL};
+    pairs_body(&body, twice, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    char mono[80];
+    assert_true(itest_body_str(&reply, "merchant_order_no", mono, sizeof(mono)));
+    assert_string_equal(mono, "fields-1");
+    /* ...and the uint first is refused whatever follows. */
+    const char *twice_bad[] = {"merchant_order_no", NULL, "merchant_order_no", "fields-1"};
+    pairs_body(&body, twice_bad, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
+    /* consistency is read for order.get only, and only "stale". */
+    const char *close_stale[] = {"consistency", "stale", "merchant_order_no", "fields-1"};
+    pairs_body(&body, close_stale, 2);
+    call(&c, &app_a.sign, "order.close", &body, &reply);
+    assert_string_equal(reply.code, "INVALID_ARGUMENT");
+    assert_string_equal(reply.msg, "consistency: only \"stale\", and only for order.get");
+    const char *app_other[] = {"merchant_order_no", "fields-1", "app_id", "shop_b"};
+    pairs_body(&body, app_other, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.code, "FORBIDDEN");
+    const char *app_own[] = {"app_id", "shop_a", "merchant_order_no", "fields-1"};
+    pairs_body(&body, app_own, 2);
+    call(&c, &app_a.sign, "order.get", &body, &reply);
+    assert_string_equal(reply.code, "OK");
+    itest_reply_free(&reply);
+    rt_buf_free(&body);
+    itest_close(&c);
+}
+
 static void authentication_errors(void **state)
 {
     (void)state;
@@ -644,6 +724,7 @@ int main(void)
         cmocka_unit_test(orders_through_every_node),
         cmocka_unit_test(admin_acts_for_new_and_unknown_apps),
         cmocka_unit_test(authentication_errors),
+        cmocka_unit_test(order_body_fields),
         cmocka_unit_test(public_key_apps),
         cmocka_unit_test(many_apps_share_key_slots),
         cmocka_unit_test(nodes_run_with_huge_pages),
