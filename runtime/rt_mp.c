@@ -6,9 +6,9 @@
  * are built on it, and work on local copies of the position so that a failure leaves the
  * reader where it was. The one-byte heads most values use (positive fixints, fixstr, fixmap;
  * in the skipper also nil and booleans) are decoded in place first, with mp_head's bounds: a
- * third of a request's decoding went to mp_head before (docs/benchmarks.md). Skipping uses an
- * explicit stack bounded by RT_MP_DEPTH_MAX instead of recursion, so hostile nesting cannot exhaust
- * the C stack, and visits each byte once.
+ * third of a request's decoding went to mp_head before (docs/benchmarks.md). Skipping uses
+ * an explicit stack bounded by RT_MP_DEPTH_MAX instead of recursion, so hostile nesting
+ * cannot exhaust the C stack, and visits each byte once.
  *
  * Writer: every value is reserved in one rt_buf_reserve() call before any byte is appended,
  * so a value lands whole or not at all and a failed write leaves the buffer as it was.

@@ -633,11 +633,12 @@ static void store_table_options(rocksdb_options_t *options, rocksdb_cache_t *cac
 
 /* True for the column families (as opened: 0 is "default") read by key for keys that are
  * often absent, where bloom filters answer without a search: state (every new order) and
- * index (every new id). The others are scanned, or read only for keys that exist (a due
- * timer, the applied record), where a filter answers "maybe" and saves nothing; without one
- * they save a memtable filter each (STORE_MEMTABLE_BLOOM_RATIO of the write buffer, zeroed
- * at every memtable switch, and atomic flush switches every family's at once) and the
- * filter blocks of their files. */
+ * index (a lookup that misses the id records falls back to a key of its own, and an unknown
+ * id misses both). The others are scanned, or read rarely and mostly for keys that exist (a
+ * due timer, a shard's inbox mark, the applied record at start), where a filter answers
+ * "maybe" and saves nothing; without one they save a memtable filter each
+ * (STORE_MEMTABLE_BLOOM_RATIO of the write buffer, zeroed at every memtable switch, and atomic
+ * flush switches every family's at once) and the filter blocks of their files. */
 static bool store_cf_filtered(int opened_index)
 {
     return opened_index == RT_CF_STATE + 1 || opened_index == RT_CF_INDEX + 1;
