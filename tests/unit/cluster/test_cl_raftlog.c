@@ -22,6 +22,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -380,6 +381,35 @@ static void test_fresh_database_is_empty(void **state)
     expect_log(fx, GROUPS - 1, 7, 3, 8, 0, 0);
 }
 
+/* The log's memtable is RocksDB's vector (cl_raftlog.c: nothing reads the log at run time, and
+ * a skip list's search cost most of a write): the options file RocksDB keeps says so. */
+static void test_memtable_is_a_vector(void **state)
+{
+    struct fx *fx = *state;
+    log_open(fx);
+    DIR *dir = opendir(fx->path);
+    assert_non_null(dir);
+    int files = 0, vectors = 0;
+    for (struct dirent *e = readdir(dir); e != NULL; e = readdir(dir)) {
+        if (strncmp(e->d_name, "OPTIONS-", 8) != 0) {
+            continue;
+        }
+        char name[PATH_MAX + 256];
+        snprintf(name, sizeof(name), "%s/%s", fx->path, e->d_name);
+        FILE *f = fopen(name, "r");
+        assert_non_null(f);
+        char line[512];
+        while (fgets(line, sizeof(line), f) != NULL) {
+            vectors += strstr(line, "memtable_factory={id=VectorRepFactory;") != NULL;
+        }
+        fclose(f);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files > 0);
+    assert_int_equal(vectors, files); /* One family ("default"), in every options file. */
+}
+
 static void test_migration_happens_once(void **state)
 {
     struct fx *fx = *state;
@@ -706,6 +736,7 @@ int main(void)
 #define CASE(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         CASE(test_fresh_database_is_empty),
+        CASE(test_memtable_is_a_vector),
         CASE(test_migration_happens_once),
         CASE(test_appends_of_one_turn_are_one_write),
         CASE(test_truncate_then_append),
