@@ -234,6 +234,15 @@ static bool mp_is_fixstr(uint8_t tag)
     return (tag & 0xe0u) == 0xa0u;
 }
 
+/* The payload length of the fixstr at @p (before @end), or -1 when its payload does not fit
+ * in what follows the tag. */
+static int mp_fixstr_len(const uint8_t *p, const uint8_t *end)
+{
+    assert(p < end && mp_is_fixstr(*p));
+    const uint32_t len = *p & 0x1fu;
+    return len <= (size_t)(end - p) - 1 ? (int)len : -1;
+}
+
 static bool mp_is_fixmap(uint8_t tag)
 {
     return (tag & 0xf0u) == 0x80u;
@@ -243,15 +252,11 @@ enum rt_mp_type rt_mp_peek(const struct rt_mp_reader *r)
 {
     assert(r != NULL);
     assert(r->pos <= r->end);
-    if (r->pos < r->end) {
-        const uint8_t tag = *r->pos;
-        const size_t rest = (size_t)(r->end - r->pos) - 1;
-        if (tag <= 0x7f) {
-            return RT_MP_UINT; /* positive fixint */
-        }
-        if (mp_is_fixstr(tag)) {
-            return (tag & 0x1fu) <= rest ? RT_MP_STR : RT_MP_INVALID;
-        }
+    if (r->pos < r->end && *r->pos <= 0x7f) {
+        return RT_MP_UINT; /* positive fixint */
+    }
+    if (r->pos < r->end && mp_is_fixstr(*r->pos)) {
+        return mp_fixstr_len(r->pos, r->end) >= 0 ? RT_MP_STR : RT_MP_INVALID;
     }
     struct mp_head h;
     /* A header that does not decode (0xc1, end of input, truncated, or a length or count
@@ -353,12 +358,12 @@ int rt_mp_read_str(struct rt_mp_reader *r, const char **s, uint32_t *len)
     assert(s != NULL && len != NULL);
     assert(r != NULL && r->pos <= r->end);
     if (r->pos < r->end && mp_is_fixstr(*r->pos)) {
-        const uint32_t n = *r->pos & 0x1fu;
-        if (n > (size_t)(r->end - r->pos) - 1) {
+        const int n = mp_fixstr_len(r->pos, r->end);
+        if (n < 0) {
             return RT_EMALFORMED; /* Truncated inside the string. */
         }
         *s = (const char *)(r->pos + 1);
-        *len = n;
+        *len = (uint32_t)n;
         r->pos += 1 + n;
         return 0;
     }
@@ -446,8 +451,8 @@ static int mp_skip(const uint8_t *p, const uint8_t *end, const uint8_t **out)
         if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3) {
             p++;
         } else if (mp_is_fixstr(tag)) {
-            const size_t body = tag & 0x1fu;
-            if (body >= (size_t)(end - p)) {
+            const int body = mp_fixstr_len(p, end);
+            if (body < 0) {
                 return RT_EMALFORMED; /* Truncated inside the string. */
             }
             p += 1 + body;

@@ -631,17 +631,16 @@ static void store_table_options(rocksdb_options_t *options, rocksdb_cache_t *cac
     rocksdb_block_based_options_destroy(table);
 }
 
-/* True for the column families (as opened: 0 is "default") read by key for keys that are
- * often absent, where bloom filters answer without a search: state (every new order) and
- * index (a lookup that misses the id records falls back to a key of its own, and an unknown
- * id misses both). The others are scanned, or read rarely and mostly for keys that exist (a
- * due timer, a shard's inbox mark, the applied record at start), where a filter answers
- * "maybe" and saves nothing; without one they save a memtable filter each
- * (STORE_MEMTABLE_BLOOM_RATIO of the write buffer, zeroed at every memtable switch, and atomic
+/* True for the column families read by key for keys that are often absent, where bloom filters
+ * answer without a search: state (every new order) and index (a lookup that misses the id records
+ * falls back to a key of its own, and an unknown id misses both). The others are scanned, or read
+ * rarely and mostly for keys that exist (a due timer, a shard's inbox mark, the applied record at
+ * start), where a filter answers "maybe" and saves nothing; without one they save a memtable filter
+ * each (STORE_MEMTABLE_BLOOM_RATIO of the write buffer, zeroed at every memtable switch, and atomic
  * flush switches every family's at once) and the filter blocks of their files. */
-static bool store_cf_filtered(int opened_index)
+static bool store_cf_filtered(enum rt_cf cf)
 {
-    return opened_index == RT_CF_STATE + 1 || opened_index == RT_CF_INDEX + 1;
+    return cf == RT_CF_STATE || cf == RT_CF_INDEX;
 }
 
 /* The database options, which are also the column family options of the filtered families
@@ -742,7 +741,8 @@ int store_rocks_open(const char *path, const struct store_rocks_options *options
     const rocksdb_options_t *cf_options[STORE_CF_TOTAL];
     rocksdb_column_family_handle_t *handles[STORE_CF_TOTAL];
     for (int i = 0; i < STORE_CF_TOTAL; i++) {
-        cf_options[i] = store_cf_filtered(i) ? db_options : unfiltered;
+        /* Opened in the order of names: "default" first, then ours. */
+        cf_options[i] = i > 0 && store_cf_filtered((enum rt_cf)(i - 1)) ? db_options : unfiltered;
         handles[i] = NULL;
     }
     char *err = NULL;

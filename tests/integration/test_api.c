@@ -81,15 +81,28 @@ static size_t order_body(struct rt_buf *out, const char *mono, uint64_t amount)
     return out->len;
 }
 
-static size_t one_str_body(struct rt_buf *out, const char *key, const char *value)
+/* A body map of @count pairs from @pairs: a key, then a string value, or NULL for the uint 7. */
+static size_t pairs_body(struct rt_buf *out, const char *const *pairs, size_t count)
 {
     rt_buf_reset(out);
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, out);
-    rt_mp_write_map(&w, 1);
-    rt_mp_write_cstr(&w, key);
-    rt_mp_write_cstr(&w, value);
+    rt_mp_write_map(&w, (uint32_t)count);
+    for (size_t i = 0; i < count; i++) {
+        rt_mp_write_cstr(&w, pairs[2 * i]);
+        if (pairs[2 * i + 1] != NULL) {
+            rt_mp_write_cstr(&w, pairs[2 * i + 1]);
+        } else {
+            rt_mp_write_uint(&w, 7);
+        }
+    }
     return out->len;
+}
+
+static size_t one_str_body(struct rt_buf *out, const char *key, const char *value)
+{
+    const char *pair[] = {key, value};
+    return pairs_body(out, pair, 1);
 }
 
 /* Call, retrying UNAVAILABLE while leaders settle. */
@@ -295,24 +308,6 @@ static void admin_acts_for_new_and_unknown_apps(void **state)
     rt_buf_free(&body);
 }
 
-/* An order body with @pairs keys: "key", then a string value, or NULL for the uint 7. */
-static size_t pairs_body(struct rt_buf *out, const char *const *pairs, size_t count)
-{
-    rt_buf_reset(out);
-    struct rt_mp_writer w;
-    rt_mp_writer_init(&w, out);
-    rt_mp_write_map(&w, (uint32_t)count);
-    for (size_t i = 0; i < count; i++) {
-        rt_mp_write_cstr(&w, pairs[2 * i]);
-        if (pairs[2 * i + 1] != NULL) {
-            rt_mp_write_cstr(&w, pairs[2 * i + 1]);
-        } else {
-            rt_mp_write_uint(&w, 7);
-        }
-    }
-    return out->len;
-}
-
 /* The fields the API itself reads from an order's body (app_id, merchant_order_no, order_id,
  * consistency), found in one pass: wrong types are refused by name, and a repeated key counts
  * at its first occurrence. */
@@ -469,17 +464,28 @@ static void many_apps_share_key_slots(void **state)
     rt_buf_free(&body);
 }
 
-/* Read up to @cap - 1 bytes of /proc/@pid/@what into @out (NUL-terminated; NULs inside, as in
- * environ, are kept). Returns the length. */
+/* Read up to @cap - 1 bytes of the file @path into @out (NUL-terminated; NULs inside, as in
+ * environ, are kept). Returns the length; a file that is not there reads as empty. */
+static size_t read_text(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    return n;
+}
+
+/* /proc/@pid/@what, which a running process always has, into @out as read_text does. */
 static size_t proc_read(long pid, const char *what, char *out, size_t cap)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/%s", pid, what);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    fclose(f);
-    out[n] = '\0';
+    size_t n = read_text(path, out, cap);
+    assert_true(n > 0);
     return n;
 }
 
@@ -490,12 +496,8 @@ static size_t proc_read(long pid, const char *what, char *out, size_t cap)
 static void nodes_run_with_huge_pages(void **state)
 {
     (void)state;
-    char mode[128] = "";
-    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (thp != NULL) {
-        mode[fread(mode, 1, sizeof(mode) - 1, thp)] = '\0';
-        fclose(thp);
-    }
+    char mode[128];
+    read_text("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof(mode));
     const char *own = getenv("GLIBC_TUNABLES");
     bool expected = strstr(mode, "[always]") != NULL || strstr(mode, "[madvise]") != NULL ||
                     (own != NULL && strstr(own, "glibc.malloc.hugetlb") != NULL);
