@@ -423,6 +423,7 @@ int main(int argc, char **argv)
         return 1;
     }
     struct payd payd = {.loop = uv_default_loop()};
+    const bool huge_pages = malloc_huge_pages();
     struct cl_node_config config = {
         .node_id = node_id,
         .data_dir = data_dir,
@@ -434,6 +435,7 @@ int main(int argc, char **argv)
         .member_count = member_count,
         .snapshot_log_bytes = (size_t)snapshot_bytes,
         .raft_link_bytes_max = (size_t)raft_link_bytes,
+        .malloc_huge_pages = huge_pages,
         .on_fatal = on_node_fatal,
         .fatal_arg = &payd,
     };
@@ -454,7 +456,6 @@ int main(int argc, char **argv)
     uv_signal_start(&payd.sigterm, on_signal, SIGTERM);
     uv_signal_start(&payd.sigint, on_signal, SIGINT);
     uv_timer_init(payd.loop, &payd.trim);
-    const bool huge_pages = malloc_huge_pages();
     if (!huge_pages) {
         uv_timer_start(&payd.trim, on_trim, PAYD_TRIM_MS, PAYD_TRIM_MS);
     }

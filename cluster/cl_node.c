@@ -2009,6 +2009,26 @@ static uint64_t node_rss_bytes(void)
     return n == 2 && page > 0 ? (uint64_t)resident_pages * (uint64_t)page : 0;
 }
 
+/* The process's anonymous memory in transparent huge pages (AnonHugePages in
+ * /proc/self/smaps_rollup), 0 if it cannot be read: whether malloc's huge pages
+ * (config.malloc_huge_pages) are really given. The kernel walks the mappings to answer: fine
+ * for cluster.status, which is read now and then. */
+static uint64_t node_anon_huge_pages_bytes(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[128];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        found = sscanf(line, "AnonHugePages: %llu kB", &kib) == 1;
+    }
+    fclose(f);
+    return found ? (uint64_t)kib * 1024u : 0;
+}
+
 /* Bytes of the entries raft holds in memory: every group's log since its last snapshot (raft
  * 0.15 keeps them all; --snapshot-bytes bounds them). Entries received in one message share
  * its buffer, so this is what the entries take, not what their buffers were allocated for. */
@@ -2048,7 +2068,9 @@ static void node_write_memory(const struct cl_node *node, struct rt_mp_writer *w
                                         "raft_log_memtables_bytes",
                                         "raft_log_table_readers_bytes",
                                         "raft_log_block_cache_bytes",
-                                        "raft_entries_bytes"};
+                                        "raft_entries_bytes",
+                                        "anon_huge_pages_bytes",
+                                        "malloc_huge_pages"};
     const uint64_t values[] = {node_rss_bytes(),
                                (uint64_t)heap.uordblks + (uint64_t)heap.hblkhd,
                                (uint64_t)heap.fordblks,
@@ -2059,7 +2081,9 @@ static void node_write_memory(const struct cl_node *node, struct rt_mp_writer *w
                                log.memtables,
                                log.table_readers,
                                log.block_cache,
-                               node_raft_entries_bytes(node)};
+                               node_raft_entries_bytes(node),
+                               node_anon_huge_pages_bytes(),
+                               node->config.malloc_huge_pages ? 1u : 0u};
     static_assert(sizeof(values) / sizeof(values[0]) == sizeof(names) / sizeof(names[0]),
                   "a value per name");
     node_write_counters(w, "memory", names, values, (uint32_t)(sizeof(names) / sizeof(names[0])));

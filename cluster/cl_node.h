@@ -92,6 +92,9 @@ struct cl_node_config {
      * the node's link to the peer (docs/architecture.md, The cluster); 0 or more than
      * CL_LINK_MESSAGE_BYTES_MAX = CL_LINK_MESSAGE_BYTES_MAX. */
     size_t raft_link_bytes_max;
+    /* Whether the owner asked malloc for transparent huge pages (payd: docs/operations.md);
+     * reported by cluster.status ("memory"), nothing else changes with it here. */
+    bool malloc_huge_pages;
     /* Called once if the node can no longer do its work (its raft log failed to write: every
      * group it leads stops taking writes, while it keeps sending heartbeats that stop other
      * nodes from taking over); the owner should stop the node. May be NULL. */

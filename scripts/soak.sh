@@ -51,9 +51,10 @@ for i in 1 2 3; do
 done
 
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$dir/node$1/payd.pid")/status"; }
-# Node 1's memory by part, in MiB (docs/operations.md, cluster.status "memory"): rss, malloc's
-# in use and free, the state cache, memtables (store + raft log), table readers (index and
-# filter blocks), block caches, raft's entries in memory, and the rest of malloc's in use.
+# Node 1's memory by part, in MiB (docs/operations.md, cluster.status "memory"): rss and how much
+# of it is in huge pages, malloc's in use and free, the state cache, memtables (store + raft
+# log), table readers (index and filter blocks), block caches, raft's entries in memory, and the
+# rest of malloc's in use.
 memory_parts() {
   "$payctl" --server "$(api 1)" --admin-secret-file "$dir/admin.secret" --json cluster.status \
     2>/dev/null | tr -d ' \n' | grep -o '"memory":{[^}]*}' | tr ',{}' '\n\n\n' | awk -F: '
@@ -64,8 +65,8 @@ memory_parts() {
       readers = v["store_table_readers_bytes"] + v["raft_log_table_readers_bytes"]
       blocks = v["store_block_cache_bytes"] + v["raft_log_block_cache_bytes"]
       rest = v["malloc_in_use_bytes"] - v["state_cache_bytes"] - mem - readers - blocks - v["raft_entries_bytes"]
-      printf "%5.0f | %6.0f | %4.0f | %5.0f | %9.0f | %7.0f | %6.0f | %7.0f | %4.0f\n", v["rss_bytes"],
-        v["malloc_in_use_bytes"], v["malloc_free_bytes"], v["state_cache_bytes"], mem, readers,
+      printf "%5.0f | %4.0f | %6.0f | %4.0f | %5.0f | %9.0f | %7.0f | %6.0f | %7.0f | %4.0f\n",
+        v["rss_bytes"], v["anon_huge_pages_bytes"], v["malloc_in_use_bytes"], v["malloc_free_bytes"], v["state_cache_bytes"], mem, readers,
         blocks, v["raft_entries_bytes"], rest
     }'
 }
@@ -87,9 +88,9 @@ wait "$bench_pid" || true
 bench_pid=""
 printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
 printf '%8s | %s\n' "end" "$(memory_parts)" >> "$memory_log"
-echo "node 1's memory by part, MiB (malloc: in use, free; memtables: store + raft log; rest: of malloc's in use)"
-printf '%8s | %5s | %6s | %4s | %5s | %9s | %7s | %6s | %7s | %4s\n' seconds rss malloc free cache \
-  memtables readers blocks entries rest
+echo "node 1's memory by part, MiB (huge: of rss, in huge pages; malloc: in use, free; memtables: store + raft log; rest: of malloc's in use)"
+printf '%8s | %5s | %4s | %6s | %4s | %5s | %9s | %7s | %6s | %7s | %4s\n' seconds rss huge malloc \
+  free cache memtables readers blocks entries rest
 cat "$memory_log"
 cat "$dir/paybench.out"
 # Errors are rare and unexplained without the nodes' logs (leader changes are logged there):

@@ -556,14 +556,18 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                                                 "state_cache_bytes",
                                                 "store_memtables_bytes",
                                                 "raft_log_memtables_bytes",
-                                                "raft_entries_bytes"};
+                                                "raft_entries_bytes",
+                                                "anon_huge_pages_bytes",
+                                                "malloc_huge_pages"};
             uint64_t *fields[] = {&m->rss,
                                   &m->malloc_in_use,
                                   &m->state_cache,
                                   &m->store_memtables,
                                   &m->raft_log_memtables,
-                                  &m->raft_entries};
-            ok = read_counters(&r, names, fields, 6);
+                                  &m->raft_entries,
+                                  &m->anon_huge_pages,
+                                  &m->malloc_huge_pages};
+            ok = read_counters(&r, names, fields, 8);
             continue;
         }
         if (!ok || !rt_mp_key_is(k, kl, "shards")) {

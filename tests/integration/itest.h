@@ -144,6 +144,8 @@ extern struct itest_raft_log itest_raft_log;
 /* cluster.status "memory", from the last itest_shard_views. */
 struct itest_memory {
     uint64_t rss, malloc_in_use, state_cache, store_memtables, raft_log_memtables, raft_entries;
+    uint64_t anon_huge_pages;   /* Bytes. */
+    uint64_t malloc_huge_pages; /* 1 when payd asked malloc for huge pages. */
 };
 extern struct itest_memory itest_memory;
 /* Every shard has a leader and the node has the cluster map. */
