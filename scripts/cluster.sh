@@ -45,7 +45,14 @@ api_port() { echo $((base + 100 + $1)); }
 peer_port() { echo $((base + 200 + $1)); }
 http_port() { echo $((base + 300 + $1)); }
 pid_of() { cat "$dir/node$1/payd.pid" 2>/dev/null || true; }
-running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# Whether process $1 runs. One that has exited but is not reaped yet (a zombie, until its parent
+# collects it: init in a container took 1.6 s to) counts as gone: it holds no port, file or lock.
+alive() {
+  local state
+  state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && alive "$p"; }
 members() { cat "$dir/members" 2>/dev/null | wc -l; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -102,10 +109,10 @@ wait_up() {
 stop_node() {
   local i=$1 p
   p=$(pid_of "$i")
-  if [ -z "$p" ] || ! kill -0 "$p" 2>/dev/null; then rm -f "$dir/node$i/payd.pid"; return 0; fi
+  if [ -z "$p" ] || ! alive "$p"; then rm -f "$dir/node$i/payd.pid"; return 0; fi
   kill -TERM "$p"
-  for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$p" 2>/dev/null; then
+  for _ in $(seq 1 300); do alive "$p" || break; sleep 0.05; done
+  if alive "$p"; then
     echo "node $i: did not stop within 15 s, killing" >&2
     kill -KILL "$p" 2>/dev/null || true
   fi
@@ -159,9 +166,9 @@ case "$verb" in
   kill)
     need_target
     p=$(pid_of "$target")
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+    if [ -n "$p" ] && alive "$p"; then
       kill -KILL "$p"
-      while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+      while alive "$p"; do sleep 0.05; done
       echo "node $target: killed (pid $p)"
     else
       echo "node $target: not running"
