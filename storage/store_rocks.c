@@ -798,6 +798,29 @@ int store_rocks_sync(struct store_rocks *db)
     return 0;
 }
 
+/* Write the memtables out, so that the next open has no WAL to replay: replaying re-inserts
+ * every key into a memtable (up to STORE_MEMTABLES_BYTES_MAX of them, 0.3 s of a restart's
+ * 1.8 s on the bench VM), while the flush costs here what the open would otherwise spend
+ * flushing what it replayed. Family by family: each flush is durable on its own, and an open
+ * after a crash in between replays the WAL for the families not yet flushed. A failure only
+ * leaves the replay to the next open. */
+static void store_flush_memtables(struct store_rocks *db)
+{
+    rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(options, 1);
+    for (int cf = 0; cf < RT_CF_COUNT; cf++) {
+        char *err = NULL;
+        rocksdb_flush_cf(db->db, options, db->cfs[cf], &err);
+        if (err != NULL) {
+            RT_WARN("store close: flushing %s: %s (the next open replays the WAL)",
+                    rt_cf_name((enum rt_cf)cf), err);
+            rocksdb_free(err);
+            break;
+        }
+    }
+    rocksdb_flushoptions_destroy(options);
+}
+
 void store_rocks_close(struct store_rocks *db)
 {
     if (db == NULL) {
@@ -811,6 +834,8 @@ void store_rocks_close(struct store_rocks *db)
     if (store_rocks_sync(db) != 0) {
         RT_ERROR("store close: the newest writes may be lost; entries will be re-applied from "
                  "the raft log");
+    } else {
+        store_flush_memtables(db);
     }
     for (int cf = 0; cf < RT_CF_COUNT; cf++) {
         rocksdb_column_family_handle_destroy(db->cfs[cf]);
