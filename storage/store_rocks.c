@@ -801,9 +801,8 @@ int store_rocks_sync(struct store_rocks *db)
 /* Write the memtables out, so that the next open has no WAL to replay: replaying re-inserts
  * every key into a memtable (up to STORE_MEMTABLES_BYTES_MAX of them, 0.3 s of a restart's
  * 1.8 s on the bench VM), while the flush costs here what the open would otherwise spend
- * flushing what it replayed. Family by family: each flush is durable on its own, and an open
- * after a crash in between replays the WAL for the families not yet flushed. A failure only
- * leaves the replay to the next open. */
+ * flushing what it replayed. Whatever a crash or a failed flush leaves in memtables, the WAL
+ * (synced first) still holds for the next open to replay. */
 static void store_flush_memtables(struct store_rocks *db)
 {
     rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
