@@ -306,7 +306,10 @@ void pr_client_options_init(struct pr_client_options *opts)
     memset(opts, 0, sizeof(*opts));
     opts->connect_timeout_ms = 2000;
     opts->request_timeout_ms = 10000;
-    opts->retries = 5;
+    /* Enough backoff to outlast a leader election (1-2 s; docs/protocol.md 13.2): ten retries
+     * wait at least 5.6 s in all, so the request's deadline is what usually ends them. Five
+     * waited at most 1.55 s, and a request sent just after a leader died failed. */
+    opts->retries = 10;
     opts->backoff_initial_ms = 50;
     opts->backoff_max_ms = 2000;
     opts->max_inflight = 1024;

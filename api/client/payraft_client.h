@@ -119,8 +119,9 @@ struct pr_client_options {
     unsigned max_inflight;
 };
 
-/* Fill @opts with the defaults: connect 2 s, request 10 s, 5 retries, backoff 50 ms doubling
- * to 2 s, 1024 in flight. Change fields afterwards. */
+/* Fill @opts with the defaults: connect 2 s, request 10 s, 10 retries, backoff 50 ms doubling
+ * to 2 s (at least 5.6 s of waiting in all: a request outlasts a leader election), 1024 in
+ * flight. Change fields afterwards. */
 void pr_client_options_init(struct pr_client_options *opts);
 
 /* ---- Responses ---- */

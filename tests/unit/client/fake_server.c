@@ -77,6 +77,19 @@ enum fake_action fake_h_unavailable(struct fake *f, int fd, const struct api_req
     return fake_h_echo(f, fd, req, index);
 }
 
+enum fake_action fake_h_unavailable_for(struct fake *f, int fd, const struct api_request *req,
+                                        unsigned index)
+{
+    if (index == 0) {
+        f->first_ms = fake_now_ms();
+    }
+    if (fake_now_ms() - f->first_ms < f->param) {
+        fake_respond(fd, req->id, RT_EUNAVAIL, "no leader yet", NULL, 0);
+        return FAKE_KEEP;
+    }
+    return fake_h_echo(f, fd, req, index);
+}
+
 enum fake_action fake_h_code(struct fake *f, int fd, const struct api_request *req, unsigned index)
 {
     (void)index;

@@ -55,6 +55,7 @@ struct fake {
     fake_handler handler;
     /* Knobs for the handlers below. */
     unsigned param;     /* E.g. how many UNAVAILABLE answers before echoing. */
+    uint64_t first_ms;  /* fake_h_unavailable_for: when the first request came (fake_now_ms). */
     int code;           /* The RT_E* code fake_h_code answers. */
     const uint8_t *raw; /* fake_h_raw writes these bytes, then closes. */
     size_t raw_len;
@@ -93,6 +94,10 @@ enum fake_action fake_h_echo(struct fake *f, int fd, const struct api_request *r
 enum fake_action fake_h_unavailable(struct fake *f, int fd, const struct api_request *req,
                                     unsigned index); /* f->code (UNAVAILABLE by default) for the
                                                       * first f->param requests, then echo. */
+enum fake_action fake_h_unavailable_for(struct fake *f, int fd, const struct api_request *req,
+                                        unsigned index); /* UNAVAILABLE for f->param ms from the
+                                                          * first request (a leader election),
+                                                          * then echo. */
 enum fake_action fake_h_code(struct fake *f, int fd, const struct api_request *req,
                              unsigned index); /* Always f->code with a message. */
 enum fake_action fake_h_silent(struct fake *f, int fd, const struct api_request *req,

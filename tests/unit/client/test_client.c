@@ -345,6 +345,33 @@ static void test_unavailable_retries_exhausted(void **state)
     assert_int_equal(fake_a->seen_count, 4);
 }
 
+/* With the default options a request outlasts a leader election: UNAVAILABLE for 3 s (an
+ * election takes 1-2 s, more on a loaded host) and then the answer, within the 10 s deadline.
+ * (With 5 retries the backoff used them up in at most 1.55 s.) */
+static void test_default_retries_outlast_an_election(void **state)
+{
+    (void)state;
+    assert_true(fake_start(fake_a, fake_port(PORT_A), fake_h_unavailable_for));
+    fake_a->param = 3000;
+    const unsigned a[] = {PORT_A};
+    struct pr_client *c = client_for(a, 1, NULL);
+    struct rt_buf b;
+    rt_buf_init(&b, 256);
+    order_body(&b, "ELECTION-1", 700);
+    uint64_t t0 = mono_now_ms();
+    struct pr_response resp;
+    int rv = pr_client_call(c, "order.create", b.data, b.len, &resp);
+    uint64_t took = mono_now_ms() - t0;
+    pr_client_free(c);
+    fake_stop(fake_a); /* Before any assertion, so that a failure here does not hold the port. */
+    assert_int_equal(rv, 0);
+    assert_body(&resp, &b);
+    assert_true(resp.attempts > 1);
+    assert_true(took >= 3000 && took < 10000);
+    pr_response_free(&resp);
+    rt_buf_free(&b);
+}
+
 static void test_other_codes_not_retried(void **state)
 {
     (void)state;
@@ -983,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_timeout_code_retried_then_ok),
         cmocka_unit_test(test_replayed_retried_then_ok),
         cmocka_unit_test(test_unavailable_retries_exhausted),
+        cmocka_unit_test(test_default_retries_outlast_an_election),
         cmocka_unit_test(test_other_codes_not_retried),
         cmocka_unit_test(test_refused_first_server_then_second),
         cmocka_unit_test(test_all_refused),

@@ -332,8 +332,9 @@ static void test_connection_error_exit_2(void **state)
     struct run *r = malloc(sizeof(*r));
     char refused[64];
     snprintf(refused, sizeof(refused), "127.0.0.1:%u", fake_port(PORT_REFUSED));
-    const char *argv[] = {"--server", refused,          "--admin-secret-file",
-                          admin_path, "cluster.status", NULL};
+    /* A short deadline: the default one (10 s) would be spent retrying, as it should be. */
+    const char *argv[] = {"--server",     refused, "--admin-secret-file", admin_path,
+                          "--timeout-ms", "1000",  "cluster.status",      NULL};
     run_payctl(r, NULL, argv);
     assert_int_equal(r->exit_code, 2);
     assert_string_equal(r->out, "");
