@@ -46,11 +46,17 @@ peer_port() { echo $((base + 200 + $1)); }
 http_port() { echo $((base + 300 + $1)); }
 pid_of() { cat "$dir/node$1/payd.pid" 2>/dev/null || true; }
 # Whether process $1 runs. One that has exited but is not reaped yet (a zombie, until its parent
-# collects it: init in a container took 1.6 s to) counts as gone: it holds no port, file or lock.
+# collects it: init in a container took 1.6 s to) counts as gone once its last thread is gone
+# too: the main thread turns zombie while the others may still be exiting with the process's
+# files (its ports, RocksDB's lock) open.
 alive() {
   local state
-  state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+  state=$(awk '/^State:/ { s = $2 } /^Threads:/ { t = $2 } END { print s " " t }' \
+    "/proc/$1/status" 2>/dev/null) || return 1
+  case "$state" in
+    "Z 1" | "X 1" | "Z 0" | "X 0") return 1 ;;
+    *) return 0 ;;
+  esac
 }
 running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && alive "$p"; }
 members() { cat "$dir/members" 2>/dev/null | wc -l; }
