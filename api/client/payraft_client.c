@@ -526,6 +526,20 @@ static void req_finish(struct pr_client *c, struct pr_req *r, int status, struct
     list_append(&c->done, r, LINK_STATE);
 }
 
+/* Whether @r may be sent again after an attempt that ended with @resp (NULL: a connection
+ * failure). Every write is idempotent under the app's own key except app.create, whose secret
+ * is shown once: a retry of a create that did succeed would answer CONFLICT and the secret would
+ * be lost (docs/protocol.md 10.4). So app.create is retried only when it was never written
+ * (every connect failed) or was refused as REPLAYED (not run); otherwise its caller gets the
+ * outcome-unknown answer and checks with app.get. */
+static bool req_retry_safe(const struct pr_req *r, const struct pr_response *resp)
+{
+    if (r->tries == 0 || !rt_mp_key_is(r->op, r->op_len, "app.create")) {
+        return true;
+    }
+    return resp != NULL && strcmp(resp->code, "REPLAYED") == 0;
+}
+
 /* An attempt of @r (QUEUED or SENT) failed in a way worth retrying: with @err (a connection
  * failure; @resp NULL) or with the answer @resp (UNAVAILABLE and friends). Schedule the next
  * attempt, or finish with this outcome if the retries or the time are used up. */
@@ -534,6 +548,10 @@ static void req_retry(struct pr_client *c, struct pr_req *r, int err, struct pr_
 {
     assert(r->state == REQ_QUEUED || r->state == REQ_SENT);
     assert((err < 0) != (resp != NULL));
+    if (!req_retry_safe(r, resp)) {
+        req_finish(c, r, resp != NULL ? 0 : err, resp);
+        return;
+    }
     r->failures++;
     uint64_t delay = r->failures <= c->opt.retries ? backoff_ms(c, r->failures) : 0;
     if (r->failures > c->opt.retries || now + delay >= r->deadline_ms) {

@@ -22,7 +22,10 @@
  * the request's deadline (request_timeout_ms after it was queued) leaves room for it. The body
  * is re-sent unchanged: that is safe because every write of the platform is idempotent under
  * the app's own key (merchant_order_no, refund_no, ... : the same parameters return the same
- * result, they never apply twice), and reads have no effect. Every other code (INVALID_ARGUMENT,
+ * result, they never apply twice), and reads have no effect. The exception is app.create, whose
+ * secret is shown once: it is retried only if no attempt was written yet or the answer was
+ * REPLAYED; after any other outcome-unknown answer the caller gets that answer and should check
+ * with app.get (docs/protocol.md 10.4). Every other code (INVALID_ARGUMENT,
  * CONFLICT, NOT_FOUND, RATE_LIMITED, ...) is final at once. A lost connection moves the client to
  * the next server in the list; so do UNAVAILABLE and a request left unanswered until its
  * deadline, when there is more than one server (once the requests in flight on the connection

@@ -372,6 +372,37 @@ static void test_default_retries_outlast_an_election(void **state)
     rt_buf_free(&b);
 }
 
+/* app.create is not idempotent (its secret is shown once): once written, an outcome-unknown
+ * answer is returned, not retried; a create that never reached a server is still retried, and
+ * REPLAYED (not run) too. */
+static void test_app_create_not_retried_once_sent(void **state)
+{
+    (void)state;
+    static const struct {
+        int code;
+        unsigned attempts;
+        const char *wire;
+    } cases[] = {
+        {RT_EUNAVAIL, 1, "UNAVAILABLE"}, {RT_ETIMEOUT, 1, "TIMEOUT"}, {RT_EREPLAYED, 2, "OK"}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        assert_true(fake_start(fake_a, fake_port(PORT_A), fake_h_unavailable));
+        fake_a->param = 1;
+        fake_a->code = cases[k].code;
+        const unsigned list[] = {PORT_REFUSED, PORT_A};
+        struct pr_client_options o = quick_options();
+        struct pr_client *c = client_for(list, 2, &o);
+        struct pr_response resp;
+        int rv = pr_client_call(c, "app.create", NULL, 0, &resp);
+        pr_client_free(c);
+        fake_stop(fake_a);
+        assert_int_equal(rv, 0);
+        assert_string_equal(resp.code, cases[k].wire);
+        assert_int_equal(resp.attempts, cases[k].attempts);
+        assert_int_equal(fake_a->seen_count, cases[k].attempts);
+        pr_response_free(&resp);
+    }
+}
+
 static void test_other_codes_not_retried(void **state)
 {
     (void)state;
@@ -1011,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_replayed_retried_then_ok),
         cmocka_unit_test(test_unavailable_retries_exhausted),
         cmocka_unit_test(test_default_retries_outlast_an_election),
+        cmocka_unit_test(test_app_create_not_retried_once_sent),
         cmocka_unit_test(test_other_codes_not_retried),
         cmocka_unit_test(test_refused_first_server_then_second),
         cmocka_unit_test(test_all_refused),
