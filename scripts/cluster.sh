@@ -54,7 +54,7 @@ alive() {
   state=$(awk '/^State:/ { s = $2 } /^Threads:/ { t = $2 } END { print s " " t }' \
     "/proc/$1/status" 2>/dev/null) || return 1
   case "$state" in
-    "Z 1" | "X 1" | "Z 0" | "X 0") return 1 ;;
+    "Z 1" | "X 1") return 1 ;;
     *) return 0 ;;
   esac
 }

@@ -66,8 +66,9 @@ memory_parts() {
       blocks = v["store_block_cache_bytes"] + v["raft_log_block_cache_bytes"]
       rest = v["malloc_in_use_bytes"] - v["state_cache_bytes"] - mem - readers - blocks - v["raft_entries_bytes"]
       printf "%5.0f | %4.0f | %6.0f | %4.0f | %5.0f | %9.0f | %7.0f | %6.0f | %7.0f | %4.0f\n",
-        v["rss_bytes"], v["anon_huge_pages_bytes"], v["malloc_in_use_bytes"], v["malloc_free_bytes"], v["state_cache_bytes"], mem, readers,
-        blocks, v["raft_entries_bytes"], rest
+        v["rss_bytes"], v["anon_huge_pages_bytes"], v["malloc_in_use_bytes"],
+        v["malloc_free_bytes"], v["state_cache_bytes"], mem, readers, blocks,
+        v["raft_entries_bytes"], rest
     }'
 }
 memory_log="$dir/memory.txt"
@@ -88,7 +89,8 @@ wait "$bench_pid" || true
 bench_pid=""
 printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
 printf '%8s | %s\n' "end" "$(memory_parts)" >> "$memory_log"
-echo "node 1's memory by part, MiB (huge: of rss, in huge pages; malloc: in use, free; memtables: store + raft log; rest: of malloc's in use)"
+echo "node 1's memory by part, MiB (huge: of rss, in huge pages; malloc: in use, free;" \
+  "memtables: store + raft log; rest: of malloc's in use)"
 printf '%8s | %5s | %4s | %6s | %4s | %5s | %9s | %7s | %6s | %7s | %4s\n' seconds rss huge malloc \
   free cache memtables readers blocks entries rest
 cat "$memory_log"

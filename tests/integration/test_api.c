@@ -314,6 +314,37 @@ static void admin_acts_for_new_and_unknown_apps(void **state)
 static void order_body_fields(void **state)
 {
     (void)state;
+    const char *const strings = "merchant_order_no and order_id must be strings";
+    /* A body of two pairs (a NULL value is the uint 7; a NULL second key means one pair), the
+     * op, and the answer: its code, and its msg when not NULL. */
+    const struct {
+        const char *pairs[4];
+        const char *op, *code, *msg;
+    } cases[] = {
+        {{"merchant_order_no", "fields-1", "app_id", NULL},
+         "order.get",
+         "INVALID_ARGUMENT",
+         "app_id: must be a string"},
+        {{"merchant_order_no", NULL}, "order.get", "INVALID_ARGUMENT", strings},
+        {{"merchant_order_no", "fields-1", "order_id", NULL},
+         "order.get",
+         "INVALID_ARGUMENT",
+         strings},
+        /* First occurrence wins: the string, then a uint under the same key, reads the order... */
+        {{"merchant_order_no", "fields-1", "merchant_order_no", NULL}, "order.get", "OK", NULL},
+        /* ...and the uint first is refused whatever follows. */
+        {{"merchant_order_no", NULL, "merchant_order_no", "fields-1"},
+         "order.get",
+         "INVALID_ARGUMENT",
+         strings},
+        /* consistency is read for order.get only, and only "stale". */
+        {{"consistency", "stale", "merchant_order_no", "fields-1"},
+         "order.close",
+         "INVALID_ARGUMENT",
+         "consistency: only \"stale\", and only for order.get"},
+        {{"merchant_order_no", "fields-1", "app_id", "shop_b"}, "order.get", "FORBIDDEN", NULL},
+        {{"app_id", "shop_a", "merchant_order_no", "fields-1"}, "order.get", "OK", NULL},
+    };
     struct itest_client c;
     assert_true(itest_connect(&c, &cluster, 1, 5000));
     struct rt_buf body;
@@ -323,48 +354,19 @@ static void order_body_fields(void **state)
     order_body(&body, "fields-1", 300);
     call(&c, &app_a.sign, "order.create", &body, &reply);
     assert_string_equal(reply.code, "OK");
-
-    const char *app_uint[] = {"merchant_order_no", "fields-1", "app_id", NULL};
-    pairs_body(&body, app_uint, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.code, "INVALID_ARGUMENT");
-    assert_string_equal(reply.msg, "app_id: must be a string");
-    const char *mono_uint[] = {"merchant_order_no", NULL};
-    pairs_body(&body, mono_uint, 1);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.code, "INVALID_ARGUMENT");
-    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
-    const char *id_uint[] = {"merchant_order_no", "fields-1", "order_id", NULL};
-    pairs_body(&body, id_uint, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
-    /* First occurrence wins: the string, then a uint under the same key, reads the order. */
-    const char *twice[] = {"merchant_order_no", "fields-1", "merchant_order_no", NULL};
-    pairs_body(&body, twice, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.code, "OK");
-    char mono[80];
-    assert_true(itest_body_str(&reply, "merchant_order_no", mono, sizeof(mono)));
-    assert_string_equal(mono, "fields-1");
-    /* ...and the uint first is refused whatever follows. */
-    const char *twice_bad[] = {"merchant_order_no", NULL, "merchant_order_no", "fields-1"};
-    pairs_body(&body, twice_bad, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.msg, "merchant_order_no and order_id must be strings");
-    /* consistency is read for order.get only, and only "stale". */
-    const char *close_stale[] = {"consistency", "stale", "merchant_order_no", "fields-1"};
-    pairs_body(&body, close_stale, 2);
-    call(&c, &app_a.sign, "order.close", &body, &reply);
-    assert_string_equal(reply.code, "INVALID_ARGUMENT");
-    assert_string_equal(reply.msg, "consistency: only \"stale\", and only for order.get");
-    const char *app_other[] = {"merchant_order_no", "fields-1", "app_id", "shop_b"};
-    pairs_body(&body, app_other, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.code, "FORBIDDEN");
-    const char *app_own[] = {"app_id", "shop_a", "merchant_order_no", "fields-1"};
-    pairs_body(&body, app_own, 2);
-    call(&c, &app_a.sign, "order.get", &body, &reply);
-    assert_string_equal(reply.code, "OK");
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        pairs_body(&body, cases[k].pairs, cases[k].pairs[2] != NULL ? 2 : 1);
+        call(&c, &app_a.sign, cases[k].op, &body, &reply);
+        assert_string_equal(reply.code, cases[k].code);
+        if (cases[k].msg != NULL) {
+            assert_string_equal(reply.msg, cases[k].msg);
+        }
+        if (strcmp(cases[k].code, "OK") == 0) {
+            char mono[80];
+            assert_true(itest_body_str(&reply, "merchant_order_no", mono, sizeof(mono)));
+            assert_string_equal(mono, "fields-1");
+        }
+    }
     itest_reply_free(&reply);
     rt_buf_free(&body);
     itest_close(&c);
