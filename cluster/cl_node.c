@@ -1728,7 +1728,7 @@ static int node_open_raftlog(struct cl_node *node)
     size_t memtable_bytes =
         CL_RAFTLOG_WRITE_BUFFER_BYTES + node_memtable_stagger(node->config.node_id);
     int rv = cl_raftlog_open(node->loop, log_dir, (uint16_t)(node->config.shard_count + 1),
-                             memtable_bytes, &node->raftlog);
+                             memtable_bytes, 0, &node->raftlog);
     if (rv != 0) {
         return rv;
     }
@@ -2099,8 +2099,10 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     node_write_memory(node, w);
     struct cl_raftlog_stats ls;
     cl_raftlog_get_stats(node->raftlog, &ls);
-    static const char *const log_names[] = {"writes", "entries", "bytes", "failures"};
-    const uint64_t log_values[] = {ls.writes, ls.entries, ls.bytes, ls.failures};
+    static const char *const log_names[] = {"writes", "entries", "bytes", "failures",
+                                            "journal_restarts"};
+    const uint64_t log_values[] = {ls.writes, ls.entries, ls.bytes, ls.failures,
+                                   ls.journal_restarts};
     static_assert(sizeof(log_values) / sizeof(log_values[0]) ==
                       sizeof(log_names) / sizeof(log_names[0]),
                   "a value per name");

@@ -3,10 +3,13 @@
 #include "cl_raftlog.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <rocksdb/c.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_journal.h"
 #include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_log.h"
@@ -43,6 +46,8 @@ struct cl_raftlog {
     rocksdb_t *db;
     rocksdb_options_t *options;
     rocksdb_writeoptions_t *sync_write;
+    rocksdb_writeoptions_t *plain_write; /* Not synced: the journal made the write durable. */
+    struct cl_journal *journal;
     rocksdb_readoptions_t *read;
     uint16_t group_count;
     raft_index *next_index; /* Per group: the index the next appended entry gets. */
@@ -58,8 +63,9 @@ struct cl_raftlog {
     rocksdb_writebatch_t *flying;
     struct raftlog_appends flying_appends;
     bool writing;
-    bool failed;       /* A write failed: the log is no longer contiguous on disk; refuse more. */
-    char *write_error; /* Set by the worker; read after it is done. */
+    bool failed;  /* A write failed: the log is no longer contiguous on disk; refuse more. */
+    int write_rv; /* Set by the worker; read after it is done. */
+    uint64_t write_restarts; /* The journal's restarts by the worker's write; read likewise. */
     uv_work_t work;
     uv_prepare_t prepare;
     struct cl_raftlog_stats stats;
@@ -161,12 +167,53 @@ static void raftlog_complete(struct cl_raftlog *log, struct raftlog_appends *app
     appends->count = 0;
 }
 
+/* 0, or RT_EIO with RocksDB's message @err (freed) logged under @what. */
+static int raftlog_error(char *err, const char *what)
+{
+    if (err == NULL) {
+        return 0;
+    }
+    RT_ERROR("raft log: %s: %s", what, err);
+    rocksdb_free(err);
+    return RT_EIO;
+}
+
+/* Make @batch durable and write it to the database: a journal record, synced, then a RocksDB
+ * write without a sync (cl_journal.h: the contract; every write of the log goes through here).
+ * Adds the journal's restarts to *@restarts. 0 or RT_EIO (logged). */
+static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *batch,
+                                 uint64_t *restarts)
+{
+    char *err = NULL;
+    size_t len;
+    const char *rep = rocksdb_writebatch_data(batch, &len);
+    if (!cl_journal_fits(log->journal, len)) {
+        /* A lap is done: every earlier write becomes durable in RocksDB, then the journal
+         * starts again (syncing the WAL of one lap, which RocksDB has been writing back as it
+         * went: store_rocks_background_options). */
+        rocksdb_flush_wal(log->db, 1, &err);
+        if (raftlog_error(err, "WAL sync") != 0 || cl_journal_restart(log->journal) != 0) {
+            return RT_EIO;
+        }
+        (*restarts)++;
+        if (!cl_journal_fits(log->journal, len)) {
+            /* Larger than the whole journal: made durable by RocksDB's own sync, while the
+             * journal holds no record that a replay could apply over it. */
+            rocksdb_write(log->db, log->sync_write, batch, &err);
+            return raftlog_error(err, "write");
+        }
+    }
+    if (cl_journal_append(log->journal, rep, len) != 0) {
+        return RT_EIO;
+    }
+    rocksdb_write(log->db, log->plain_write, batch, &err);
+    return raftlog_error(err, "write");
+}
+
 static void raftlog_work(uv_work_t *work)
 {
     struct cl_raftlog *log = work->data;
-    char *err = NULL;
-    rocksdb_write(log->db, log->sync_write, log->flying, &err);
-    log->write_error = err;
+    log->write_rv = raftlog_write_durably(log, log->flying, &log->write_restarts);
 }
 
 static void raftlog_written(uv_work_t *work, int status)
@@ -175,10 +222,8 @@ static void raftlog_written(uv_work_t *work, int status)
     assert(status == 0); /* Never cancelled. */
     (void)status;
     int rv = 0;
-    if (log->write_error != NULL) {
-        RT_ERROR("raft log write: %s", log->write_error);
-        rocksdb_free(log->write_error);
-        log->write_error = NULL;
+    log->stats.journal_restarts = log->write_restarts;
+    if (log->write_rv != 0) {
         log->stats.failures++;
         log->failed = true;
         rv = RAFT_IOERR;
@@ -236,8 +281,48 @@ static void raftlog_prepare_cb(uv_prepare_t *prepare)
 
 /* ---- Open and close ---- */
 
+/* Replay one journal record into the database (not synced: the caller flushes). */
+static int raftlog_replay_record(void *arg, const uint8_t *payload, size_t len)
+{
+    struct cl_raftlog *log = arg;
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create_from((const char *)payload, len);
+    char *err = NULL;
+    rocksdb_write(log->db, log->plain_write, batch, &err);
+    rocksdb_writebatch_destroy(batch);
+    return raftlog_error(err, "journal replay");
+}
+
+/* Open the journal beside the database, replay what it holds into it, make that durable (a
+ * flush: the loads that follow then read sorted files, not the vector memtable) and start the
+ * journal's next generation. 0 or an RT_ code. */
+static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t journal_bytes)
+{
+    char journal_path[PATH_MAX];
+    if ((size_t)snprintf(journal_path, sizeof(journal_path), "%s.journal", path) >=
+        sizeof(journal_path)) {
+        return RT_EINVAL;
+    }
+    int rv = cl_journal_open(journal_path, journal_bytes, &log->journal);
+    if (rv != 0) {
+        RT_ERROR("raft log journal %s: %s", journal_path, rt_strerror(rv));
+        return rv;
+    }
+    uint64_t found = cl_journal_found(log->journal);
+    rv = cl_journal_replay(log->journal, raftlog_replay_record, log);
+    if (rv == 0 && found > 0) {
+        rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(flush, 1);
+        char *err = NULL;
+        rocksdb_flush(log->db, flush, &err);
+        rocksdb_flushoptions_destroy(flush);
+        rv = raftlog_error(err, "flush after the journal's replay");
+        RT_INFO("raft log: replayed %llu writes from the journal", (unsigned long long)found);
+    }
+    return rv == 0 ? cl_journal_restart(log->journal) : rv;
+}
+
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
-                    size_t write_buffer_bytes, struct cl_raftlog **out)
+                    size_t write_buffer_bytes, size_t journal_bytes, struct cl_raftlog **out)
 {
     assert(loop != NULL && path != NULL && out != NULL && group_count > 0);
     *out = NULL;
@@ -255,6 +340,7 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
     log->flying = rocksdb_writebatch_create();
     log->options = rocksdb_options_create();
     log->sync_write = rocksdb_writeoptions_create();
+    log->plain_write = rocksdb_writeoptions_create();
     log->read = rocksdb_readoptions_create();
     if (log->next_index == NULL || log->outstanding == NULL || log->installing == NULL ||
         log->broken == NULL) {
@@ -266,12 +352,11 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
         log->next_index[g] = 1;
     }
     rocksdb_options_set_create_if_missing(log->options, 1);
-    /* Every write is synced and is the whole of a turn's appends. At recovery a torn last
-     * record (a crash inside the write) is dropped, and that write was never acknowledged;
-     * corruption before the end fails the open instead of silently dropping the synced writes
-     * after it (point-in-time recovery would), which raft may have counted in a quorum. */
-    rocksdb_options_set_wal_recovery_mode(log->options,
-                                          rocksdb_tolerate_corrupted_tail_records_recovery);
+    /* The WAL is synced once per lap of the journal (cl_journal.h); after a crash of the
+     * machine, what the kernel had not written back of the lap since may be missing anywhere
+     * in the WAL's tail, not only at its end. Recovery keeps the WAL up to the first damaged
+     * record, and the journal's replay brings back every write after the last sync. */
+    rocksdb_options_set_wal_recovery_mode(log->options, rocksdb_point_in_time_recovery);
     store_rocks_memtable_options(
         log->options, write_buffer_bytes != 0 ? write_buffer_bytes : CL_RAFTLOG_WRITE_BUFFER_BYTES);
     /* The memtable is a vector, appended to and sorted once when it is flushed, instead of a
@@ -297,6 +382,14 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
         raftlog_finish_close(log);
         return RT_EIO;
     }
+    int rv = raftlog_journal_open(log, path, journal_bytes);
+    if (rv != 0) {
+        rocksdb_close(log->db);
+        log->db = NULL; /* So that the close frees all now: the handle is not initialised. */
+        log->closing = true;
+        raftlog_finish_close(log);
+        return rv;
+    }
     uv_prepare_init(loop, &log->prepare);
     log->prepare.data = log;
     uv_prepare_start(&log->prepare, raftlog_prepare_cb);
@@ -321,11 +414,22 @@ static void raftlog_prepare_closed(uv_handle_t *handle)
 static void raftlog_finish_close(struct cl_raftlog *log)
 {
     assert(log->closing && !log->writing);
+    if (log->db != NULL && log->journal != NULL && !log->failed) {
+        /* Everything in RocksDB durable, so that the next open has nothing to replay. Failing
+         * that, the journal still holds what it holds, and the next open replays it. */
+        char *err = NULL;
+        rocksdb_flush_wal(log->db, 1, &err);
+        if (raftlog_error(err, "WAL sync at close") == 0) {
+            (void)cl_journal_restart(log->journal);
+        }
+    }
     if (log->db != NULL) {
         rocksdb_close(log->db);
     }
+    cl_journal_close(log->journal);
     rocksdb_options_destroy(log->options);
     rocksdb_writeoptions_destroy(log->sync_write);
+    rocksdb_writeoptions_destroy(log->plain_write);
     rocksdb_readoptions_destroy(log->read);
     rocksdb_writebatch_destroy(log->pending);
     rocksdb_writebatch_destroy(log->flying);
@@ -361,13 +465,9 @@ static void raftlog_close_now(struct cl_raftlog *log)
 {
     assert(log->closing && !log->writing && log->pending_appends.count == 0);
     assert(log->held_count == 0);
-    if (log->pending_dirty && !log->failed) {
-        char *err = NULL;
-        rocksdb_write(log->db, log->sync_write, log->pending, &err);
-        if (err != NULL) {
-            RT_WARN("raft log: last write at close: %s", err);
-            rocksdb_free(err);
-        }
+    if (log->pending_dirty && !log->failed &&
+        raftlog_write_durably(log, log->pending, &log->write_restarts) != 0) {
+        log->failed = true; /* Logged; nothing more is written. */
     }
     raftlog_finish_close(log);
 }
@@ -533,12 +633,11 @@ static int raftlog_migrate(struct cl_raftlog *log, uint16_t group, raft_index st
     uint8_t marker[3];
     raftlog_marker_key(marker, group);
     rocksdb_writebatch_put(batch, (const char *)marker, sizeof(marker), "", 0);
-    char *err = NULL;
-    rocksdb_write(log->db, log->sync_write, batch, &err);
+    int rv = raftlog_write_durably(log, batch, &log->write_restarts);
     rocksdb_writebatch_destroy(batch);
-    if (err != NULL) {
-        RT_ERROR("raft log: group %u: migrating raft_uv's entries: %s", group, err);
-        rocksdb_free(err);
+    if (rv != 0) {
+        RT_ERROR("raft log: group %u: migrating raft_uv's entries failed", group);
+        log->failed = true; /* What the journal holds no longer matches the database. */
         return RAFT_IOERR;
     }
     if (n > 0) {

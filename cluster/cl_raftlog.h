@@ -16,8 +16,11 @@
  * group's entries are contiguous from its first kept index to its last appended one.
  *
  * Writes: appends, truncations and forgets gather in one write batch during a loop turn; just
- * before the loop waits, the batch goes to a worker and is written with a WAL sync. One write
- * is in flight at a time; what arrives meanwhile forms the next (group commit across groups).
+ * before the loop waits, the batch goes to a worker, which makes it durable in the journal
+ * beside the database (cl_journal.h: a record synced in a file that is written over, not
+ * grown, so the sync writes no file size) and then writes it to the database without a sync.
+ * One write is in flight at a time; what arrives meanwhile forms the next (group commit
+ * across groups). Open replays the journal; a clean close leaves it empty.
  * Append callbacks fire on the loop thread in the order the appends were made, once their
  * write is durable, with 0 or RAFT_IOERR. A truncation or forget is ordered with the appends
  * around it: RocksDB applies a batch in order and the batches one after another.
@@ -41,10 +44,11 @@
 struct cl_raftlog;
 
 struct cl_raftlog_stats {
-    uint64_t writes;   /* Synced writes done. */
-    uint64_t entries;  /* Entries appended. */
-    uint64_t bytes;    /* Entry bytes appended. */
-    uint64_t failures; /* Writes that failed (their appends got RAFT_IOERR). */
+    uint64_t writes;           /* Synced writes done. */
+    uint64_t entries;          /* Entries appended. */
+    uint64_t bytes;            /* Entry bytes appended. */
+    uint64_t failures;         /* Writes that failed (their appends got RAFT_IOERR). */
+    uint64_t journal_restarts; /* Laps of the journal, and writes too large for it. */
 };
 
 /* Memtable size when cl_raftlog_open is given 0 (two memtables at most: RocksDB's default).
@@ -52,11 +56,12 @@ struct cl_raftlog_stats {
  * (docs/benchmarks.md, optimisation log). */
 #define CL_RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
 
-/* Open (creating if missing) the log database in directory @path, for groups 0 to
+/* Open (creating if missing) the log database in directory @path, and its journal, file
+ * @path ".journal" of @journal_bytes (0 = CL_JOURNAL_BYTES_DEFAULT), for groups 0 to
  * @group_count - 1, with memtables of @write_buffer_bytes (0 = CL_RAFTLOG_WRITE_BUFFER_BYTES);
  * 0 or an RT_ code. */
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
-                    size_t write_buffer_bytes, struct cl_raftlog **out);
+                    size_t write_buffer_bytes, size_t journal_bytes, struct cl_raftlog **out);
 
 /* Close once nothing is outstanding in any group (the write in flight, if any, is waited for);
  * @cb(@arg) runs when the database is closed and @log freed. */

@@ -9,7 +9,13 @@
  *     appends made meanwhile (from a callback, while a write is in flight) go in the next one;
  *   - truncate, forget and reset, and what load keeps against a snapshot: stale entries are
  *     dropped (and stay dropped), a gap is RAFT_CORRUPT;
- *   - outstanding counts, close waiting for the write in flight, a failed open.
+ *   - outstanding counts, close waiting for the write in flight, a failed open;
+ *   - crashes: a separate process (raftlog_child) writes and is SIGKILLed, and what it had
+ *     acknowledged must load back: with its database's WAL emptied (a machine's crash may
+ *     lose what the kernel had not written back: only the journal made those writes durable),
+ *     with the WAL whole (the journal's records replayed over writes the database already
+ *     holds, a truncation among them), and with a journal so small that it lapped and one
+ *     write did not fit in it.
  *
  * Leaks (load must free the legacy entries it is handed; a failed open must free all) are
  * ASan's to find. The module's prepare handle is unref'd, and libuv runs no prepare handle of
@@ -23,7 +29,10 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,44 +43,20 @@
 #include <raft.h>
 #include <uv.h>
 
+#include "cl_journal.h"
 #include "cl_raftlog.h"
+#include "raftlog_entries.h"
+#include "rt_buf.h"
 #include "rt_error.h"
 #include "test_support.h"
 
 #define TEST_WAIT_MS 10000u
 #define GROUPS       300 /* Past 255: group 256 shares a byte with groups 0 and 1. */
 #define REQS_MAX     16
-#define PER_REQ_MAX  16 /* Entries per append. */
-#define DATA_MAX     48
+#define PER_REQ_MAX  16      /* Entries per append. */
 #define PENDING      INT_MIN /* Status of an append whose callback has not run. */
 
 /* ---- Entries ---- */
-
-/* Entry @index of @group; @seed tells apart two logs with the same indexes. Terms only grow;
- * entry 1 is a RAFT_CHANGE like a bootstrap entry; some entries have no data at all. */
-static raft_term entry_term(raft_index index, unsigned seed)
-{
-    return seed * 1000u + 1u + index / 3u;
-}
-
-static size_t entry_len(raft_index index, unsigned seed)
-{
-    return index % 5 == 2 ? 0 : 3 + (index * 7 + seed) % (DATA_MAX - 3);
-}
-
-static void entry_make(struct raft_entry *e, uint8_t *data, uint16_t group, raft_index index,
-                       unsigned seed)
-{
-    size_t len = entry_len(index, seed);
-    for (size_t i = 0; i < len; i++) {
-        data[i] = (uint8_t)((group * 31u + index * 131u + seed * 17u + i * 7u) % 251u);
-    }
-    *e = (struct raft_entry){.term = entry_term(index, seed),
-                             .type = index == 1       ? RAFT_CHANGE
-                                     : index % 4 == 0 ? RAFT_BARRIER
-                                                      : RAFT_COMMAND,
-                             .buf = {.base = data, .len = len}};
-}
 
 /* @es are entries @first.. of @group with @seed. */
 static void entries_check(const struct raft_entry *es, size_t n, uint16_t group, raft_index first,
@@ -195,7 +180,7 @@ static void on_closed(void *arg)
 static void log_open(struct fx *fx)
 {
     fx->log = NULL;
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, &fx->log), 0);
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &fx->log), 0);
     assert_non_null(fx->log);
 }
 
@@ -724,9 +709,113 @@ static void test_open_failure_leaks_nothing(void **state)
     close(fd);
     snprintf(fx->path, sizeof(fx->path), "%s/file/log", fx->dir);
     struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, &log), RT_EIO);
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log), RT_EIO);
     assert_null(log);
     /* The teardown's uv_loop_close fails if a handle was left behind; ASan sees the rest. */
+}
+
+/* ---- Crashes (raftlog_child) ---- */
+
+/* Run raftlog_child on fx->path with a journal of @journal_bytes until it reports (all its
+ * writes acknowledged), then SIGKILL it. Returns the journal restarts it reported. */
+static uint64_t child_writes_then_dies(struct fx *fx, size_t journal_bytes)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        char bytes[24], fd_arg[16];
+        snprintf(bytes, sizeof(bytes), "%zu", journal_bytes);
+        snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
+        execl(RAFTLOG_CHILD_PATH, RAFTLOG_CHILD_PATH, fx->path, bytes, fd_arg, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    uint8_t report[8];
+    size_t got = 0;
+    while (got < sizeof(report)) {
+        ssize_t n = read(fds[0], report + got, sizeof(report) - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        assert_true(n > 0); /* EOF: the child failed; its stderr says why. */
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return rt_get_be64(report);
+}
+
+/* Empty the database's WAL files: what a crash of the machine may leave of writes that were
+ * never synced there (the child's open synced nothing after creating its WAL). */
+static void wal_lose(struct fx *fx)
+{
+    DIR *dir = opendir(fx->path);
+    assert_non_null(dir);
+    int emptied = 0;
+    for (struct dirent *e = readdir(dir); e != NULL; e = readdir(dir)) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".log") == 0) {
+            char name[PATH_MAX + 256];
+            snprintf(name, sizeof(name), "%s/%s", fx->path, e->d_name);
+            assert_int_equal(truncate(name, 0), 0);
+            emptied++;
+        }
+    }
+    closedir(dir);
+    assert_true(emptied > 0);
+}
+
+/* What raftlog_child wrote (raftlog_entries.h), loaded back. */
+static void expect_child_log(struct fx *fx)
+{
+    log_open(fx);
+    struct loaded l;
+    raft_index snap = CHILD_G0_KEPT_FROM - 1;
+    assert_int_equal(load(fx, 0, snap, entry_term(snap, 0), 1, 0, 0, &l), 0);
+    assert_int_equal(l.start, CHILD_G0_KEPT_FROM);
+    assert_int_equal(l.n, CHILD_G0_LAST - CHILD_G0_KEPT_FROM + 1);
+    size_t before = CHILD_G0_TRUNCATED_AT - CHILD_G0_KEPT_FROM;
+    entries_check(l.entries, before, 0, CHILD_G0_KEPT_FROM, 0);
+    entries_check(l.entries + before, l.n - before, 0, CHILD_G0_TRUNCATED_AT, 1);
+    entries_release(l.entries, l.n);
+    expect_log(fx, 1, 0, 0, 1, CHILD_NARROW_WRITES, 2);
+    for (uint16_t g = CHILD_WIDE_FIRST_GROUP; g < CHILD_WIDE_FIRST_GROUP + CHILD_WIDE_GROUPS; g++) {
+        expect_log(fx, g, 0, 0, 1, CHILD_WIDE_ENTRIES, 3);
+    }
+    expect_log(fx, CHILD_WIDE_FIRST_GROUP + CHILD_WIDE_GROUPS, 0, 0, 1, 0, 0);
+}
+
+static void test_crash_journal_brings_back_lost_wal(void **state)
+{
+    struct fx *fx = *state;
+    assert_int_equal(child_writes_then_dies(fx, 0), 0); /* No lap: the WAL was never synced. */
+    wal_lose(fx);
+    expect_child_log(fx);
+    /* A clean close left nothing to replay, and the log is still whole after it. */
+    log_reopen(fx);
+    expect_log(fx, 1, 0, 0, 1, CHILD_NARROW_WRITES, 2);
+}
+
+static void test_crash_replay_over_whole_wal(void **state)
+{
+    struct fx *fx = *state;
+    assert_int_equal(child_writes_then_dies(fx, 0), 0);
+    expect_child_log(fx);
+}
+
+static void test_crash_after_laps_and_a_write_too_large(void **state)
+{
+    struct fx *fx = *state;
+    uint64_t restarts = child_writes_then_dies(fx, CL_JOURNAL_BYTES_MIN);
+    /* The wide write alone is larger than the journal; group 1's writes lap it (~40 a lap). */
+    assert_true(restarts >= 3);
+    expect_child_log(fx);
 }
 
 int main(void)
@@ -752,6 +841,9 @@ int main(void)
         CASE(test_open_failure_leaks_nothing),
         CASE(test_close_from_append_callback),
         CASE(test_close_in_flight_keeps_pending_forget),
+        CASE(test_crash_journal_brings_back_lost_wal),
+        CASE(test_crash_replay_over_whole_wal),
+        CASE(test_crash_after_laps_and_a_write_too_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
