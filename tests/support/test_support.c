@@ -5,7 +5,9 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rt_buf.h"
@@ -118,4 +120,43 @@ bool test_run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, unsigne
         uv_run(loop, UV_RUN_ONCE);
     }
     return true;
+}
+
+pid_t test_spawn(const char *path, const char *const argv[], int *report_fd)
+{
+    enum { ARGS_MAX = 16 };
+    int fds[2];
+    if (pipe(fds) != 0) {
+        abort();
+    }
+    char fd_arg[16];
+    snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
+    char *args[ARGS_MAX + 1];
+    size_t n = 0;
+    for (; argv[n] != NULL; n++) {
+        assert(n < ARGS_MAX);
+        args[n] = strcmp(argv[n], TEST_SPAWN_FD) == 0 ? fd_arg : (char *)argv[n];
+    }
+    args[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        abort();
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        execv(path, args);
+        _exit(127);
+    }
+    close(fds[1]);
+    *report_fd = fds[0];
+    return pid;
+}
+
+void test_kill(pid_t pid)
+{
+    int status = 0;
+    if (kill(pid, SIGKILL) != 0 || waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) ||
+        WTERMSIG(status) != SIGKILL) {
+        abort();
+    }
 }

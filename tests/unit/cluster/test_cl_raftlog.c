@@ -31,8 +31,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -720,34 +718,23 @@ static void test_open_failure_leaks_nothing(void **state)
  * writes acknowledged), then SIGKILL it. Returns the journal restarts it reported. */
 static uint64_t child_writes_then_dies(struct fx *fx, size_t journal_bytes)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        char bytes[24], fd_arg[16];
-        snprintf(bytes, sizeof(bytes), "%zu", journal_bytes);
-        snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
-        execl(RAFTLOG_CHILD_PATH, RAFTLOG_CHILD_PATH, fx->path, bytes, fd_arg, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
+    char bytes[24];
+    snprintf(bytes, sizeof(bytes), "%zu", journal_bytes);
+    const char *argv[] = {RAFTLOG_CHILD_PATH, fx->path, bytes, TEST_SPAWN_FD, NULL};
+    int fd;
+    pid_t pid = test_spawn(RAFTLOG_CHILD_PATH, argv, &fd);
     uint8_t report[8];
     size_t got = 0;
     while (got < sizeof(report)) {
-        ssize_t n = read(fds[0], report + got, sizeof(report) - got);
+        ssize_t n = read(fd, report + got, sizeof(report) - got);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         assert_true(n > 0); /* EOF: the child failed; its stderr says why. */
         got += (size_t)n;
     }
-    close(fds[0]);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    close(fd);
+    test_kill(pid);
     return rt_get_be64(report);
 }
 

@@ -20,11 +20,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,25 +80,12 @@ static int group_setup(void **state)
  * returns its pid and the read end of its reports. */
 static pid_t spawn_committer(const char *dir, unsigned sync_every, int *report_fd)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        char count[24];
-        char fd_arg[16];
-        char sync_arg[16];
-        snprintf(count, sizeof(count), "%u", CRASH_COMMITS);
-        snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
-        snprintf(sync_arg, sizeof(sync_arg), "%u", sync_every);
-        execl(STORE_CHILD_PATH, STORE_CHILD_PATH, "commit", dir, count, fd_arg, sync_arg,
-              (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    *report_fd = fds[0];
-    return pid;
+    char count[24];
+    char sync_arg[16];
+    snprintf(count, sizeof(count), "%u", CRASH_COMMITS);
+    snprintf(sync_arg, sizeof(sync_arg), "%u", sync_every);
+    const char *argv[] = {STORE_CHILD_PATH, "commit", dir, count, TEST_SPAWN_FD, sync_arg, NULL};
+    return test_spawn(STORE_CHILD_PATH, argv, report_fd);
 }
 
 /* Read the child's reports (be64 indexes, each sent before that commit starts, or with
@@ -152,10 +137,7 @@ static void crash_round(int round)
     uint64_t started = read_reports(fd, 0, target, &synced);
     assert_true(started >= target); /* Else the child died early: see its stderr. */
     usleep(drift_us);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    test_kill(pid);
     started = read_reports(fd, started, 0, &synced);
     close(fd);
     double killed_at = now_s() - t0;

@@ -7,12 +7,10 @@
 
 #include <fcntl.h>
 #include <rocksdb/c.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rt_buf.h"
@@ -131,30 +129,14 @@ static int scan_collect(struct rt_store *store, enum rt_cf cf, const uint8_t *pr
 /* Spawn store_child in "hold" mode on @dir; returns once it holds the database. */
 static pid_t spawn_holder(const char *dir)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        char fd_arg[16];
-        snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
-        execl(STORE_CHILD_PATH, STORE_CHILD_PATH, "hold", dir, fd_arg, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
+    const char *argv[] = {STORE_CHILD_PATH, "hold", dir, TEST_SPAWN_FD, NULL};
+    int fd;
+    pid_t pid = test_spawn(STORE_CHILD_PATH, argv, &fd);
     char c = 0;
-    assert_int_equal(read(fds[0], &c, 1), 1);
+    assert_int_equal(read(fd, &c, 1), 1);
     assert_int_equal(c, '!');
-    close(fds[0]);
+    close(fd);
     return pid;
-}
-
-static void kill_child(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
 }
 
 /* Run store_rocks_open on @path with logging captured; expect RT_EIO and an ERROR line. */
@@ -767,7 +749,7 @@ static void test_open_locked(void **state)
     char *dir = test_tmpdir("store-lock");
     pid_t pid = spawn_holder(dir);
     expect_open_refused(dir, 1);
-    kill_child(pid);
+    test_kill(pid);
     /* Free again once the holder is gone (killed, not closed: the lock goes with it). */
     struct store_rocks *db = helper_open(dir, 0);
     store_rocks_close(db);
