@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,27 +86,33 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hard(uint32_t crc, const u
 }
 #endif
 
+static bool crc_use_hard;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    crc_table_init();
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    crc_use_hard = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
 uint32_t cl_crc32c(uint32_t crc, const void *data, size_t len)
 {
-    static int hard = -1; /* Unknown yet; the answer is the same from every thread. */
-    if (hard < 0) {
+    pthread_once(&crc_once, crc_init);
 #if defined(__x86_64__)
-        __builtin_cpu_init();
-        hard = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-#else
-        hard = 0;
-#endif
-        if (hard == 0) {
-            crc_table_init();
-        }
-    }
-    crc = ~crc;
-#if defined(__x86_64__)
-    if (hard == 1) {
-        return ~crc_hard(crc, data, len);
+    if (crc_use_hard) {
+        return ~crc_hard(~crc, data, len);
     }
 #endif
-    return ~crc_soft(crc, data, len);
+    return ~crc_soft(~crc, data, len);
+}
+
+uint32_t cl_crc32c_portable(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    return ~crc_soft(~crc, data, len);
 }
 
 /* ---- The scan ---- */
@@ -188,6 +195,9 @@ static int write_at(int fd, const struct iovec *iov, int iovcnt, off_t offset)
                 continue;
             }
             return errno;
+        }
+        if (n == 0) {
+            return EIO; /* Nothing written and no error: do not spin. */
         }
         offset += n;
         while (iovcnt > 0 && (size_t)n >= v->iov_len) {
@@ -290,9 +300,8 @@ int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
     int rv = 0;
     if (j->fd < 0 && errno == ENOENT) {
         j->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        int err = j->fd >= 0 ? sync_parent(path) : errno;
-        if (err != 0) {
-            RT_ERROR("journal %s: cannot create: %s", path, strerror(err));
+        if (j->fd < 0) {
+            RT_ERROR("journal %s: cannot create: %s", path, strerror(errno));
             rv = RT_EIO;
         }
     } else if (j->fd < 0) {
@@ -302,10 +311,17 @@ int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
     if (rv == 0) {
         rv = read_all(j);
     }
-    if (rv == 0 && j->scanned_len < capacity) {
-        int err = fill_to(j->fd, j->scanned_len, capacity);
+    if (rv == 0) {
+        /* A new file (or one cut short) is filled; and the directory is synced at every open,
+         * so that the file's name is durable before any record in it is acknowledged, even
+         * after an open that created it failed there. */
+        int err = j->scanned_len < capacity ? fill_to(j->fd, j->scanned_len, capacity) : 0;
+        if (err == 0) {
+            err = sync_parent(path);
+        }
         if (err != 0) {
-            RT_ERROR("journal %s: cannot fill to %zu bytes: %s", path, capacity, strerror(err));
+            RT_ERROR("journal %s: cannot fill to %zu bytes and sync: %s", path, capacity,
+                     strerror(err));
             rv = RT_EIO;
         }
     }
@@ -319,10 +335,12 @@ int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
     /* The first record's generation, valid or not: if the current generation's slot was
      * damaged after records of it were written, they must never match a later one. */
     j->taken = j->generation;
-    const uint8_t *first = j->scanned + CL_JOURNAL_RECORDS_START;
-    if (j->scanned_len >= CL_JOURNAL_RECORDS_START + CL_JOURNAL_HEAD_BYTES &&
-        memcmp(first, RECORD_MAGIC, 4) == 0 && rt_get_be64(first + RECORD_GEN_AT) > j->taken) {
-        j->taken = rt_get_be64(first + RECORD_GEN_AT);
+    if (j->scanned_len >= CL_JOURNAL_RECORDS_START + CL_JOURNAL_HEAD_BYTES) {
+        const uint8_t *first = j->scanned + CL_JOURNAL_RECORDS_START;
+        uint64_t first_gen = rt_get_be64(first + RECORD_GEN_AT);
+        if (memcmp(first, RECORD_MAGIC, 4) == 0 && first_gen > j->taken) {
+            j->taken = first_gen;
+        }
     }
     j->seq = j->found;
     j->offset = end;

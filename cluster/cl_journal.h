@@ -28,15 +28,15 @@
  * "PRJH"(4) · generation(8) · crc32c(4) of the 12 bytes before it; then records from offset
  * 4096, each magic "PRJ1"(4) · generation(8) · seq(8) · length(4) · crc32c(4) of the 24
  * bytes before it and of the payload · payload(length). The current generation is the larger
- * of the valid slots'; a restart writes one above any the file shows (the first record's
- * too) into the other slot and syncs it before any record of it is written, so a generation
- * is never used twice, and a torn slot leaves the other. A scan reads records from offset 4096
- * while each is whole, its checksum matches, its generation is the current one and its seq the next
- * from 0: a torn record (a crash inside its write) or one of an older generation (a lap before)
- * ends it.
+ * of the valid slots'; a restart writes one above both it and the first record's (whose slot
+ * may be the damaged one) into the other slot and syncs it before any record of it is written, so a
+ * generation is never used twice, and a torn slot leaves the other. A scan reads records from
+ * offset 4096 while each is whole, its checksum matches, its generation is the current one and its
+ * seq the next from 0: a torn record (a crash inside its write) or one of an older generation (a
+ * lap before) ends it.
  *
- * Not thread-safe: cl_raftlog calls it from one thread at a time (its worker, or the loop
- * thread at open and close, when no write is in flight).
+ * Not thread-safe: cl_raftlog calls it from one thread at a time (its worker while a write is
+ * in flight, else the loop thread: open, loads, close).
  */
 #ifndef CL_JOURNAL_H
 #define CL_JOURNAL_H
@@ -56,9 +56,9 @@ struct cl_journal;
 #define CL_JOURNAL_HEAD_BYTES    28u   /* A record's, before its payload. */
 #define CL_JOURNAL_RECORDS_START 4096u /* After the two header slots. */
 
-/* Open (creating if missing, and then syncing its directory) the journal file @path of
- * @capacity bytes (0 = CL_JOURNAL_BYTES_DEFAULT), fill it with zeros to that size if it is
- * shorter, and scan it. 0, RT_EINVAL (capacity out of bounds), RT_ENOMEM or RT_EIO. The records
+/* Open (creating if missing) the journal file @path of @capacity bytes (0 =
+ * CL_JOURNAL_BYTES_DEFAULT), fill it with zeros to that size if it is shorter, sync its
+ * directory, and scan it. 0, RT_EINVAL (capacity out of bounds), RT_ENOMEM or RT_EIO. The records
  * found wait for cl_journal_replay. */
 int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out);
 void cl_journal_close(struct cl_journal *journal);
@@ -93,7 +93,9 @@ uint64_t cl_journal_scan(const uint8_t *buf, size_t len,
                          void (*record)(void *arg, const uint8_t *payload, size_t len), void *arg,
                          uint64_t *generation, size_t *end);
 
-/* CRC-32C (Castagnoli) of @len bytes at @data, continuing @crc (0 to start). */
+/* CRC-32C (Castagnoli) of @len bytes at @data, continuing @crc (0 to start): SSE 4.2's
+ * instruction where the CPU has it, else a table; the table's alone for the tests. */
 uint32_t cl_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t cl_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cl_journal.h"
 #include "rt_buf.h"
@@ -20,6 +21,13 @@
 
 #define RAFTLOG_KEY_BYTES  11 /* 'e' group(2) index(8) */
 #define RAFTLOG_HEAD_BYTES 9  /* term(8) type(1) */
+/* A RocksDB write batch's own header: sequence number(8) count(4). */
+#define RAFTLOG_BATCH_HEAD_BYTES 12
+/* Beside the database, in its directory (RocksDB leaves files it did not name alone), so that
+ * a copy of the directory takes it along. */
+#define RAFTLOG_JOURNAL_FILE "payraft-journal"
+/* Key of the record that says the journal exists (so that losing it is noticed). */
+#define RAFTLOG_JOURNAL_MARKER "j"
 
 /* An append whose write has not completed. */
 struct raftlog_append {
@@ -285,6 +293,10 @@ static void raftlog_prepare_cb(uv_prepare_t *prepare)
 static int raftlog_replay_record(void *arg, const uint8_t *payload, size_t len)
 {
     struct cl_raftlog *log = arg;
+    if (len < RAFTLOG_BATCH_HEAD_BYTES) {
+        RT_ERROR("raft log: journal record of %zu bytes is not a write batch", len);
+        return RT_ECORRUPT;
+    }
     rocksdb_writebatch_t *batch = rocksdb_writebatch_create_from((const char *)payload, len);
     char *err = NULL;
     rocksdb_write(log->db, log->plain_write, batch, &err);
@@ -292,15 +304,33 @@ static int raftlog_replay_record(void *arg, const uint8_t *payload, size_t len)
     return raftlog_error(err, "journal replay");
 }
 
-/* Open the journal beside the database, replay what it holds into it, make that durable (a
- * flush: the loads that follow then read sorted files, not the vector memtable) and start the
- * journal's next generation. 0 or an RT_ code. */
+/* Open the journal in the database's directory, replay what it holds into the database, make
+ * that durable (a flush: the loads that follow then read sorted files, not the vector
+ * memtable) and start the journal's next generation. A database that has had a journal
+ * refuses to open without it: the journal may hold acknowledged writes the database lacks.
+ * 0 or an RT_ code. */
 static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t journal_bytes)
 {
     char journal_path[PATH_MAX];
-    if ((size_t)snprintf(journal_path, sizeof(journal_path), "%s.journal", path) >=
+    if ((size_t)snprintf(journal_path, sizeof(journal_path), "%s/%s", path, RAFTLOG_JOURNAL_FILE) >=
         sizeof(journal_path)) {
         return RT_EINVAL;
+    }
+    char *err = NULL;
+    size_t marker_len = 0;
+    char *marker = rocksdb_get(log->db, log->read, RAFTLOG_JOURNAL_MARKER,
+                               strlen(RAFTLOG_JOURNAL_MARKER), &marker_len, &err);
+    bool had_journal = marker != NULL;
+    rocksdb_free(marker);
+    if (raftlog_error(err, "reading the journal's marker") != 0) {
+        return RT_EIO;
+    }
+    if (had_journal && access(journal_path, F_OK) != 0) {
+        RT_ERROR("raft log: %s is missing, but the raft log has had it; it may hold its latest "
+                 "acknowledged writes: refusing to start (restore it together with the rest of "
+                 "%s, or remove the node's data dir and add the node again)",
+                 journal_path, path);
+        return RT_EIO;
     }
     int rv = cl_journal_open(journal_path, journal_bytes, &log->journal);
     if (rv != 0) {
@@ -312,13 +342,21 @@ static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t
     if (rv == 0 && found > 0) {
         rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
         rocksdb_flushoptions_set_wait(flush, 1);
-        char *err = NULL;
         rocksdb_flush(log->db, flush, &err);
         rocksdb_flushoptions_destroy(flush);
         rv = raftlog_error(err, "flush after the journal's replay");
         RT_INFO("raft log: replayed %llu writes from the journal", (unsigned long long)found);
     }
-    return rv == 0 ? cl_journal_restart(log->journal) : rv;
+    if (rv == 0) {
+        rv = cl_journal_restart(log->journal);
+    }
+    if (rv == 0 && !had_journal) {
+        /* Synced on its own: the journal holds no record now that a replay could put over it. */
+        rocksdb_put(log->db, log->sync_write, RAFTLOG_JOURNAL_MARKER,
+                    strlen(RAFTLOG_JOURNAL_MARKER), "", 0, &err);
+        rv = raftlog_error(err, "writing the journal's marker");
+    }
+    return rv;
 }
 
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
@@ -353,9 +391,10 @@ int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,
     }
     rocksdb_options_set_create_if_missing(log->options, 1);
     /* The WAL is synced once per lap of the journal (cl_journal.h); after a crash of the
-     * machine, what the kernel had not written back of the lap since may be missing anywhere
-     * in the WAL's tail, not only at its end. Recovery keeps the WAL up to the first damaged
-     * record, and the journal's replay brings back every write after the last sync. */
+     * machine, what the kernel had not written back of the lap since may be missing or damaged
+     * anywhere in the WAL's tail, not only at its end. Point-in-time recovery (RocksDB's
+     * default, said here because it matters) keeps what it can read of it without failing the
+     * open, and the journal's replay brings back every write since the last sync. */
     rocksdb_options_set_wal_recovery_mode(log->options, rocksdb_point_in_time_recovery);
     store_rocks_memtable_options(
         log->options, write_buffer_bytes != 0 ? write_buffer_bytes : CL_RAFTLOG_WRITE_BUFFER_BYTES);
@@ -601,6 +640,9 @@ void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats 
 {
     assert(log != NULL && out != NULL);
     *out = log->stats;
+    if (!log->writing) { /* Else the worker may be counting: raftlog_written copies it. */
+        out->journal_restarts = log->write_restarts;
+    }
 }
 
 void cl_raftlog_memory(const struct cl_raftlog *log, struct store_rocks_memory *out)
@@ -633,6 +675,8 @@ static int raftlog_migrate(struct cl_raftlog *log, uint16_t group, raft_index st
     uint8_t marker[3];
     raftlog_marker_key(marker, group);
     rocksdb_writebatch_put(batch, (const char *)marker, sizeof(marker), "", 0);
+    /* On the loop thread: load runs before the loop does, so no write is in flight. */
+    assert(!log->writing);
     int rv = raftlog_write_durably(log, batch, &log->write_restarts);
     rocksdb_writebatch_destroy(batch);
     if (rv != 0) {

@@ -20,7 +20,8 @@
  * beside the database (cl_journal.h: a record synced in a file that is written over, not
  * grown, so the sync writes no file size) and then writes it to the database without a sync.
  * One write is in flight at a time; what arrives meanwhile forms the next (group commit
- * across groups). Open replays the journal; a clean close leaves it empty.
+ * across groups). Open replays the journal; a clean close leaves it empty. A database that has
+ * had a journal refuses to open without it.
  * Append callbacks fire on the loop thread in the order the appends were made, once their
  * write is durable, with 0 or RAFT_IOERR. A truncation or forget is ordered with the appends
  * around it: RocksDB applies a batch in order and the batches one after another.
@@ -30,7 +31,8 @@
  * synced write); from then on raft_uv's entries are ignored. Downgrading is not supported, nor
  * losing the database (cl_node refuses to start without it once it existed).
  *
- * Loop thread only (the worker touches only the batch in flight and the database).
+ * Loop thread only (the worker touches only the batch in flight, the database and the
+ * journal). Load every group before the loop runs: a group's first load may write.
  */
 #ifndef CL_RAFTLOG_H
 #define CL_RAFTLOG_H
@@ -57,7 +59,7 @@ struct cl_raftlog_stats {
 #define CL_RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
 
 /* Open (creating if missing) the log database in directory @path, and its journal, file
- * @path ".journal" of @journal_bytes (0 = CL_JOURNAL_BYTES_DEFAULT), for groups 0 to
+ * "payraft-journal" there, of @journal_bytes (0 = CL_JOURNAL_BYTES_DEFAULT), for groups 0 to
  * @group_count - 1, with memtables of @write_buffer_bytes (0 = CL_RAFTLOG_WRITE_BUFFER_BYTES);
  * 0 or an RT_ code. */
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,

@@ -9,9 +9,12 @@
  *
  * Valid records carry a CRC that random bytes never match, so an input whose first byte is
  * odd is a recipe instead: the rest is payloads, each a length byte and its bytes, that the
- * target writes as a valid journal (slot 0, records of its generation), then, if the first
- * byte's top bit is set, damages at the offset its last two bytes name. Undamaged, the scan
- * must find every record. */
+ * target writes as a valid journal (slot 0, records of its generation). Then, by the first
+ * byte's top bits: one byte damaged at the offset the last two input bytes name (the scan
+ * must stop at the record holding it: a CRC-32C sees every change of one byte; nothing if it
+ * is in slot 0; every record if it is in the unused rest of the header), or one record
+ * written whole, with a valid CRC, but the seq after the one it should have (the scan must
+ * stop there). Else the scan must find every record. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,9 +51,10 @@ static void on_record(void *arg, const uint8_t *payload, size_t len)
     w->count++;
 }
 
-/* Write the journal the recipe @data describes into @out; returns its length and how many
- * records it holds. */
-static size_t recipe_build(const uint8_t *data, size_t size, uint8_t *out, uint64_t *records)
+/* Write the journal the recipe @data describes into @out, with record @gap_at's seq one too
+ * high (none if past the last); returns its length and how many records it holds. */
+static size_t recipe_build(const uint8_t *data, size_t size, uint64_t gap_at, uint8_t *out,
+                           uint64_t *records)
 {
     uint64_t generation = 1 + ((data[0] >> 1) & 3);
     memset(out, 0, CL_JOURNAL_RECORDS_START);
@@ -67,7 +71,7 @@ static size_t recipe_build(const uint8_t *data, size_t size, uint8_t *out, uint6
         uint8_t *head = out + at;
         memcpy(head, "PRJ1", 4);
         rt_put_be64(head + 4, generation);
-        rt_put_be64(head + 12, *records);
+        rt_put_be64(head + 12, *records + (*records == gap_at ? 1 : 0));
         rt_put_be32(head + 20, (uint32_t)len);
         memcpy(head + CL_JOURNAL_HEAD_BYTES, data + i, len);
         uint32_t crc = cl_crc32c(0, head, 24);
@@ -106,15 +110,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Each input byte becomes at most a byte of payload or a 28-byte head. */
     uint8_t *built = malloc(CL_JOURNAL_RECORDS_START + size * (CL_JOURNAL_HEAD_BYTES + 1));
     check(built != NULL);
-    uint64_t records;
-    size_t len = recipe_build(data, size, built, &records);
     bool damaged = (data[0] & 0x80) != 0 && size >= 3;
+    bool gap = !damaged && (data[0] & 0x40) != 0 && size >= 2;
+    uint64_t gap_at = gap ? data[size - 1] % 8u : UINT64_MAX;
+    uint64_t records;
+    size_t len = recipe_build(data, size, gap_at, built, &records);
+    uint64_t expected = gap && gap_at < records ? gap_at : records;
     if (damaged) {
         size_t at = (((size_t)data[size - 2] << 8) | data[size - 1]) % len;
         built[at] ^= 0x5a;
+        if (at < 16) {
+            expected = 0; /* Slot 0: no valid slot, no generation. */
+        } else if (at >= CL_JOURNAL_RECORDS_START) {
+            /* The record holding the byte, and none after it. */
+            size_t start = CL_JOURNAL_RECORDS_START;
+            expected = 0;
+            for (;;) {
+                size_t next = start + CL_JOURNAL_HEAD_BYTES + rt_get_be32(built + start + 20);
+                if (at < next) {
+                    break;
+                }
+                start = next;
+                expected++;
+            }
+        }
     }
     scan_checked(built, len, &count);
-    check(damaged || count == records);
+    check(count == expected);
     free(built);
     return 0;
 }

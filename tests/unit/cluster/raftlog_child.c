@@ -2,14 +2,16 @@
  * because a forked copy of a test process that already ran RocksDB inherits its thread pool's
  * bookkeeping but not its threads.
  *
- *   raftlog_child <path> <journal_bytes> <fd>
+ *   raftlog_child <path> <journal_bytes> <fd> [open]
  *       open the raft log at <path> with a journal of <journal_bytes> (0: the default), write
  *       what raftlog_entries.h describes, waiting for each write; then write the journal's
- *       restart count (be64) to <fd> and wait to be killed: it never closes the log.
+ *       restart count (be64) to <fd> and wait to be killed: it never closes the log. With
+ *       "open", only open it (which replays its journal) before reporting.
  *
  * It exits by itself after CHILD_WAIT_S, so that a failed test leaves no orphan; any failure
  * exits with a non-zero status before the report, which the test sees as EOF. */
 #include <raft.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +80,19 @@ static void wait_all(struct child *c)
     }
 }
 
+/* Write @value (be64) to @fd, then wait to be killed (or for the alarm). */
+static _Noreturn void report(int fd, uint64_t value)
+{
+    uint8_t bytes[8];
+    rt_put_be64(bytes, value);
+    if (write(fd, bytes, sizeof(bytes)) != (ssize_t)sizeof(bytes)) {
+        _exit(4); /* The parent is gone. */
+    }
+    for (;;) {
+        pause();
+    }
+}
+
 static void load_empty(struct child *c, uint16_t group)
 {
     raft_index start = 1;
@@ -90,9 +105,10 @@ static void load_empty(struct child *c, uint16_t group)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fail("usage: raftlog_child <path> <journal_bytes> <fd>");
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "open") == 0)) {
+        fail("usage: raftlog_child <path> <journal_bytes> <fd> [open]");
     }
+    bool open_only = argc == 5;
     alarm(CHILD_WAIT_S);
     size_t journal_bytes = strtoull(argv[2], NULL, 10);
     int fd = atoi(argv[3]);
@@ -103,6 +119,9 @@ int main(int argc, char **argv)
     }
     if (cl_raftlog_open(&c.loop, argv[1], 16, 0, journal_bytes, &c.log) != 0) {
         fail("open");
+    }
+    if (open_only) {
+        report(fd, 0);
     }
     for (uint16_t g = 0; g < CHILD_WIDE_FIRST_GROUP + CHILD_WIDE_GROUPS; g++) {
         load_empty(&c, g);
@@ -130,12 +149,5 @@ int main(int argc, char **argv)
     }
     struct cl_raftlog_stats stats;
     cl_raftlog_get_stats(c.log, &stats);
-    uint8_t report[8];
-    rt_put_be64(report, stats.journal_restarts);
-    if (write(fd, report, sizeof(report)) != (ssize_t)sizeof(report)) {
-        _exit(4); /* The parent is gone. */
-    }
-    for (;;) {
-        pause(); /* Killed here, or by the alarm. */
-    }
+    report(fd, stats.journal_restarts);
 }

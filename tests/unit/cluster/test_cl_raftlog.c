@@ -715,12 +715,14 @@ static void test_open_failure_leaks_nothing(void **state)
 /* ---- Crashes (raftlog_child) ---- */
 
 /* Run raftlog_child on fx->path with a journal of @journal_bytes until it reports (all its
- * writes acknowledged), then SIGKILL it. Returns the journal restarts it reported. */
-static uint64_t child_writes_then_dies(struct fx *fx, size_t journal_bytes)
+ * writes acknowledged; with @open_only, its open done), then SIGKILL it. Returns the journal
+ * restarts it reported. */
+static uint64_t child_run_then_dies(struct fx *fx, size_t journal_bytes, bool open_only)
 {
     char bytes[24];
     snprintf(bytes, sizeof(bytes), "%zu", journal_bytes);
-    const char *argv[] = {RAFTLOG_CHILD_PATH, fx->path, bytes, TEST_SPAWN_FD, NULL};
+    const char *argv[] = {RAFTLOG_CHILD_PATH,        fx->path, bytes, TEST_SPAWN_FD,
+                          open_only ? "open" : NULL, NULL};
     int fd;
     pid_t pid = test_spawn(RAFTLOG_CHILD_PATH, argv, &fd);
     uint8_t report[8];
@@ -781,25 +783,59 @@ static void expect_child_log(struct fx *fx)
 static void test_crash_journal_brings_back_lost_wal(void **state)
 {
     struct fx *fx = *state;
-    assert_int_equal(child_writes_then_dies(fx, 0), 0); /* No lap: the WAL was never synced. */
+    assert_int_equal(child_run_then_dies(fx, 0, false), 0); /* No lap: the WAL was never synced. */
     wal_lose(fx);
     expect_child_log(fx);
-    /* A clean close left nothing to replay, and the log is still whole after it. */
-    log_reopen(fx);
+    /* A clean close leaves nothing to replay, and the log whole. */
+    log_close(fx);
+    char journal_path[PATH_MAX + 32];
+    snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
+    struct cl_journal *journal;
+    assert_int_equal(cl_journal_open(journal_path, 0, &journal), 0);
+    assert_int_equal(cl_journal_found(journal), 0);
+    cl_journal_close(journal);
+    log_open(fx);
     expect_log(fx, 1, 0, 0, 1, CHILD_NARROW_WRITES, 2);
+}
+
+/* A second crash right after an open that replayed the journal: what the replay brought back
+ * must already be durable in the database (the open restarts the journal). */
+static void test_crash_again_after_replay(void **state)
+{
+    struct fx *fx = *state;
+    child_run_then_dies(fx, 0, false);
+    wal_lose(fx);
+    child_run_then_dies(fx, 0, true);
+    wal_lose(fx);
+    expect_child_log(fx);
+}
+
+/* Without its journal, a raft log that had one refuses to open: it may lack acknowledged
+ * writes only the journal held. */
+static void test_missing_journal_refuses_to_open(void **state)
+{
+    struct fx *fx = *state;
+    fill(fx, 0, 3);
+    log_close(fx);
+    char journal_path[PATH_MAX + 32];
+    snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
+    assert_int_equal(unlink(journal_path), 0);
+    struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log), RT_EIO);
+    assert_null(log);
 }
 
 static void test_crash_replay_over_whole_wal(void **state)
 {
     struct fx *fx = *state;
-    assert_int_equal(child_writes_then_dies(fx, 0), 0);
+    assert_int_equal(child_run_then_dies(fx, 0, false), 0);
     expect_child_log(fx);
 }
 
 static void test_crash_after_laps_and_a_write_too_large(void **state)
 {
     struct fx *fx = *state;
-    uint64_t restarts = child_writes_then_dies(fx, CL_JOURNAL_BYTES_MIN);
+    uint64_t restarts = child_run_then_dies(fx, CL_JOURNAL_BYTES_MIN, false);
     /* The wide write alone is larger than the journal; group 1's writes lap it (~40 a lap). */
     assert_true(restarts >= 3);
     expect_child_log(fx);
@@ -831,6 +867,8 @@ int main(void)
         CASE(test_crash_journal_brings_back_lost_wal),
         CASE(test_crash_replay_over_whole_wal),
         CASE(test_crash_after_laps_and_a_write_too_large),
+        CASE(test_crash_again_after_replay),
+        CASE(test_missing_journal_refuses_to_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
