@@ -181,7 +181,7 @@ uint64_t cl_journal_scan(const uint8_t *buf, size_t len,
 
 /* ---- Open and close ---- */
 
-/* Write all of @len bytes at @offset. 0 or an errno. */
+/* Write all of @iov's bytes at @offset. 0 or an errno. */
 static int write_at(int fd, const struct iovec *iov, int iovcnt, off_t offset)
 {
     struct iovec rest[2];
