@@ -2099,10 +2099,10 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     node_write_memory(node, w);
     struct cl_raftlog_stats ls;
     cl_raftlog_get_stats(node->raftlog, &ls);
-    static const char *const log_names[] = {"writes", "entries", "bytes", "failures",
-                                            "journal_restarts"};
-    const uint64_t log_values[] = {ls.writes, ls.entries, ls.bytes, ls.failures,
-                                   ls.journal_restarts};
+    static const char *const log_names[] = {"writes",   "entries",          "bytes",
+                                            "failures", "journal_restarts", "journal_large_writes"};
+    const uint64_t log_values[] = {ls.writes,   ls.entries,          ls.bytes,
+                                   ls.failures, ls.journal_restarts, ls.journal_large_writes};
     static_assert(sizeof(log_values) / sizeof(log_values[0]) ==
                       sizeof(log_names) / sizeof(log_names[0]),
                   "a value per name");

@@ -73,7 +73,9 @@ struct cl_raftlog {
     bool writing;
     bool failed;  /* A write failed: the log is no longer contiguous on disk; refuse more. */
     int write_rv; /* Set by the worker; read after it is done. */
-    uint64_t write_restarts; /* The journal's restarts by the worker's write; read likewise. */
+    /* The journal's counters, changed by whoever writes (the worker while a write is in
+     * flight, else the loop thread); copied into stats when no write is in flight. */
+    uint64_t journal_restarts, journal_large_writes;
     uv_work_t work;
     uv_prepare_t prepare;
     struct cl_raftlog_stats stats;
@@ -188,9 +190,8 @@ static int raftlog_error(char *err, const char *what)
 
 /* Make @batch durable and write it to the database: a journal record, synced, then a RocksDB
  * write without a sync (cl_journal.h: the contract; every write of the log goes through here).
- * Adds the journal's restarts to *@restarts. 0 or RT_EIO (logged). */
-static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *batch,
-                                 uint64_t *restarts)
+ * 0 or RT_EIO (logged). */
+static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *batch)
 {
     char *err = NULL;
     size_t len;
@@ -203,10 +204,11 @@ static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *b
         if (raftlog_error(err, "WAL sync") != 0 || cl_journal_restart(log->journal) != 0) {
             return RT_EIO;
         }
-        (*restarts)++;
+        log->journal_restarts++;
         if (!cl_journal_fits(log->journal, len)) {
             /* Larger than the whole journal: made durable by RocksDB's own sync, while the
              * journal holds no record that a replay could apply over it. */
+            log->journal_large_writes++;
             rocksdb_write(log->db, log->sync_write, batch, &err);
             return raftlog_error(err, "write");
         }
@@ -221,7 +223,7 @@ static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *b
 static void raftlog_work(uv_work_t *work)
 {
     struct cl_raftlog *log = work->data;
-    log->write_rv = raftlog_write_durably(log, log->flying, &log->write_restarts);
+    log->write_rv = raftlog_write_durably(log, log->flying);
 }
 
 static void raftlog_written(uv_work_t *work, int status)
@@ -230,7 +232,8 @@ static void raftlog_written(uv_work_t *work, int status)
     assert(status == 0); /* Never cancelled. */
     (void)status;
     int rv = 0;
-    log->stats.journal_restarts = log->write_restarts;
+    log->stats.journal_restarts = log->journal_restarts;
+    log->stats.journal_large_writes = log->journal_large_writes;
     if (log->write_rv != 0) {
         log->stats.failures++;
         log->failed = true;
@@ -504,8 +507,7 @@ static void raftlog_close_now(struct cl_raftlog *log)
 {
     assert(log->closing && !log->writing && log->pending_appends.count == 0);
     assert(log->held_count == 0);
-    if (log->pending_dirty && !log->failed &&
-        raftlog_write_durably(log, log->pending, &log->write_restarts) != 0) {
+    if (log->pending_dirty && !log->failed && raftlog_write_durably(log, log->pending) != 0) {
         log->failed = true; /* Logged; nothing more is written. */
     }
     raftlog_finish_close(log);
@@ -641,7 +643,8 @@ void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats 
     assert(log != NULL && out != NULL);
     *out = log->stats;
     if (!log->writing) { /* Else the worker may be counting: raftlog_written copies it. */
-        out->journal_restarts = log->write_restarts;
+        out->journal_restarts = log->journal_restarts;
+        out->journal_large_writes = log->journal_large_writes;
     }
 }
 
@@ -677,7 +680,7 @@ static int raftlog_migrate(struct cl_raftlog *log, uint16_t group, raft_index st
     rocksdb_writebatch_put(batch, (const char *)marker, sizeof(marker), "", 0);
     /* On the loop thread: load runs before the loop does, so no write is in flight. */
     assert(!log->writing);
-    int rv = raftlog_write_durably(log, batch, &log->write_restarts);
+    int rv = raftlog_write_durably(log, batch);
     rocksdb_writebatch_destroy(batch);
     if (rv != 0) {
         RT_ERROR("raft log: group %u: migrating raft_uv's entries failed", group);

@@ -46,11 +46,12 @@
 struct cl_raftlog;
 
 struct cl_raftlog_stats {
-    uint64_t writes;           /* Synced writes done. */
-    uint64_t entries;          /* Entries appended. */
-    uint64_t bytes;            /* Entry bytes appended. */
-    uint64_t failures;         /* Writes that failed (their appends got RAFT_IOERR). */
-    uint64_t journal_restarts; /* Laps of the journal, and writes too large for it. */
+    uint64_t writes;               /* Synced writes done. */
+    uint64_t entries;              /* Entries appended. */
+    uint64_t bytes;                /* Entry bytes appended. */
+    uint64_t failures;             /* Writes that failed (their appends got RAFT_IOERR). */
+    uint64_t journal_restarts;     /* Laps of the journal, and writes too large for it. */
+    uint64_t journal_large_writes; /* Writes too large for it: synced in RocksDB's WAL. */
 };
 
 /* Memtable size when cl_raftlog_open is given 0 (two memtables at most: RocksDB's default).

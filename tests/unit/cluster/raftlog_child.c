@@ -5,8 +5,8 @@
  *   raftlog_child <path> <journal_bytes> <fd> [open]
  *       open the raft log at <path> with a journal of <journal_bytes> (0: the default), write
  *       what raftlog_entries.h describes, waiting for each write; then write the journal's
- *       restart count (be64) to <fd> and wait to be killed: it never closes the log. With
- *       "open", only open it (which replays its journal) before reporting.
+ *       restarts << 32 | its large writes (be64) to <fd> and wait to be killed: it never
+ *       closes the log. With "open", only open it (which replays its journal) and report 0.
  *
  * It exits by itself after CHILD_WAIT_S, so that a failed test leaves no orphan; any failure
  * exits with a non-zero status before the report, which the test sees as EOF. */
@@ -149,5 +149,5 @@ int main(int argc, char **argv)
     }
     struct cl_raftlog_stats stats;
     cl_raftlog_get_stats(c.log, &stats);
-    report(fd, stats.journal_restarts);
+    report(fd, stats.journal_restarts << 32 | stats.journal_large_writes);
 }

@@ -38,14 +38,14 @@ static inline void entry_make(struct raft_entry *e, uint8_t *data, uint16_t grou
 /* What raftlog_child writes, each write waited for, before it waits to be killed:
  *   group 0: entries 1..12 of seed 0 in writes of 4; a truncation from 6; entries 6..15 of
  *            seed 1 in a write of 5 and one of 5 with a forget below 3 (a raft snapshot at 2);
- *   groups 2..7: CHILD_WIDE_ENTRIES entries each of seed 3, all in one loop turn: one write
- *            larger than a journal of CL_JOURNAL_BYTES_MIN;
+ *   groups 2..9: CHILD_WIDE_ENTRIES entries each of seed 3, all in one loop turn: one write
+ *            larger than a journal of CL_JOURNAL_BYTES_MIN (~5.3 KB, room for 4,068);
  *   group 1: CHILD_NARROW_WRITES writes of one entry each, of seed 2: laps of such a journal. */
 #define CHILD_G0_KEPT_FROM     3
 #define CHILD_G0_TRUNCATED_AT  6
 #define CHILD_G0_LAST          15
 #define CHILD_WIDE_FIRST_GROUP 2
-#define CHILD_WIDE_GROUPS      6
+#define CHILD_WIDE_GROUPS      8
 #define CHILD_WIDE_ENTRIES     16
 #define CHILD_NARROW_WRITES    150
 
