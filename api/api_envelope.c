@@ -517,33 +517,23 @@ int api_envelope_decode(const uint8_t *payload, size_t len, struct api_request *
 
 /* The signing string's pieces, in order (the bytes of decimal(ts) live in @digits). */
 #define API_SIGNING_PIECES 9u
-/* Decimal digits of UINT64_MAX (20). */
-#define API_TS_DIGITS_MAX 20u
-
 struct api_piece {
     const void *data;
     size_t len;
 };
 
-static void api_signing_pieces(const struct api_request *req, char digits[API_TS_DIGITS_MAX],
+static void api_signing_pieces(const struct api_request *req, char digits[RT_U64_DIGITS_MAX],
                                struct api_piece pieces[API_SIGNING_PIECES])
 {
     assert(req != NULL && digits != NULL && pieces != NULL);
     assert(req->op != NULL && req->app != NULL && req->nonce != NULL && req->body != NULL);
-    /* Decimal without leading zeros, written backwards from the end of @digits. */
-    size_t at = API_TS_DIGITS_MAX;
-    uint64_t ts = req->ts_ms;
-    do {
-        assert(at > 0);
-        digits[--at] = (char)('0' + ts % 10);
-        ts /= 10;
-    } while (ts != 0);
+    size_t digit_count = rt_u64_decimal(digits, req->ts_ms);
     static const char nl = '\n';
     pieces[0] = (struct api_piece){req->op, req->op_len};
     pieces[1] = (struct api_piece){&nl, 1};
     pieces[2] = (struct api_piece){req->app, req->app_len};
     pieces[3] = (struct api_piece){&nl, 1};
-    pieces[4] = (struct api_piece){digits + at, API_TS_DIGITS_MAX - at};
+    pieces[4] = (struct api_piece){digits, digit_count};
     pieces[5] = (struct api_piece){&nl, 1};
     pieces[6] = (struct api_piece){req->nonce, req->nonce_len};
     pieces[7] = (struct api_piece){&nl, 1};
@@ -553,7 +543,7 @@ static void api_signing_pieces(const struct api_request *req, char digits[API_TS
 int api_signing_string(const struct api_request *req, struct rt_buf *out)
 {
     assert(req != NULL && out != NULL);
-    char digits[API_TS_DIGITS_MAX];
+    char digits[RT_U64_DIGITS_MAX];
     struct api_piece pieces[API_SIGNING_PIECES];
     api_signing_pieces(req, digits, pieces);
     size_t total = 0;
@@ -625,7 +615,7 @@ int api_hmac_request(struct api_hmac *hmac, const struct api_request *req,
                      uint8_t mac[API_SIG_HMAC_BYTES])
 {
     assert(hmac != NULL && hmac->ctx != NULL && req != NULL && mac != NULL);
-    char digits[API_TS_DIGITS_MAX];
+    char digits[RT_U64_DIGITS_MAX];
     struct api_piece pieces[API_SIGNING_PIECES];
     api_signing_pieces(req, digits, pieces);
     /* A NULL key restarts the MAC from the pads hashed at api_hmac_init. */
@@ -739,7 +729,7 @@ int api_envelope_verify_pubkey(const struct api_request *req, EVP_PKEY *key, str
             EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0) {
             goto out_free;
         }
-        char digits[API_TS_DIGITS_MAX];
+        char digits[RT_U64_DIGITS_MAX];
         struct api_piece pieces[API_SIGNING_PIECES];
         api_signing_pieces(req, digits, pieces);
         for (size_t i = 0; i < API_SIGNING_PIECES; i++) {

@@ -83,4 +83,23 @@ static inline uint64_t rt_get_be64(const uint8_t *p)
     return ((uint64_t)rt_get_be32(p) << 32) | rt_get_be32(p + 4);
 }
 
+/* Decimal digits of UINT64_MAX. */
+#define RT_U64_DIGITS_MAX 20u
+
+/* @n in decimal without leading zeros into @out (no NUL); returns the digit count. By hand:
+ * snprintf's format parsing costs more than the digits on paths taken per request. */
+static inline size_t rt_u64_decimal(char out[RT_U64_DIGITS_MAX], uint64_t n)
+{
+    char backwards[RT_U64_DIGITS_MAX];
+    size_t len = 0;
+    do {
+        backwards[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    for (size_t i = 0; i < len; i++) {
+        out[i] = backwards[len - 1 - i];
+    }
+    return len;
+}
+
 #endif /* RT_BUF_H */
