@@ -17,16 +17,15 @@
 #include "rt_error.h"
 #include "rt_log.h"
 
-#define SLOT_BYTES       16u /* magic(4) generation(8) crc(4) */
-#define SLOT_STRIDE      512u
-#define SLOT_COUNT       2u
-#define RECORD_MAGIC     "PRJ1"
-#define SLOT_MAGIC       "PRJH"
-#define RECORD_CRC_AT    24u /* The crc follows magic, generation, seq and length. */
-#define RECORD_LEN_AT    20u
-#define RECORD_SEQ_AT    12u
-#define RECORD_GEN_AT    4u
-#define RECORD_LEN_LIMIT (CL_JOURNAL_BYTES_MAX - CL_JOURNAL_RECORDS_START - CL_JOURNAL_HEAD_BYTES)
+#define SLOT_BYTES    16u /* magic(4) generation(8) crc(4) */
+#define SLOT_STRIDE   512u
+#define SLOT_COUNT    2u
+#define RECORD_MAGIC  "PRJ1"
+#define SLOT_MAGIC    "PRJH"
+#define RECORD_CRC_AT 24u /* The crc follows magic, generation, seq and length. */
+#define RECORD_LEN_AT 20u
+#define RECORD_SEQ_AT 12u
+#define RECORD_GEN_AT 4u
 
 struct cl_journal {
     char *path;
@@ -38,9 +37,6 @@ struct cl_journal {
     uint64_t seq;        /* The next record's. */
     size_t offset;       /* Where the next record goes. */
     bool failed;         /* A write or sync failed: no more appends. */
-    uint8_t *scanned;    /* The file as read at open, until the replay. */
-    size_t scanned_len;
-    uint64_t found; /* Records of the current generation found at open. */
 };
 
 /* ---- CRC-32C ---- */
@@ -143,12 +139,12 @@ static uint64_t scan_header(const uint8_t *buf, size_t len, unsigned *slot)
     return best;
 }
 
-uint64_t cl_journal_scan(const uint8_t *buf, size_t len,
-                         void (*record)(void *arg, const uint8_t *payload, size_t len), void *arg,
-                         uint64_t *generation, size_t *end)
+/* cl_journal_scan, also telling the current generation's slot. */
+static uint64_t journal_scan(const uint8_t *buf, size_t len,
+                             void (*record)(void *arg, const uint8_t *payload, size_t len),
+                             void *arg, uint64_t *generation, unsigned *slot, size_t *end)
 {
-    unsigned slot;
-    uint64_t gen = scan_header(buf, len, &slot);
+    uint64_t gen = scan_header(buf, len, slot);
     *generation = gen;
     *end = CL_JOURNAL_RECORDS_START;
     if (gen == 0) {
@@ -177,6 +173,14 @@ uint64_t cl_journal_scan(const uint8_t *buf, size_t len,
         *end = at;
     }
     return count;
+}
+
+uint64_t cl_journal_scan(const uint8_t *buf, size_t len,
+                         void (*record)(void *arg, const uint8_t *payload, size_t len), void *arg,
+                         uint64_t *generation, size_t *end)
+{
+    unsigned slot;
+    return journal_scan(buf, len, record, arg, generation, &slot, end);
 }
 
 /* ---- Open and close ---- */
@@ -213,8 +217,9 @@ static int write_at(int fd, const struct iovec *iov, int iovcnt, off_t offset)
     return 0;
 }
 
-/* Read the file, bounded by CL_JOURNAL_BYTES_MAX, into a new buffer. 0, RT_ENOMEM or RT_EIO. */
-static int read_all(struct cl_journal *j)
+/* Read the file, bounded by CL_JOURNAL_BYTES_MAX, into a new buffer *@buf of *@len bytes (the
+ * caller frees it, also on failure). 0, RT_ENOMEM or RT_EIO. */
+static int read_all(const struct cl_journal *j, uint8_t **buf, size_t *len)
 {
     struct stat st;
     if (fstat(j->fd, &st) != 0) {
@@ -223,13 +228,14 @@ static int read_all(struct cl_journal *j)
     }
     size_t size =
         (size_t)st.st_size < CL_JOURNAL_BYTES_MAX ? (size_t)st.st_size : CL_JOURNAL_BYTES_MAX;
-    j->scanned = malloc(size > 0 ? size : 1);
-    if (j->scanned == NULL) {
+    *len = 0;
+    *buf = malloc(size > 0 ? size : 1);
+    if (*buf == NULL) {
         return RT_ENOMEM;
     }
     size_t got = 0;
     while (got < size) {
-        ssize_t n = pread(j->fd, j->scanned + got, size - got, (off_t)got);
+        ssize_t n = pread(j->fd, *buf + got, size - got, (off_t)got);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -242,7 +248,7 @@ static int read_all(struct cl_journal *j)
         }
         got += (size_t)n;
     }
-    j->scanned_len = got;
+    *len = got;
     return 0;
 }
 
@@ -280,10 +286,27 @@ static int sync_parent(const char *path)
     return rv;
 }
 
-int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
+struct replay_ctx {
+    int (*apply)(void *arg, const uint8_t *payload, size_t len);
+    void *arg;
+    int rv;
+};
+
+static void replay_one(void *arg, const uint8_t *payload, size_t len)
 {
-    assert(path != NULL && out != NULL);
+    struct replay_ctx *ctx = arg;
+    if (ctx->rv == 0 && ctx->apply != NULL) {
+        ctx->rv = ctx->apply(ctx->arg, payload, len);
+    }
+}
+
+int cl_journal_open(const char *path, size_t capacity,
+                    int (*apply)(void *arg, const uint8_t *payload, size_t len), void *arg,
+                    uint64_t *replayed, struct cl_journal **out)
+{
+    assert(path != NULL && replayed != NULL && out != NULL);
     *out = NULL;
+    *replayed = 0;
     if (capacity == 0) {
         capacity = CL_JOURNAL_BYTES_DEFAULT;
     }
@@ -308,14 +331,16 @@ int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
         RT_ERROR("journal %s: %s", path, strerror(errno));
         rv = RT_EIO;
     }
+    uint8_t *file = NULL;
+    size_t file_len = 0;
     if (rv == 0) {
-        rv = read_all(j);
+        rv = read_all(j, &file, &file_len);
     }
     if (rv == 0) {
         /* A new file (or one cut short) is filled; and the directory is synced at every open,
          * so that the file's name is durable before any record in it is acknowledged, even
          * after an open that created it failed there. */
-        int err = j->scanned_len < capacity ? fill_to(j->fd, j->scanned_len, capacity) : 0;
+        int err = file_len < capacity ? fill_to(j->fd, file_len, capacity) : 0;
         if (err == 0) {
             err = sync_parent(path);
         }
@@ -325,25 +350,29 @@ int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out)
             rv = RT_EIO;
         }
     }
-    if (rv != 0) {
-        cl_journal_close(j);
-        return rv;
+    struct replay_ctx ctx = {apply, arg, 0};
+    size_t end = CL_JOURNAL_RECORDS_START;
+    if (rv == 0) {
+        j->seq = journal_scan(file, file_len, replay_one, &ctx, &j->generation, &j->slot, &end);
+        rv = ctx.rv;
     }
-    size_t end;
-    j->found = cl_journal_scan(j->scanned, j->scanned_len, NULL, NULL, &j->generation, &end);
-    (void)scan_header(j->scanned, j->scanned_len, &j->slot);
     /* The first record's generation, valid or not: if the current generation's slot was
      * damaged after records of it were written, they must never match a later one. */
     j->taken = j->generation;
-    if (j->scanned_len >= CL_JOURNAL_RECORDS_START + CL_JOURNAL_HEAD_BYTES) {
-        const uint8_t *first = j->scanned + CL_JOURNAL_RECORDS_START;
+    if (rv == 0 && file_len >= CL_JOURNAL_RECORDS_START + CL_JOURNAL_HEAD_BYTES) {
+        const uint8_t *first = file + CL_JOURNAL_RECORDS_START;
         uint64_t first_gen = rt_get_be64(first + RECORD_GEN_AT);
         if (memcmp(first, RECORD_MAGIC, 4) == 0 && first_gen > j->taken) {
             j->taken = first_gen;
         }
     }
-    j->seq = j->found;
+    free(file);
+    if (rv != 0) {
+        cl_journal_close(j);
+        return rv;
+    }
     j->offset = end;
+    *replayed = j->seq;
     *out = j;
     return 0;
 }
@@ -356,62 +385,19 @@ void cl_journal_close(struct cl_journal *journal)
     if (journal->fd >= 0) {
         close(journal->fd);
     }
-    free(journal->scanned);
     free(journal->path);
     free(journal);
 }
 
-/* ---- Replay, restart, append ---- */
-
-struct replay_ctx {
-    int (*apply)(void *arg, const uint8_t *payload, size_t len);
-    void *arg;
-    int rv;
-};
-
-static void replay_one(void *arg, const uint8_t *payload, size_t len)
-{
-    struct replay_ctx *ctx = arg;
-    if (ctx->rv == 0) {
-        ctx->rv = ctx->apply(ctx->arg, payload, len);
-    }
-}
-
-int cl_journal_replay(struct cl_journal *journal,
-                      int (*apply)(void *arg, const uint8_t *payload, size_t len), void *arg)
-{
-    assert(journal != NULL && apply != NULL);
-    struct replay_ctx ctx = {apply, arg, 0};
-    uint64_t generation;
-    size_t end;
-    if (journal->scanned != NULL) {
-        (void)cl_journal_scan(journal->scanned, journal->scanned_len, replay_one, &ctx, &generation,
-                              &end);
-    }
-    free(journal->scanned);
-    journal->scanned = NULL;
-    journal->scanned_len = 0;
-    return ctx.rv;
-}
-
-uint64_t cl_journal_found(const struct cl_journal *journal)
-{
-    assert(journal != NULL);
-    return journal->found;
-}
-
-bool cl_journal_fits_empty(const struct cl_journal *journal, size_t len)
-{
-    assert(journal != NULL);
-    return len <= journal->capacity - CL_JOURNAL_RECORDS_START - CL_JOURNAL_HEAD_BYTES &&
-           len <= RECORD_LEN_LIMIT;
-}
+/* ---- Restart, append ---- */
 
 bool cl_journal_fits(const struct cl_journal *journal, size_t len)
 {
     assert(journal != NULL);
-    return cl_journal_fits_empty(journal, len) &&
-           journal->offset + CL_JOURNAL_HEAD_BYTES + len <= journal->capacity;
+    /* Subtractions from the capacity, so that no @len, however large, wraps around. (The
+     * offset may be past the capacity after an open of a file written with a larger one.) */
+    size_t room = journal->offset < journal->capacity ? journal->capacity - journal->offset : 0;
+    return room >= CL_JOURNAL_HEAD_BYTES && len <= room - CL_JOURNAL_HEAD_BYTES;
 }
 
 /* Write @iov at @offset and sync. 0 or RT_EIO (and the journal refuses appends from then). */
@@ -434,7 +420,7 @@ static int write_synced(struct cl_journal *j, const struct iovec *iov, int iovcn
 
 int cl_journal_restart(struct cl_journal *journal)
 {
-    assert(journal != NULL && journal->scanned == NULL); /* Replayed first. */
+    assert(journal != NULL);
     if (journal->taken == UINT64_MAX) {
         RT_ERROR("journal %s: no generation left", journal->path); /* A forged first record. */
         journal->failed = true;

@@ -58,22 +58,18 @@ struct cl_journal;
 
 /* Open (creating if missing) the journal file @path of @capacity bytes (0 =
  * CL_JOURNAL_BYTES_DEFAULT), fill it with zeros to that size if it is shorter, sync its
- * directory, and scan it. 0, RT_EINVAL (capacity out of bounds), RT_ENOMEM or RT_EIO. The records
- * found wait for cl_journal_replay. */
-int cl_journal_open(const char *path, size_t capacity, struct cl_journal **out);
+ * directory, and replay it: @apply (NULL: count only) each record of the current generation,
+ * in order; their number goes to *@replayed. Then call cl_journal_restart once what was
+ * applied is durable elsewhere. 0, RT_EINVAL (capacity out of bounds), RT_ENOMEM, RT_EIO, or
+ * apply's first non-zero return (which ends the replay and fails the open). */
+int cl_journal_open(const char *path, size_t capacity,
+                    int (*apply)(void *arg, const uint8_t *payload, size_t len), void *arg,
+                    uint64_t *replayed, struct cl_journal **out);
 void cl_journal_close(struct cl_journal *journal);
 
-/* @apply each record the open found, in order; stops at apply's first non-zero return, which
- * it returns. Then call cl_journal_restart once what was applied is durable elsewhere. */
-int cl_journal_replay(struct cl_journal *journal,
-                      int (*apply)(void *arg, const uint8_t *payload, size_t len), void *arg);
-/* Records cl_journal_open found. */
-uint64_t cl_journal_found(const struct cl_journal *journal);
-
 /* Whether a record of @len payload bytes fits in the room left (false: sync what the journal
- * holds elsewhere, then restart), and whether it fits in an empty journal at all. */
+ * holds elsewhere, then restart; still false after a restart: larger than the journal). */
 bool cl_journal_fits(const struct cl_journal *journal, size_t len);
-bool cl_journal_fits_empty(const struct cl_journal *journal, size_t len);
 
 /* Start a new generation, empty: its number is written to a header slot and synced, which
  * makes every record before it stale. Only once every record written or replayed before is

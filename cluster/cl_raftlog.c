@@ -335,14 +335,14 @@ static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t
                  journal_path, path);
         return RT_EIO;
     }
-    int rv = cl_journal_open(journal_path, journal_bytes, &log->journal);
+    uint64_t found;
+    int rv = cl_journal_open(journal_path, journal_bytes, raftlog_replay_record, log, &found,
+                             &log->journal);
     if (rv != 0) {
         RT_ERROR("raft log journal %s: %s", journal_path, rt_strerror(rv));
         return rv;
     }
-    uint64_t found = cl_journal_found(log->journal);
-    rv = cl_journal_replay(log->journal, raftlog_replay_record, log);
-    if (rv == 0 && found > 0) {
+    if (found > 0) {
         rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
         rocksdb_flushoptions_set_wait(flush, 1);
         rocksdb_flush(log->db, flush, &err);

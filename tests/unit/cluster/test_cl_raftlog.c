@@ -791,8 +791,9 @@ static void test_crash_journal_brings_back_lost_wal(void **state)
     char journal_path[PATH_MAX + 32];
     snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
     struct cl_journal *journal;
-    assert_int_equal(cl_journal_open(journal_path, 0, &journal), 0);
-    assert_int_equal(cl_journal_found(journal), 0);
+    uint64_t replayed;
+    assert_int_equal(cl_journal_open(journal_path, 0, NULL, NULL, &replayed, &journal), 0);
+    assert_int_equal(replayed, 0);
     cl_journal_close(journal);
     log_open(fx);
     expect_log(fx, 1, 0, 0, 1, CHILD_NARROW_WRITES, 2);
