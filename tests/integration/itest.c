@@ -537,7 +537,7 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
             struct itest_raft_log *l = &itest_raft_log;
             static const char *const names[] = {"writes", "entries", "bytes", "failures"};
             uint64_t *fields[] = {&l->writes, &l->entries, &l->bytes, &l->failures};
-            ok = read_counters(&r, names, fields, 4);
+            ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
             continue;
         }
         if (ok && rt_mp_key_is(k, kl, "raft_messages")) {
@@ -546,7 +546,7 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                                                 "received", "dropped"};
             uint64_t *fields[] = {&m->sent_on_links, &m->sent_by_raft_uv, &m->send_failures,
                                   &m->received, &m->dropped};
-            ok = read_counters(&r, names, fields, 5);
+            ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
             continue;
         }
         if (ok && rt_mp_key_is(k, kl, "memory")) {
@@ -567,7 +567,7 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                                   &m->raft_entries,
                                   &m->anon_huge_pages,
                                   &m->malloc_huge_pages};
-            ok = read_counters(&r, names, fields, 8);
+            ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
             continue;
         }
         if (!ok || !rt_mp_key_is(k, kl, "shards")) {
