@@ -4,10 +4,13 @@
  * (WAL buffered and not synced, as in a node). Prints figures; asserts nothing. Not a test.
  *
  *   bench_apply [--commands N] [--batch B] [--dir PATH] [--cache-mib M] [--keys sequential|random]
+ *               [--follower]
  *
  * --keys: merchant order numbers in the order they are made ("bench-1", "bench-2", ...: each
  * memtable insert lands next to the last one, which RocksDB's skip list makes cheap), or
  * scattered as many clients' numbers arrive at a node (a full skip-list search per insert).
+ * --follower: apply as a shard's follower does (no reply bodies; written states do not enter
+ * the cache: rt_engine.h, replies_wanted), which is two of every three applies in a cluster.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,6 +37,7 @@ struct bench_options {
     const char *dir;
     unsigned long cache_mib;
     bool random_keys;
+    bool follower;
 };
 
 static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -52,7 +56,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_apply [--commands N (1..%lu)] [--batch B (1..%u)] "
-            "[--dir PATH] [--cache-mib M] [--keys sequential|random]\n",
+            "[--dir PATH] [--cache-mib M] [--keys sequential|random] [--follower]\n",
             BENCH_COMMANDS_MAX, RT_BATCH_COMMANDS_MAX);
 }
 
@@ -63,7 +67,12 @@ static int parse_args(int argc, char **argv, struct bench_options *o)
     o->dir = NULL;
     o->cache_mib = 64;
     o->random_keys = false;
+    o->follower = false;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--follower") == 0) {
+            o->follower = true;
+            continue;
+        }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         int rv = -1;
         if (strcmp(argv[i], "--commands") == 0 && value != NULL) {
@@ -154,6 +163,7 @@ int main(int argc, char **argv)
     if (rt_engine_init(&engine, &config) != 0) {
         return 2;
     }
+    engine.replies_wanted = !o.follower;
 
     /* Build every entry first; the timed loop only applies. */
     unsigned long entries = (o.commands + o.batch - 1) / o.batch;
@@ -216,8 +226,8 @@ int main(int argc, char **argv)
     if (seconds <= 0) {
         seconds = 0.001;
     }
-    printf("bench_apply: %lu order.create commands in %lu entries of %lu\n", o.commands, entries,
-           o.batch);
+    printf("bench_apply: %lu order.create commands in %lu entries of %lu%s\n", o.commands, entries,
+           o.batch, o.follower ? ", as a follower" : "");
     printf("  wall %.3f s, cpu %.3f s\n", seconds, cpu);
     printf("  %.0f commands/s, %.0f entries/s, %.1f us/command\n", (double)o.commands / seconds,
            (double)entries / seconds, seconds * 1e6 / (double)o.commands);

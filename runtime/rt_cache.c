@@ -269,6 +269,17 @@ int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
     return 0;
 }
 
+int rt_cache_refresh(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len)
+{
+    assert(cache != NULL);
+    assert(key != NULL && key_len > 0);
+    if (cache->table[cache_find(cache, cache_hash(key, key_len), key, key_len)].entry == NULL) {
+        return 0;
+    }
+    return rt_cache_put(cache, key, key_len, val, val_len);
+}
+
 void rt_cache_del(struct rt_cache *cache, const uint8_t *key, size_t key_len)
 {
     assert(cache != NULL);

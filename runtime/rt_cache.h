@@ -2,9 +2,10 @@
  *
  * Keys are full state keys (shard | type | actor key); values are state bytes. The engine
  * fills it on read misses and updates it after each successful commit, so it only ever holds
- * committed state. Entry bytes (key + value + bookkeeping) are counted against @bytes_max and
- * the least recently used entries are evicted to stay under it. One cache may serve several
- * engines of the same node (all on one thread: not thread-safe).
+ * committed state (a shard's followers only refresh what it holds: rt_engine.h). Entry bytes (key +
+ * value + bookkeeping) are counted against @bytes_max and the least recently used entries are
+ * evicted to stay under it. One cache may serve several engines of the same node (all on one
+ * thread: not thread-safe).
  */
 #ifndef RT_CACHE_H
 #define RT_CACHE_H
@@ -39,6 +40,11 @@ int rt_cache_get(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
  * leaves the key absent (a cache may always forget). */
 int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
                  size_t val_len);
+/* Replace the value of a key the cache holds (as rt_cache_put); a key it does not hold stays
+ * out. For a replica that keeps what it reads up to date without filling up with what it
+ * writes (rt_engine.h, replies_wanted). */
+int rt_cache_refresh(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len);
 void rt_cache_del(struct rt_cache *cache, const uint8_t *key, size_t key_len);
 /* Forget everything (after a snapshot restore replaces a shard's data). */
 void rt_cache_clear(struct rt_cache *cache);

@@ -1271,8 +1271,9 @@ static int engine_commit(struct rt_engine *engine)
             continue;
         }
         if (w->op == RT_WRITE_PUT) {
-            rt_cache_put(cache, rt_write_key(&engine->ws, w), w->key_len,
-                         rt_write_val(&engine->ws, w), w->val_len);
+            (engine->replies_wanted ? rt_cache_put : rt_cache_refresh)(
+                cache, rt_write_key(&engine->ws, w), w->key_len, rt_write_val(&engine->ws, w),
+                w->val_len);
         } else {
             rt_cache_del(cache, rt_write_key(&engine->ws, w), w->key_len);
         }

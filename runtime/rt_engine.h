@@ -84,7 +84,10 @@ struct rt_engine {
     struct rt_buf reply_arena; /* Reply bodies and messages of the last entry. */
     /* Whether anyone reads the reply bodies of the entries applied next (rt_ctx_reply_wanted).
      * True after init; a node clears it on a shard's followers, whose replies go nowhere.
-     * Never changes what is written. */
+     * Never changes what is written. While it is false the states an entry writes only
+     * refresh the cache (rt_cache_refresh), never enter it: a follower would otherwise copy
+     * every new order into its cache, evicting another, for reads only a leader serves (a
+     * follower's cache still holds what its entries read from the store, and stale reads). */
     bool replies_wanted;
     struct rt_engine_entry *entry; /* Private state of the entry being applied. */
     struct rt_engine_stats stats;

@@ -415,6 +415,34 @@ static void batched_read_matches_key_by_key(void **state)
     }
 }
 
+/* A shard's follower (replies_wanted false) keeps its cache to what it read: the states its
+ * entries create stay out, while a state it holds is refreshed with each committed write (a
+ * stale value there would be served to the next read). A leader caches what it writes. */
+static void follower_cache_refreshes_only_what_it_holds(void **state)
+{
+    struct fixture *f = *state;
+    const char *k = f->keys[0][0], *k2 = f->keys[0][1];
+    const uint8_t one = 1;
+    struct rt_command add_k = cmd(k, OP_ADD, &one, 1);
+    f->engine[0].replies_wanted = false;
+    assert_int_equal(apply(f, 0, 1, T0, &add_k, 1), 0);
+    assert_int_equal(f->cache.entries, 0);
+    /* A read fills the cache from the store... */
+    assert_int_equal(value_of(f, 0, k), 1);
+    assert_int_equal(f->cache.entries, 1);
+    /* ...and the next write refreshes it there. */
+    assert_int_equal(apply(f, 0, 2, T0, &add_k, 1), 0);
+    uint64_t hits = f->cache.hits, misses = f->cache.misses;
+    assert_int_equal(value_of(f, 0, k), 2);
+    assert_true(f->cache.hits > hits);
+    assert_int_equal(f->cache.misses, misses);
+    /* As leader, a new state enters the cache. */
+    f->engine[0].replies_wanted = true;
+    struct rt_command add_k2 = cmd(k2, OP_ADD, &one, 1);
+    assert_int_equal(apply(f, 0, 3, T0, &add_k2, 1), 0);
+    assert_int_equal(f->cache.entries, 2);
+}
+
 static void failed_command_leaves_no_trace(void **state)
 {
     struct fixture *f = *state;
@@ -985,6 +1013,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(apply_runs_commands_and_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_command_leaves_no_trace, setup, teardown),
+        cmocka_unit_test_setup_teardown(follower_cache_refreshes_only_what_it_holds, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(batched_read_matches_key_by_key, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_shard_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(same_shard_message_is_atomic, setup, teardown),

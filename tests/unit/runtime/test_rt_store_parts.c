@@ -170,6 +170,26 @@ static void cache_evicts_least_recently_used(void **state)
     rt_cache_free(&cache);
 }
 
+/* Refresh replaces a held key's value and leaves an absent key absent. */
+static void cache_refresh_touches_only_held_keys(void **state)
+{
+    (void)state;
+    struct rt_cache cache;
+    assert_int_equal(rt_cache_init(&cache, 4096), 0);
+    const uint8_t old_val[] = {1, 2, 3}, new_val[] = {9, 9};
+    assert_int_equal(rt_cache_put(&cache, (const uint8_t *)"held", 4, old_val, 3), 0);
+    assert_int_equal(rt_cache_refresh(&cache, (const uint8_t *)"held", 4, new_val, 2), 0);
+    assert_int_equal(rt_cache_refresh(&cache, (const uint8_t *)"absent", 6, new_val, 2), 0);
+    const uint8_t *v;
+    size_t n;
+    assert_int_equal(rt_cache_get(&cache, (const uint8_t *)"held", 4, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(v, new_val, 2);
+    assert_int_equal(rt_cache_get(&cache, (const uint8_t *)"absent", 6, &v, &n), RT_ENOTFOUND);
+    assert_int_equal(cache.entries, 1);
+    rt_cache_free(&cache);
+}
+
 static void cache_stays_within_budget_under_churn(void **state)
 {
     (void)state;
@@ -414,6 +434,7 @@ int main(void)
         cmocka_unit_test(writeset_rejects_oversized),
         cmocka_unit_test(applied_record_forms),
         cmocka_unit_test(cache_evicts_least_recently_used),
+        cmocka_unit_test(cache_refresh_touches_only_held_keys),
         cmocka_unit_test(cache_stays_within_budget_under_churn),
         cmocka_unit_test(batch_round_trip),
         cmocka_unit_test(batch_builder_limits),
