@@ -3,6 +3,7 @@
 #include "cl_raftlog.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -329,6 +330,10 @@ static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t
         return RT_EIO;
     }
     if (had_journal && access(journal_path, F_OK) != 0) {
+        if (errno != ENOENT) {
+            RT_ERROR("raft log: cannot reach its journal %s: %s", journal_path, strerror(errno));
+            return RT_EIO;
+        }
         RT_ERROR("raft log: %s is missing, but the raft log has had it; it may hold its latest "
                  "acknowledged writes: refusing to start (restore it together with the rest of "
                  "%s, or remove the node's data dir and add the node again)",

@@ -45,6 +45,7 @@
 #include "cl_raftlog.h"
 #include "raftlog_entries.h"
 #include "rt_buf.h"
+#include "rt_log.h"
 #include "rt_error.h"
 #include "test_support.h"
 
@@ -811,8 +812,25 @@ static void test_crash_again_after_replay(void **state)
     expect_child_log(fx);
 }
 
+/* Open the raft log expecting it to refuse with RT_EIO and log a line containing @says. */
+static void expect_open_refused(struct fx *fx, const char *says)
+{
+    char *logged = NULL;
+    size_t logged_len = 0;
+    FILE *log_file = open_memstream(&logged, &logged_len);
+    assert_non_null(log_file);
+    rt_log_set_file(log_file);
+    struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
+    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log), RT_EIO);
+    assert_null(log);
+    rt_log_set_file(stderr);
+    assert_int_equal(fclose(log_file), 0);
+    assert_non_null(strstr(logged, says));
+    free(logged);
+}
+
 /* Without its journal, a raft log that had one refuses to open: it may lack acknowledged
- * writes only the journal held. */
+ * writes only the journal held. A journal that cannot be reached is refused as such. */
 static void test_missing_journal_refuses_to_open(void **state)
 {
     struct fx *fx = *state;
@@ -821,9 +839,10 @@ static void test_missing_journal_refuses_to_open(void **state)
     char journal_path[PATH_MAX + 32];
     snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
     assert_int_equal(unlink(journal_path), 0);
-    struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log), RT_EIO);
-    assert_null(log);
+    expect_open_refused(fx, "is missing");
+    /* A link to itself: access() fails with ELOOP, not ENOENT. */
+    assert_int_equal(symlink("payraft-journal", journal_path), 0);
+    expect_open_refused(fx, "cannot reach its journal");
 }
 
 static void test_crash_replay_over_whole_wal(void **state)
