@@ -2,10 +2,10 @@
  *
  * Keys are full state keys (shard | type | actor key); values are state bytes. The engine
  * fills it on read misses and updates it after each successful commit, so it only ever holds
- * committed state (a shard's followers only refresh what it holds: rt_engine.h). Entry bytes (key +
- * value + bookkeeping) are counted against @bytes_max and the least recently used entries are
- * evicted to stay under it. One cache may serve several engines of the same node (all on one
- * thread: not thread-safe).
+ * committed state (on a shard's followers a commit only refreshes keys the cache holds:
+ * rt_engine.h). Entry bytes (key + value + bookkeeping) are counted against @bytes_max and the
+ * least recently used entries are evicted to stay under it. One cache may serve several engines
+ * of the same node (all on one thread: not thread-safe).
  */
 #ifndef RT_CACHE_H
 #define RT_CACHE_H

@@ -1270,12 +1270,13 @@ static int engine_commit(struct rt_engine *engine)
         if (w->cf != RT_CF_STATE) {
             continue;
         }
-        if (w->op == RT_WRITE_PUT) {
-            (engine->replies_wanted ? rt_cache_put : rt_cache_refresh)(
-                cache, rt_write_key(&engine->ws, w), w->key_len, rt_write_val(&engine->ws, w),
-                w->val_len);
+        const uint8_t *key = rt_write_key(&engine->ws, w);
+        if (w->op == RT_WRITE_PUT && engine->replies_wanted) {
+            rt_cache_put(cache, key, w->key_len, rt_write_val(&engine->ws, w), w->val_len);
+        } else if (w->op == RT_WRITE_PUT) {
+            rt_cache_refresh(cache, key, w->key_len, rt_write_val(&engine->ws, w), w->val_len);
         } else {
-            rt_cache_del(cache, rt_write_key(&engine->ws, w), w->key_len);
+            rt_cache_del(cache, key, w->key_len);
         }
     }
     return 0;
