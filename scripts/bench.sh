@@ -8,8 +8,9 @@
 # 8 pipelined. Then starts a fresh PostgreSQL 15 (installed with apt if missing) in a temp dir
 # on 127.0.0.1 with fsync=on, synchronous_commit=on and an orders table with the same columns,
 # unique (app_id, merchant_order_no) and an (app_id, created_at) index, and runs pgbench
-# inserting one order per transaction at the same concurrencies. Prints one table. Cleans up
-# after itself unless --keep. Ports: PAYRAFT_PORT_BASE (default 7000) + 800..899.
+# inserting one order per transaction at the same concurrencies. Prints one table, and the
+# Payraft nodes' CPU per order of each run. Cleans up after itself unless --keep. Ports:
+# PAYRAFT_PORT_BASE (default 7000) + 800..899.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -55,10 +56,27 @@ echo "bench: host speed (bench_apply)"
 host_speed=$("$root/build-release/bin/bench_apply" --commands 300000 --batch 64 --dir "$work/apply" \
   2>/dev/null | sed -n 's/^ *\([0-9]*\) commands\/s.*/\1/p')
 
+# CPU time (user + system, in clock ticks) used so far by the payd processes of cluster dir $1.
+nodes_cpu_ticks() {
+  local f total=0 fields
+  for f in "$1"/node*/payd.pid; do
+    # Fields 14 and 15 of /proc/PID/stat; the command name (field 2) may hold spaces, so count
+    # from the closing parenthesis.
+    fields=$(sed 's/.*) //' "/proc/$(cat "$f")/stat")
+    total=$((total + $(echo "$fields" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
 # One Payraft cluster: start, create the app, run paybench at every concurrency for each
-# variant ("depth:flags"; the result is stored under NAME/depth/flags).
+# variant ("depth:flags"; the result is stored under NAME/depth/flags). The nodes' CPU is
+# sampled after the warm-up and at the end, so that CPU per order covers the measured seconds:
+# a throughput figure alone does not show whether the nodes were saturated, nor how much work
+# an order cost at that load.
 # run_payraft NAME NODES PORT_BASE VARIANT...
-declare -A tput p99 p50
+declare -A tput p99 p50 cpu_us
+warmup=2
+ticks_per_s=$(getconf CLK_TCK)
 run_payraft() {
   local name=$1 nodes=$2 pbase=$3 dir="$work/$1"
   shift 3
@@ -73,19 +91,31 @@ run_payraft() {
     bench_wait_leaders "$payctl" "127.0.0.1:$((pbase + 100 + i))" "$dir/admin.secret" ||
       { echo "bench.sh: node $i does not know every shard's leader after 30 s" >&2; exit 1; }
   done
-  local c variant depth flags key json
+  local c variant depth flags key json pb t0 t1 ops
   for c in $conns; do
     for variant in "$@"; do
       depth=${variant%%:*}
       flags=${variant#*:}
       key="$name/$depth/$flags,$c"
       # shellcheck disable=SC2086 # flags is a word list on purpose
-      json=$("$paybench" --servers "$servers" --app benchapp --secret-file "$secret" \
-        --connections "$c" --depth "$depth" --seconds "$seconds" --warmup 2 --json $flags)
-      echo "  $name c=$c depth=$depth $flags: $json"
+      "$paybench" --servers "$servers" --app benchapp --secret-file "$secret" \
+        --connections "$c" --depth "$depth" --seconds "$seconds" --warmup "$warmup" --json $flags \
+        > "$work/paybench.json" &
+      pb=$!
+      sleep "$warmup"
+      t0=$(nodes_cpu_ticks "$dir")
+      wait "$pb"
+      t1=$(nodes_cpu_ticks "$dir")
+      json=$(cat "$work/paybench.json")
       tput[$key]=$(echo "$json" | sed -n 's/.*"throughput_ops_s": \([0-9.]*\).*/\1/p')
       p99[$key]=$(echo "$json" | sed -n 's/.*"p99_ms": \([0-9.]*\).*/\1/p')
       p50[$key]=$(echo "$json" | sed -n 's/.*"p50_ms": \([0-9.]*\).*/\1/p')
+      ops=$(echo "$json" | sed -n 's/.*"ops": \([0-9]*\).*/\1/p')
+      cpu_us[$key]=$(awk -v t=$((t1 - t0)) -v hz="$ticks_per_s" -v n="${ops:-0}" \
+        'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "?" }')
+      echo "  $name c=$c depth=$depth $flags: $json"
+      echo "    nodes' CPU: $(awk -v t=$((t1 - t0)) -v hz="$ticks_per_s" -v s="$seconds" \
+        'BEGIN { printf "%.2f", t / hz / s }') cores, ${cpu_us[$key]} us per order"
     done
   done
   PAYRAFT_PORT_BASE=$pbase PAYRAFT_PAYD="$root/build-release/bin/payd" scripts/cluster.sh stop --dir "$dir" >/dev/null
@@ -155,5 +185,10 @@ done
 for c in $conns; do
   [ "$c" = 1 ] && echo "one sequential client on 3 nodes: p50 ${p50[c3/1/,1]:-?} ms, p99 ${p99[c3/1/,1]:-?} ms"
 done
+# The same work costs more CPU per order in smaller raft entries and loop turns (fewer
+# connections): docs/benchmarks.md, optimisation log.
+cpu_line=""
+for c in $conns; do cpu_line="$cpu_line, ${cpu_us[c3/8/--route,$c]:-?} us at $c conns"; done
+echo "the 3 nodes' CPU per order, depth 8 routed: ${cpu_line#, }"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "host speed: bench_apply --commands 300000 --batch 64: ${host_speed:-?} commands/s (the host of the targets table in docs/benchmarks.md: 469,000-538,000)"
