@@ -24,11 +24,17 @@
 #define RAFTLOG_HEAD_BYTES 9  /* term(8) type(1) */
 /* A RocksDB write batch's own header: sequence number(8) count(4). */
 #define RAFTLOG_BATCH_HEAD_BYTES 12
-/* Beside the database, in its directory (RocksDB leaves files it did not name alone), so that
- * a copy of the directory takes it along. */
-#define RAFTLOG_JOURNAL_FILE "payraft-journal"
 /* Key of the record that says the journal exists (so that losing it is noticed). */
 #define RAFTLOG_JOURNAL_MARKER "j"
+
+/* What a durable write did (raftlog_write_durably): its result, and whether the journal
+ * lapped first and whether the write was too large for it. Counted into the stats on the loop
+ * thread (raftlog_count), so that the stats change only there. */
+struct raftlog_outcome {
+    int rv;
+    bool lapped;
+    bool large;
+};
 
 /* An append whose write has not completed. */
 struct raftlog_append {
@@ -72,11 +78,8 @@ struct cl_raftlog {
     rocksdb_writebatch_t *flying;
     struct raftlog_appends flying_appends;
     bool writing;
-    bool failed;  /* A write failed: the log is no longer contiguous on disk; refuse more. */
-    int write_rv; /* Set by the worker; read after it is done. */
-    /* The journal's counters, changed by whoever writes (the worker while a write is in
-     * flight, else the loop thread); copied into stats when no write is in flight. */
-    uint64_t journal_restarts, journal_large_writes;
+    bool failed; /* A write failed: the log is no longer contiguous on disk; refuse more. */
+    struct raftlog_outcome written; /* Set by the worker; read after it is done. */
     uv_work_t work;
     uv_prepare_t prepare;
     struct cl_raftlog_stats stats;
@@ -191,9 +194,11 @@ static int raftlog_error(char *err, const char *what)
 
 /* Make @batch durable and write it to the database: a journal record, synced, then a RocksDB
  * write without a sync (cl_journal.h: the contract; every write of the log goes through here).
- * 0 or RT_EIO (logged). */
-static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *batch)
+ * The outcome's rv is 0 or RT_EIO (logged). Touches the journal and the database only. */
+static struct raftlog_outcome raftlog_write_durably(struct cl_raftlog *log,
+                                                    rocksdb_writebatch_t *batch)
 {
+    struct raftlog_outcome o = {0, false, false};
     char *err = NULL;
     size_t len;
     const char *rep = rocksdb_writebatch_data(batch, &len);
@@ -203,28 +208,39 @@ static int raftlog_write_durably(struct cl_raftlog *log, rocksdb_writebatch_t *b
          * went: store_rocks_background_options). */
         rocksdb_flush_wal(log->db, 1, &err);
         if (raftlog_error(err, "WAL sync") != 0 || cl_journal_restart(log->journal) != 0) {
-            return RT_EIO;
+            o.rv = RT_EIO;
+            return o;
         }
-        log->journal_restarts++;
+        o.lapped = true;
         if (!cl_journal_fits(log->journal, len)) {
             /* Larger than the whole journal: made durable by RocksDB's own sync, while the
              * journal holds no record that a replay could apply over it. */
-            log->journal_large_writes++;
+            o.large = true;
             rocksdb_write(log->db, log->sync_write, batch, &err);
-            return raftlog_error(err, "write");
+            o.rv = raftlog_error(err, "write");
+            return o;
         }
     }
     if (cl_journal_append(log->journal, rep, len) != 0) {
-        return RT_EIO;
+        o.rv = RT_EIO;
+        return o;
     }
     rocksdb_write(log->db, log->plain_write, batch, &err);
-    return raftlog_error(err, "write");
+    o.rv = raftlog_error(err, "write");
+    return o;
+}
+
+/* Count what a write did into the stats (loop thread). */
+static void raftlog_count(struct cl_raftlog *log, const struct raftlog_outcome *o)
+{
+    log->stats.journal_restarts += o->lapped;
+    log->stats.journal_large_writes += o->large;
 }
 
 static void raftlog_work(uv_work_t *work)
 {
     struct cl_raftlog *log = work->data;
-    log->write_rv = raftlog_write_durably(log, log->flying);
+    log->written = raftlog_write_durably(log, log->flying);
 }
 
 static void raftlog_written(uv_work_t *work, int status)
@@ -233,9 +249,8 @@ static void raftlog_written(uv_work_t *work, int status)
     assert(status == 0); /* Never cancelled. */
     (void)status;
     int rv = 0;
-    log->stats.journal_restarts = log->journal_restarts;
-    log->stats.journal_large_writes = log->journal_large_writes;
-    if (log->write_rv != 0) {
+    raftlog_count(log, &log->written);
+    if (log->written.rv != 0) {
         log->stats.failures++;
         log->failed = true;
         rv = RAFT_IOERR;
@@ -316,8 +331,8 @@ static int raftlog_replay_record(void *arg, const uint8_t *payload, size_t len)
 static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t journal_bytes)
 {
     char journal_path[PATH_MAX];
-    if ((size_t)snprintf(journal_path, sizeof(journal_path), "%s/%s", path, RAFTLOG_JOURNAL_FILE) >=
-        sizeof(journal_path)) {
+    if ((size_t)snprintf(journal_path, sizeof(journal_path), "%s/%s", path,
+                         CL_RAFTLOG_JOURNAL_FILE) >= sizeof(journal_path)) {
         return RT_EINVAL;
     }
     char *err = NULL;
@@ -348,11 +363,7 @@ static int raftlog_journal_open(struct cl_raftlog *log, const char *path, size_t
         return rv;
     }
     if (found > 0) {
-        rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
-        rocksdb_flushoptions_set_wait(flush, 1);
-        rocksdb_flush(log->db, flush, &err);
-        rocksdb_flushoptions_destroy(flush);
-        rv = raftlog_error(err, "flush after the journal's replay");
+        rv = raftlog_error(store_rocks_flush_cf(log->db, NULL), "flush after the journal's replay");
         RT_INFO("raft log: replayed %llu writes from the journal", (unsigned long long)found);
     }
     if (rv == 0) {
@@ -512,8 +523,10 @@ static void raftlog_close_now(struct cl_raftlog *log)
 {
     assert(log->closing && !log->writing && log->pending_appends.count == 0);
     assert(log->held_count == 0);
-    if (log->pending_dirty && !log->failed && raftlog_write_durably(log, log->pending) != 0) {
-        log->failed = true; /* Logged; nothing more is written. */
+    if (log->pending_dirty && !log->failed) {
+        struct raftlog_outcome o = raftlog_write_durably(log, log->pending);
+        raftlog_count(log, &o);
+        log->failed = o.rv != 0; /* Logged; nothing more is written. */
     }
     raftlog_finish_close(log);
 }
@@ -647,10 +660,6 @@ void cl_raftlog_get_stats(const struct cl_raftlog *log, struct cl_raftlog_stats 
 {
     assert(log != NULL && out != NULL);
     *out = log->stats;
-    if (!log->writing) { /* Else the worker may be counting: raftlog_written copies it. */
-        out->journal_restarts = log->journal_restarts;
-        out->journal_large_writes = log->journal_large_writes;
-    }
 }
 
 void cl_raftlog_memory(const struct cl_raftlog *log, struct store_rocks_memory *out)
@@ -685,9 +694,10 @@ static int raftlog_migrate(struct cl_raftlog *log, uint16_t group, raft_index st
     rocksdb_writebatch_put(batch, (const char *)marker, sizeof(marker), "", 0);
     /* On the loop thread: load runs before the loop does, so no write is in flight. */
     assert(!log->writing);
-    int rv = raftlog_write_durably(log, batch);
+    struct raftlog_outcome o = raftlog_write_durably(log, batch);
     rocksdb_writebatch_destroy(batch);
-    if (rv != 0) {
+    raftlog_count(log, &o);
+    if (o.rv != 0) {
         RT_ERROR("raft log: group %u: migrating raft_uv's entries failed", group);
         log->failed = true; /* What the journal holds no longer matches the database. */
         return RAFT_IOERR;

@@ -59,8 +59,12 @@ struct cl_raftlog_stats {
  * (docs/benchmarks.md, optimisation log). */
 #define CL_RAFTLOG_WRITE_BUFFER_BYTES (16u * 1024u * 1024u)
 
+/* The journal's file name, in the log database's directory (RocksDB leaves files it did not
+ * name alone, and a copy of the directory takes it along). */
+#define CL_RAFTLOG_JOURNAL_FILE "payraft-journal"
+
 /* Open (creating if missing) the log database in directory @path, and its journal, file
- * "payraft-journal" there, of @journal_bytes (0 = CL_JOURNAL_BYTES_DEFAULT), for groups 0 to
+ * CL_RAFTLOG_JOURNAL_FILE there, of @journal_bytes (0 = CL_JOURNAL_BYTES_DEFAULT), for groups 0 to
  * @group_count - 1, with memtables of @write_buffer_bytes (0 = CL_RAFTLOG_WRITE_BUFFER_BYTES);
  * 0 or an RT_ code. */
 int cl_raftlog_open(uv_loop_t *loop, const char *path, uint16_t group_count,

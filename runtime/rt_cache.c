@@ -226,14 +226,11 @@ static void cache_maybe_grow(struct rt_cache *cache)
     cache->table_slots = slots;
 }
 
-int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
-                 size_t val_len)
+/* Insert @key, or replace its value: @hash is its hash and @i the slot cache_find gave for it
+ * (its entry's, or the empty one where it would go). */
+static int cache_put_at(struct rt_cache *cache, uint32_t hash, uint32_t i, const uint8_t *key,
+                        size_t key_len, const uint8_t *val, size_t val_len)
 {
-    assert(cache != NULL);
-    assert(key != NULL && key_len > 0);
-    assert(val != NULL || val_len == 0);
-    uint32_t hash = cache_hash(key, key_len);
-    uint32_t i = cache_find(cache, hash, key, key_len);
     if (cache->table[i].entry != NULL) {
         cache_remove(cache, i);
     }
@@ -269,15 +266,29 @@ int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, con
     return 0;
 }
 
+int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
+                 size_t val_len)
+{
+    assert(cache != NULL);
+    assert(key != NULL && key_len > 0);
+    assert(val != NULL || val_len == 0);
+    uint32_t hash = cache_hash(key, key_len);
+    return cache_put_at(cache, hash, cache_find(cache, hash, key, key_len), key, key_len, val,
+                        val_len);
+}
+
 int rt_cache_refresh(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
                      size_t val_len)
 {
     assert(cache != NULL);
     assert(key != NULL && key_len > 0);
-    if (cache->table[cache_find(cache, cache_hash(key, key_len), key, key_len)].entry == NULL) {
+    assert(val != NULL || val_len == 0);
+    uint32_t hash = cache_hash(key, key_len);
+    uint32_t i = cache_find(cache, hash, key, key_len);
+    if (cache->table[i].entry == NULL) {
         return 0;
     }
-    return rt_cache_put(cache, key, key_len, val, val_len);
+    return cache_put_at(cache, hash, i, key, key_len, val, val_len);
 }
 
 void rt_cache_del(struct rt_cache *cache, const uint8_t *key, size_t key_len)

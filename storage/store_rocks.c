@@ -803,13 +803,25 @@ int store_rocks_sync(struct store_rocks *db)
  * 1.8 s on the bench VM), while the flush costs here what the open would otherwise spend
  * flushing what it replayed. Whatever a crash or a failed flush leaves in memtables, the WAL
  * (synced first) still holds for the next open to replay. */
-static void store_flush_memtables(struct store_rocks *db)
+char *store_rocks_flush_cf(rocksdb_t *db, rocksdb_column_family_handle_t *cf)
 {
+    assert(db != NULL);
     rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
     rocksdb_flushoptions_set_wait(options, 1);
+    char *err = NULL;
+    if (cf != NULL) {
+        rocksdb_flush_cf(db, options, cf, &err);
+    } else {
+        rocksdb_flush(db, options, &err);
+    }
+    rocksdb_flushoptions_destroy(options);
+    return err;
+}
+
+static void store_flush_memtables(struct store_rocks *db)
+{
     for (int cf = 0; cf < RT_CF_COUNT; cf++) {
-        char *err = NULL;
-        rocksdb_flush_cf(db->db, options, db->cfs[cf], &err);
+        char *err = store_rocks_flush_cf(db->db, db->cfs[cf]);
         if (err != NULL) {
             RT_WARN("store close: flushing %s: %s (the next open replays the WAL)",
                     rt_cf_name((enum rt_cf)cf), err);
@@ -817,7 +829,6 @@ static void store_flush_memtables(struct store_rocks *db)
             break;
         }
     }
-    rocksdb_flushoptions_destroy(options);
 }
 
 void store_rocks_close(struct store_rocks *db)

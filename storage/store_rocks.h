@@ -37,6 +37,11 @@ struct rocksdb_column_family_handle_t;
  * it measured: store_rocks.c. */
 void store_rocks_background_options(struct rocksdb_options_t *options);
 
+/* Write @cf's memtables (NULL: the "default" family's) of @db, a database of this module or
+ * not (cl_raftlog), to table files and wait for it. NULL, or RocksDB's message of why not (the
+ * caller frees it with rocksdb_free). */
+char *store_rocks_flush_cf(struct rocksdb_t *db, struct rocksdb_column_family_handle_t *cf);
+
 /* Memtable arena blocks of this size, for memtables of at least 8 blocks: malloc maps each as
  * exactly 2 MiB (the block, its 16-byte header, rounded up to a page; payd keeps malloc's mmap
  * threshold below it), which Linux places on a 2 MiB boundary. With transparent huge pages
