@@ -12,6 +12,7 @@
 
 #include "rt_buf.h"
 #include "rt_key.h"
+#include "rt_log.h"
 
 char *test_tmpdir(const char *tag)
 {
@@ -159,4 +160,31 @@ void test_kill(pid_t pid)
         WTERMSIG(status) != SIGKILL) {
         abort();
     }
+}
+
+static FILE *log_collecting;
+static char *log_collected;
+static size_t log_collected_len;
+
+void test_log_collect(void)
+{
+    assert(log_collecting == NULL);
+    log_collecting = open_memstream(&log_collected, &log_collected_len);
+    if (log_collecting == NULL) {
+        abort();
+    }
+    rt_log_set_file(log_collecting);
+}
+
+char *test_log_collected(void)
+{
+    assert(log_collecting != NULL);
+    rt_log_set_file(NULL);
+    if (fclose(log_collecting) != 0) {
+        abort();
+    }
+    log_collecting = NULL;
+    char *lines = log_collected;
+    log_collected = NULL;
+    return lines;
 }

@@ -31,6 +31,11 @@ pid_t test_spawn(const char *path, const char *const argv[], int *report_fd);
 /* SIGKILL child @pid and reap it; aborts unless it died of that signal. */
 void test_kill(pid_t pid);
 
+/* Send rt_log's lines to memory until test_log_collected(), which returns them (malloc'd,
+ * NUL-terminated: the caller frees) and sends the lines to stderr again. Aborts on failure. */
+void test_log_collect(void);
+char *test_log_collected(void);
+
 /* SHA-256 over every (cf, key, value) of @shard in every column family of @store, in order:
  * two stores with the same digest hold the same bytes for the shard. */
 void test_store_digest(struct rt_store *store, uint16_t shard, uint8_t digest[32]);

@@ -80,12 +80,18 @@ static int collect(void *arg, const uint8_t *payload, size_t len)
     return 0;
 }
 
+/* Close the fixture's journal, if open, as a stop would. */
+static void journal_close(struct fx *fx)
+{
+    cl_journal_close(fx->journal);
+    fx->journal = NULL;
+}
+
 /* (Re)open, replay, and check the records are payloads @first.. of @seed, @count of them;
  * then restart, as cl_raftlog does, unless @keep. */
 static void reopen_expect(struct fx *fx, unsigned first, size_t count, unsigned seed, bool keep)
 {
-    cl_journal_close(fx->journal);
-    fx->journal = NULL;
+    journal_close(fx);
     fx->n = 0;
     uint64_t replayed;
     assert_int_equal(cl_journal_open(fx->path, CAPACITY, collect, fx, &replayed, &fx->journal), 0);
@@ -205,8 +211,7 @@ static void test_short_file_is_filled_again(void **state)
     struct fx *fx = *state;
     reopen_expect(fx, 0, 0, 0, false);
     append_n(fx, 0, 4, 5);
-    cl_journal_close(fx->journal);
-    fx->journal = NULL;
+    journal_close(fx);
     assert_int_equal(truncate(fx->path, (off_t)(record_offset(3, 5) + 10)), 0);
     reopen_expect(fx, 0, 3, 5, true);
     struct stat st;
@@ -276,8 +281,7 @@ static void test_replay_stops_at_apply_error(void **state)
     struct fx *fx = *state;
     reopen_expect(fx, 0, 0, 0, false);
     append_n(fx, 0, 4, 8);
-    cl_journal_close(fx->journal);
-    fx->journal = NULL;
+    journal_close(fx);
     int calls = 0;
     uint64_t replayed;
     assert_int_equal(

@@ -45,7 +45,6 @@
 #include "cl_raftlog.h"
 #include "raftlog_entries.h"
 #include "rt_buf.h"
-#include "rt_log.h"
 #include "rt_error.h"
 #include "test_support.h"
 
@@ -741,6 +740,12 @@ static uint64_t child_run_then_dies(struct fx *fx, size_t journal_bytes, bool op
     return rt_get_be64(report);
 }
 
+/* The path of the raft log's journal in fx->path, into @out. */
+static void journal_path_of(const struct fx *fx, char out[PATH_MAX + 32])
+{
+    snprintf(out, PATH_MAX + 32, "%s/%s", fx->path, CL_RAFTLOG_JOURNAL_FILE);
+}
+
 /* Empty the database's WAL files: what a crash of the machine may leave of writes that were
  * never synced there (the child's open synced nothing after creating its WAL). */
 static void wal_lose(struct fx *fx)
@@ -790,7 +795,7 @@ static void test_crash_journal_brings_back_lost_wal(void **state)
     /* A clean close leaves nothing to replay, and the log whole. */
     log_close(fx);
     char journal_path[PATH_MAX + 32];
-    snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
+    journal_path_of(fx, journal_path);
     struct cl_journal *journal;
     uint64_t replayed;
     assert_int_equal(cl_journal_open(journal_path, 0, NULL, NULL, &replayed, &journal), 0);
@@ -815,16 +820,12 @@ static void test_crash_again_after_replay(void **state)
 /* Open the raft log expecting it to refuse with RT_EIO and log a line containing @says. */
 static void expect_open_refused(struct fx *fx, const char *says)
 {
-    char *logged = NULL;
-    size_t logged_len = 0;
-    FILE *log_file = open_memstream(&logged, &logged_len);
-    assert_non_null(log_file);
-    rt_log_set_file(log_file);
+    test_log_collect();
     struct cl_raftlog *log = (struct cl_raftlog *)fx; /* Must be overwritten. */
-    assert_int_equal(cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log), RT_EIO);
+    int rv = cl_raftlog_open(&fx->loop, fx->path, GROUPS, 0, 0, &log);
+    char *logged = test_log_collected();
+    assert_int_equal(rv, RT_EIO);
     assert_null(log);
-    rt_log_set_file(stderr);
-    assert_int_equal(fclose(log_file), 0);
     assert_non_null(strstr(logged, says));
     free(logged);
 }
@@ -837,11 +838,11 @@ static void test_missing_journal_refuses_to_open(void **state)
     fill(fx, 0, 3);
     log_close(fx);
     char journal_path[PATH_MAX + 32];
-    snprintf(journal_path, sizeof(journal_path), "%s/payraft-journal", fx->path);
+    journal_path_of(fx, journal_path);
     assert_int_equal(unlink(journal_path), 0);
     expect_open_refused(fx, "is missing");
     /* A link to itself: access() fails with ELOOP, not ENOENT. */
-    assert_int_equal(symlink("payraft-journal", journal_path), 0);
+    assert_int_equal(symlink(CL_RAFTLOG_JOURNAL_FILE, journal_path), 0);
     expect_open_refused(fx, "cannot reach its journal");
 }
 
