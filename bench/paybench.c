@@ -25,8 +25,16 @@
  * (the servers' log stamps), the server the first came from and its message, so that a burst
  * can be matched to the servers' logs (a leader change, say).
  *
- * N connections (spread over the servers) each keep D requests in flight. Latency is measured
- * per request from send to reply and kept in a log-linear histogram (no averages), throughput
+ * --op create-get: every other request of a connection is an order.get of the newest order
+ * whose order.create that connection has seen answered OK (a create until there is one), so that
+ * a get never asks for an order still being created: replies may come back in any order
+ * (CONTRACT.md), and a get sent before its create's reply may rightly find nothing. Latency is
+ * also reported for each op.
+ *
+ * N connections (spread over the servers) each keep D requests in flight. Each request in flight
+ * holds a slot of its connection (its id carries the slot), so that its latency is measured from
+ * its own send to its own reply however the replies are ordered; a reply that names no request
+ * in flight is ignored. Latency is kept in log-linear histograms (no averages), throughput
  * counts replies after the warm-up. Every order number is unique to the run, so runs never
  * collide. Client CPU time is printed so that a saturated client is visible. Prints figures;
  * asserts nothing; exits 0 unless it could not run at all.
@@ -80,6 +88,31 @@ struct pb_code {
 
 enum pb_op { PB_CREATE, PB_CREATE_GET, PB_PAY };
 
+/* What one request asks: the ops a mix is made of, reported each on its own line. */
+enum pb_req { PB_REQ_CREATE, PB_REQ_GET, PB_REQS };
+static const char *const pb_req_names[PB_REQS] = {"order.create", "order.get"};
+
+/* Replies and their latencies: the whole run's, and each op's. */
+struct pb_stats {
+    uint64_t hist[PB_BUCKETS];
+    uint64_t ops; /* Replies counted (after warm-up). */
+    uint64_t ok;
+};
+
+/* A request id is (a connection's count of requests << PB_SLOT_BITS) | its slot: unique on the
+ * connection (its nonce is made from it), and the reply's id finds the slot at once. */
+#define PB_SLOT_BITS 10u
+#define PB_SLOT_MASK ((1u << PB_SLOT_BITS) - 1u)
+_Static_assert((1u << PB_SLOT_BITS) >= PB_DEPTH_MAX, "a slot per request in flight");
+
+/* One request in flight. */
+struct pb_slot {
+    uint64_t id; /* 0 when free. */
+    uint64_t sent_us;
+    uint64_t seq; /* The order it creates or reads. */
+    enum pb_req req;
+};
+
 struct pb_conn;
 
 #define PB_ROUTE_TRIES 4096u
@@ -110,9 +143,7 @@ struct pb {
     char run_id[17];
     uint64_t start_ms, measure_ms, end_ms;
     bool stopping;
-    uint64_t hist[PB_BUCKETS];
-    uint64_t ops; /* Replies counted (after warm-up). */
-    uint64_t ok;
+    struct pb_stats all, by_req[PB_REQS];
     struct pb_code codes[PB_CODES_MAX]; /* Error codes in the order first seen. */
     unsigned connected, closed;
     struct pb_conn *conns;
@@ -126,14 +157,18 @@ struct pb_conn {
     uv_connect_t connect;
     struct cl_sendq out; /* Requests of one loop turn leave in one write, as in payd. */
     struct api_frame_decoder dec;
-    uint64_t next_id;
-    uint64_t seq; /* Orders created by this connection. */
+    uint64_t requests;  /* Sent by this connection; the high bits of the next id. */
+    uint64_t seq;       /* Orders created by this connection. */
+    uint64_t acked_seq; /* The newest order whose create this connection saw answered OK, */
+    bool acked_any;     /* if any. */
     /* "<app>/pb<run>-<index>-", formatted once: an order's actor key is this and the order's
      * number; its merchant order number and a request's nonce start at name_at. */
     char key_prefix[96];
     size_t key_prefix_len, name_at;
-    unsigned owed;                  /* --rate: requests to send when the rate allows. */
-    uint64_t sent_us[PB_DEPTH_MAX]; /* Send time by id % depth. */
+    unsigned owed;         /* --rate: requests to send when the rate allows. */
+    struct pb_slot *slots; /* depth of them, */
+    uint16_t *free_slots;  /* and a stack of the free ones' indexes. */
+    unsigned free_count;
     uint8_t read_buf[65536];
     bool dead;
 };
@@ -178,11 +213,11 @@ static double hist_value(unsigned b)
     return (double)((uint64_t)(PB_SUB + sub) << (octave - 5));
 }
 
-static double hist_percentile(const struct pb *pb, double p)
+static double hist_percentile(const struct pb_stats *st, double p)
 {
     uint64_t total = 0;
     for (unsigned b = 0; b < PB_BUCKETS; b++) {
-        total += pb->hist[b];
+        total += st->hist[b];
     }
     if (total == 0) {
         return 0;
@@ -190,7 +225,7 @@ static double hist_percentile(const struct pb *pb, double p)
     uint64_t rank = (uint64_t)(p * (double)total);
     uint64_t seen = 0;
     for (unsigned b = 0; b < PB_BUCKETS; b++) {
-        seen += pb->hist[b];
+        seen += st->hist[b];
         if (seen > rank) {
             return hist_value(b) / 1000.0;
         }
@@ -261,23 +296,25 @@ static size_t pb_numbered(char *out, const char *prefix, size_t prefix_len, uint
     return len;
 }
 
-/* Encode and send request @id of @c. */
+/* Encode and send @c's next request, in a free slot. */
 static void pb_send(struct pb_conn *c)
 {
     struct pb *pb = c->pb;
-    if (pb->stopping || c->dead) {
+    if (pb->stopping || c->dead || c->free_count == 0) {
         return;
     }
-    uint64_t id = ++c->next_id;
+    unsigned slot_index = c->free_slots[--c->free_count];
+    struct pb_slot *slot = &c->slots[slot_index];
+    uint64_t id = (++c->requests << PB_SLOT_BITS) | slot_index;
     const char *name_prefix = c->key_prefix + c->name_at;
     size_t name_prefix_len = c->key_prefix_len - c->name_at;
     char mono[sizeof(c->key_prefix) + RT_U64_DIGITS_MAX + 1],
         nonce[sizeof(c->key_prefix) + RT_U64_DIGITS_MAX + 1];
-    const char *op = "order.create";
+    enum pb_req req_kind = PB_REQ_CREATE;
     uint64_t seq = c->seq;
-    if (pb->op == PB_CREATE_GET && id % 2 == 0 && c->seq > 0) {
-        op = "order.get";
-        seq = c->seq - 1;
+    if (pb->op == PB_CREATE_GET && c->requests % 2 == 0 && c->acked_any) {
+        req_kind = PB_REQ_GET;
+        seq = c->acked_seq;
     } else {
         /* With --route, skip numbers whose shard another node leads (bounded: a node that
          * leads no shard sends whatever comes next, and the cluster forwards it). */
@@ -302,7 +339,7 @@ static void pb_send(struct pb_conn *c)
         .data = body_bytes, .len = 0, .cap = sizeof(body_bytes), .max = sizeof(body_bytes)};
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, &body);
-    if (strcmp(op, "order.get") == 0) {
+    if (req_kind == PB_REQ_GET) {
         rt_mp_write_map(&w, 1);
         rt_mp_write_cstr(&w, "merchant_order_no");
         rt_mp_write_cstr(&w, mono);
@@ -320,6 +357,7 @@ static void pb_send(struct pb_conn *c)
     struct rt_clock clock;
     rt_clock_init_system(&clock);
     uint64_t ts = rt_clock_now_ms(&clock);
+    const char *op = pb_req_names[req_kind];
     struct api_request req = {.id = id,
                               .ts_ms = ts,
                               .op = op,
@@ -332,13 +370,13 @@ static void pb_send(struct pb_conn *c)
                               .body_len = (uint32_t)body.len};
     uint8_t frame[2048];
     struct rt_buf out = {.data = frame, .len = 0, .cap = sizeof(frame), .max = sizeof(frame)};
-    if (pb_encode(pb, &out, &req) != 0) {
+    if (pb_encode(pb, &out, &req) != 0 || cl_sendq_push(&c->out, out.data, out.len) != 0) {
+        c->dead = true; /* Cannot happen with these sizes; the connection stops, loudly. */
+        c->free_slots[c->free_count++] = (uint16_t)slot_index;
+        fprintf(stderr, "paybench: connection %u: cannot queue a request\n", c->index);
         return;
     }
-    c->sent_us[id % pb->depth] = now_us();
-    if (cl_sendq_push(&c->out, out.data, out.len) != 0) {
-        c->dead = true;
-    }
+    *slot = (struct pb_slot){.id = id, .sent_us = now_us(), .seq = seq, .req = req_kind};
 }
 
 /* Requests --rate allows to have been sent by now. */
@@ -400,20 +438,31 @@ static void pb_on_reply(struct pb_conn *c, const uint8_t *payload, size_t len)
             rt_mp_skip(&r);
         }
     }
-    uint64_t t = now_us();
-    if (rt_monotonic_ms() >= pb->measure_ms && !pb->stopping && id > 0) {
-        pb->ops++;
-        uint64_t took_us = t - c->sent_us[id % pb->depth];
-        pb->hist[hist_bucket(took_us)]++;
+    unsigned slot_index = (unsigned)(id & PB_SLOT_MASK);
+    if (id == 0 || slot_index >= pb->depth || c->slots[slot_index].id != id) {
+        return; /* Not a request of ours in flight: nothing to measure, nothing freed. */
+    }
+    struct pb_slot done = c->slots[slot_index];
+    c->slots[slot_index].id = 0;
+    c->free_slots[c->free_count++] = (uint16_t)slot_index;
+    bool ok = code != NULL && code_len == 2 && memcmp(code, "OK", 2) == 0;
+    if (ok && done.req == PB_REQ_CREATE && (!c->acked_any || done.seq > c->acked_seq)) {
+        c->acked_seq = done.seq;
+        c->acked_any = true;
+    }
+    uint64_t took_us = now_us() - done.sent_us;
+    if (rt_monotonic_ms() >= pb->measure_ms && !pb->stopping) {
+        struct pb_stats *each[2] = {&pb->all, &pb->by_req[done.req]};
+        for (unsigned k = 0; k < 2; k++) {
+            each[k]->ops++;
+            each[k]->hist[hist_bucket(took_us)]++;
+            each[k]->ok += ok;
+        }
         if (pb->slow_ms != 0 && took_us > (uint64_t)pb->slow_ms * 1000u) {
             pb_print_slow(pb, c, took_us);
         }
-        if (code != NULL) {
-            if (code_len == 2 && memcmp(code, "OK", 2) == 0) {
-                pb->ok++;
-            } else {
-                pb_count_code(pb, c, code, code_len, msg, msg_len);
-            }
+        if (!ok && code != NULL) {
+            pb_count_code(pb, c, code, code_len, msg, msg_len);
         }
     }
     pb_next(c);
@@ -649,6 +698,26 @@ static int pb_fetch_routes(struct pb *pb)
     return found;
 }
 
+static const char *pb_op_name(enum pb_op op)
+{
+    return op == PB_CREATE ? "create" : op == PB_CREATE_GET ? "create-get" : "pay";
+}
+
+/* "ops", throughput, "ok" and the percentiles of @st, as JSON members (no braces). */
+static void pb_print_json_stats(const struct pb_stats *st, double secs)
+{
+    printf("\"ops\": %" PRIu64 ", \"seconds\": %.3f, \"throughput_ops_s\": %.1f, \"ok\": %" PRIu64
+           ", \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f",
+           st->ops, secs, (double)st->ops / secs, st->ok, hist_percentile(st, 0.50),
+           hist_percentile(st, 0.90), hist_percentile(st, 0.99), hist_percentile(st, 0.999));
+}
+
+static void pb_print_latency(const char *label, const struct pb_stats *st)
+{
+    printf("%s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n", label, hist_percentile(st, 0.50),
+           hist_percentile(st, 0.90), hist_percentile(st, 0.99), hist_percentile(st, 0.999));
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -765,6 +834,10 @@ int main(int argc, char **argv)
     }
     pb.loop = uv_default_loop();
     pb.conns = calloc(pb.connections, sizeof(*pb.conns));
+    if (pb.conns == NULL) {
+        fprintf(stderr, "paybench: out of memory\n");
+        return 1;
+    }
     cl_flusher_init(&pb.flusher, pb.loop);
     pb.start_ms = rt_monotonic_ms();
     pb.measure_ms = pb.start_ms + pb.warmup * 1000u;
@@ -781,6 +854,15 @@ int main(int argc, char **argv)
         }
         c->key_prefix_len = (size_t)n;
         c->name_at = strlen(pb.app) + 1;
+        c->slots = calloc(pb.depth, sizeof(*c->slots));
+        c->free_slots = calloc(pb.depth, sizeof(*c->free_slots));
+        if (c->slots == NULL || c->free_slots == NULL) {
+            fprintf(stderr, "paybench: out of memory\n");
+            return 1;
+        }
+        for (unsigned k = 0; k < pb.depth; k++) {
+            c->free_slots[c->free_count++] = (uint16_t)(pb.depth - 1u - k); /* 0 on top. */
+        }
         api_frame_decoder_init(&c->dec, API_FRAME_BYTES_MAX);
         uv_tcp_init(pb.loop, &c->tcp);
         c->tcp.data = c;
@@ -814,14 +896,21 @@ int main(int argc, char **argv)
         cl_sendq_free(&pb.conns[i].out);
     }
     double secs = (double)pb.seconds;
-    uint64_t errors = pb.ops - pb.ok;
     if (pb.json) {
-        printf("{\"ops\": %" PRIu64 ", \"seconds\": %.3f, \"throughput_ops_s\": %.1f, "
-               "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, "
-               "\"connections\": %u, \"depth\": %u, \"ok\": %" PRIu64 ", \"errors\": {",
-               pb.ops, secs, (double)pb.ops / secs, hist_percentile(&pb, 0.50),
-               hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99), hist_percentile(&pb, 0.999),
-               pb.connections, pb.depth, pb.ok);
+        /* Each op's figures first, the whole run's after them: scripts that pick a field with
+         * a greedy sed pattern (scripts/bench.sh) find the last one, the whole run's. */
+        printf("{\"connections\": %u, \"depth\": %u, \"op\": \"%s\", \"by_op\": {", pb.connections,
+               pb.depth, pb_op_name(pb.op));
+        for (unsigned k = 0, shown = 0; k < PB_REQS; k++) {
+            if (pb.by_req[k].ops != 0) {
+                printf("%s\"%s\": {", shown++ == 0 ? "" : ", ", pb_req_names[k]);
+                pb_print_json_stats(&pb.by_req[k], secs);
+                printf("}");
+            }
+        }
+        printf("}, ");
+        pb_print_json_stats(&pb.all, secs);
+        printf(", \"errors\": {");
         for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
             printf("%s\"%s\": %" PRIu64, i == 0 ? "" : ", ", pb.codes[i].name, pb.codes[i].count);
         }
@@ -838,12 +927,16 @@ int main(int argc, char **argv)
         printf("}, \"client_cpu_s\": %.3f}\n", cpu);
     } else {
         printf("paybench: %u connections x depth %u, %u s (+%u s warm-up), op %s\n", pb.connections,
-               pb.depth, pb.seconds, pb.warmup, pb.op == PB_CREATE ? "create" : "create-get");
-        printf("  %" PRIu64 " replies, %.0f ops/s, %" PRIu64 " errors\n", pb.ops,
-               (double)pb.ops / secs, errors);
-        printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n",
-               hist_percentile(&pb, 0.50), hist_percentile(&pb, 0.90), hist_percentile(&pb, 0.99),
-               hist_percentile(&pb, 0.999));
+               pb.depth, pb.seconds, pb.warmup, pb_op_name(pb.op));
+        printf("  %" PRIu64 " replies, %.0f ops/s, %" PRIu64 " errors\n", pb.all.ops,
+               (double)pb.all.ops / secs, pb.all.ops - pb.all.ok);
+        pb_print_latency("  latency ms:", &pb.all);
+        for (unsigned k = 0; pb.op != PB_CREATE && k < PB_REQS; k++) {
+            const struct pb_stats *st = &pb.by_req[k];
+            printf("  %s: %" PRIu64 " replies, %.0f ops/s, %" PRIu64 " errors\n", pb_req_names[k],
+                   st->ops, (double)st->ops / secs, st->ops - st->ok);
+            pb_print_latency("    latency ms:", st);
+        }
         for (unsigned i = 0; i < PB_CODES_MAX && pb.codes[i].name[0] != '\0'; i++) {
             const struct pb_code *e = &pb.codes[i];
             char first_at[RT_LOG_TIMESTAMP_BYTES], last_at[RT_LOG_TIMESTAMP_BYTES];
@@ -853,6 +946,11 @@ int main(int argc, char **argv)
         }
         printf("  client cpu %.2f s (%.0f%% of one core)\n", cpu, 100.0 * cpu / secs);
     }
+    for (unsigned i = 0; i < pb.connections; i++) {
+        free(pb.conns[i].slots);
+        free(pb.conns[i].free_slots);
+    }
+    free(pb.conns);
     api_hmac_free(&pb.hmac);
     EVP_PKEY_free(pb.sign_key);
     rt_buf_free(&pb.signing);

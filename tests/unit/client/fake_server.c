@@ -15,6 +15,7 @@
 #include "api_frame.h"
 #include "rt_buf.h"
 #include "rt_error.h"
+#include "rt_mp.h"
 
 #define FAKE_READ_BYTES 65536u
 
@@ -136,19 +137,114 @@ enum fake_action fake_h_wrong_id(struct fake *f, int fd, const struct api_reques
     return fake_h_echo(f, fd, req, index);
 }
 
+/* Remember request @req of a batch (fake_h_shuffle, fake_h_orders); false when full. */
+static bool hold(struct fake *f, const struct api_request *req)
+{
+    if (f->pending_count == FAKE_PENDING_MAX) {
+        return false;
+    }
+    unsigned k = f->pending_count++;
+    f->pending_id[k] = req->id;
+    f->pending_body[k] = malloc(req->body_len);
+    if (f->pending_body[k] != NULL) {
+        memcpy(f->pending_body[k], req->body, req->body_len);
+    }
+    f->pending_len[k] = req->body_len;
+    return true;
+}
+
+/* The merchant_order_no of a body, into @out (NUL-terminated); false if it has none. */
+static bool body_order_no(const uint8_t *body, size_t len, char out[FAKE_ORDER_BYTES])
+{
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, body, len);
+    uint32_t n;
+    if (body == NULL || rt_mp_read_map(&r, &n) != 0) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k, *v;
+        uint32_t kl, vl;
+        if (rt_mp_read_str(&r, &k, &kl) != 0) {
+            return false;
+        }
+        if (rt_mp_key_is(k, kl, "merchant_order_no")) {
+            if (rt_mp_read_str(&r, &v, &vl) != 0 || vl >= FAKE_ORDER_BYTES) {
+                return false;
+            }
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        if (rt_mp_skip(&r) != 0) {
+            return false;
+        }
+    }
+    return false;
+}
+
+/* Answer held request @k as fake_h_orders does. A body that is no map with a
+ * merchant_order_no is answered INVALID_ARGUMENT. */
+static void answer_order(struct fake *f, int fd, unsigned k)
+{
+    char no[FAKE_ORDER_BYTES];
+    if (!body_order_no(f->pending_body[k], f->pending_len[k], no)) {
+        fake_respond(fd, f->pending_id[k], RT_EINVAL, "merchant_order_no: required", NULL, 0);
+        return;
+    }
+    bool is_get = f->pending_get[k];
+    pthread_mutex_lock(&f->mu);
+    bool created = false;
+    for (unsigned i = 0; i < f->order_count && !created; i++) {
+        created = strcmp(f->orders[i], no) == 0;
+    }
+    if (!is_get && !created && f->order_count < FAKE_ORDERS_MAX) {
+        memcpy(f->orders[f->order_count++], no, sizeof(no));
+    }
+    if (is_get) {
+        created ? f->gets_found++ : f->gets_missing++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (is_get && !created) {
+        fake_respond(fd, f->pending_id[k], RT_ENOTFOUND, "no such order", NULL, 0);
+    } else {
+        fake_respond(fd, f->pending_id[k], 0, NULL, f->pending_body[k], f->pending_len[k]);
+    }
+}
+
+enum fake_action fake_h_orders(struct fake *f, int fd, const struct api_request *req,
+                               unsigned index)
+{
+    (void)index;
+    if (f->orders == NULL) {
+        f->orders = calloc(FAKE_ORDERS_MAX, FAKE_ORDER_BYTES);
+    }
+    if (f->orders == NULL || !hold(f, req)) {
+        return FAKE_CLOSE;
+    }
+    f->pending_get[f->pending_count - 1] = req->op_len == 9 && memcmp(req->op, "order.get", 9) == 0;
+    if (f->pending_count < f->param) {
+        return FAKE_KEEP;
+    }
+    usleep(f->hold_ms * 1000u);
+    unsigned last = f->pending_count - 1;
+    answer_order(f, fd, last);
+    for (unsigned k = 0; k < last; k++) {
+        answer_order(f, fd, k);
+    }
+    for (unsigned k = 0; k < f->pending_count; k++) {
+        free(f->pending_body[k]);
+        f->pending_body[k] = NULL;
+    }
+    f->pending_count = 0;
+    return FAKE_KEEP;
+}
+
 enum fake_action fake_h_shuffle(struct fake *f, int fd, const struct api_request *req,
                                 unsigned index)
 {
     (void)index;
-    if (f->pending_count < FAKE_PENDING_MAX) {
-        unsigned k = f->pending_count++;
-        f->pending_id[k] = req->id;
-        f->pending_body[k] = malloc(req->body_len);
-        if (f->pending_body[k] != NULL) {
-            memcpy(f->pending_body[k], req->body, req->body_len);
-        }
-        f->pending_len[k] = req->body_len;
-    }
+    (void)hold(f, req); /* Full: answered in the shuffle below without it. */
     if (f->pending_count < f->param) {
         return FAKE_KEEP;
     }
@@ -187,6 +283,7 @@ static void record(struct fake *f, const struct api_request *req, unsigned conn,
     bool time_ok = api_envelope_check_time(req, fake_now_ms()) == 0;
     pthread_mutex_lock(&f->mu);
     *index = f->seen_count;
+    f->requests++;
     if (f->seen_count < FAKE_SEEN_MAX) {
         struct fake_seen *s = &f->seen[f->seen_count++];
         memset(s, 0, sizeof(*s));
@@ -312,6 +409,8 @@ void fake_stop(struct fake *f)
         free(f->pending_body[i]);
     }
     f->pending_count = 0;
+    free(f->orders);
+    f->orders = NULL;
     pthread_mutex_destroy(&f->mu);
 }
 

@@ -24,6 +24,8 @@
 #define FAKE_SECRET      "fake-secret-0123456789abcdef"
 #define FAKE_APP         "shop_1"
 #define FAKE_PENDING_MAX 1024u
+#define FAKE_ORDERS_MAX  8192u /* Orders fake_h_orders remembers as created. */
+#define FAKE_ORDER_BYTES 64u
 
 struct fake_seen {
     uint64_t id;
@@ -62,13 +64,21 @@ struct fake {
     /* Record, under mu. */
     struct fake_seen seen[FAKE_SEEN_MAX];
     unsigned seen_count;
+    uint64_t requests;   /* Every request decoded, past FAKE_SEEN_MAX too. */
     unsigned conns;      /* Connections accepted. */
     unsigned bad_frames; /* Frames that did not decode as requests. */
     /* fake_h_shuffle: requests held back until param of them arrived. */
     uint64_t pending_id[FAKE_PENDING_MAX];
     uint8_t *pending_body[FAKE_PENDING_MAX];
     size_t pending_len[FAKE_PENDING_MAX];
+    bool pending_get[FAKE_PENDING_MAX]; /* fake_h_orders: an order.get, else a create. */
     unsigned pending_count;
+    /* fake_h_orders: how long a batch is held, the merchant order numbers of the creates
+     * answered, and the gets answered (under mu: tests read them). */
+    unsigned hold_ms;
+    char (*orders)[FAKE_ORDER_BYTES]; /* FAKE_ORDERS_MAX of them, allocated at first use. */
+    unsigned order_count;
+    unsigned gets_found, gets_missing;
 };
 
 /* Listen on 127.0.0.1:@port and serve with @handler in a new thread. false if the port cannot
@@ -110,6 +120,15 @@ enum fake_action fake_h_raw(struct fake *f, int fd, const struct api_request *re
 enum fake_action fake_h_shuffle(struct fake *f, int fd, const struct api_request *req,
                                 unsigned index); /* Holds f->param requests, then echoes all
                                                   * in a shuffled order. */
+enum fake_action fake_h_orders(struct fake *f, int fd, const struct api_request *req,
+                               unsigned index); /* Holds f->param requests, sleeps f->hold_ms,
+                                                 * then answers the last first and the rest in
+                                                 * the order they came: an order.create OK (and
+                                                 * remembered), an order.get OK if its
+                                                 * merchant_order_no was created, NOT_FOUND if
+                                                 * not. A load generator that keys latency by
+                                                 * id % depth, or gets what it has not seen
+                                                 * created, shows here. */
 enum fake_action fake_h_wrong_id(struct fake *f, int fd, const struct api_request *req,
                                  unsigned index); /* An answer to an unknown id, then echo. */
 
