@@ -84,13 +84,19 @@ struct pending_ack {
     uint8_t *blob;          /* Bodies and messages. */
 };
 
-/* A linearizable read: a barrier, then the query on this leader. */
+/* A linearizable read waiting for its barrier, then run on this leader. */
 struct read_req {
-    struct raft_barrier req;
-    struct group *group;
+    struct read_req *next;
     struct waiter waiter;
     struct rt_command cmd; /* key/args point into bytes. */
     uint8_t bytes[];
+};
+
+/* One raft barrier for the linearizable reads that arrived before it was proposed. */
+struct read_barrier {
+    struct raft_barrier req;
+    struct group *group;
+    struct read_req *reads;
 };
 
 struct group {
@@ -131,6 +137,10 @@ struct group {
     uint32_t batch_count;
     bool batch_open;
     uint32_t entries_in_flight; /* Proposed and not yet applied here (CL_ENTRIES_IN_FLIGHT_MAX). */
+    /* Linearizable reads: those waiting for the next barrier (group_read_flush), and whether
+     * a barrier is in flight (one at a time, as entries: load makes barriers serve more). */
+    struct read_req *reads_head, *reads_tail;
+    bool read_barrier_in_flight;
     /* Acknowledgement. */
     struct pending_ack *acks_head, *acks_tail;
     struct cl_durable durable; /* Wraps io: what this replica holds on disk (cl_durable.h). */
@@ -184,6 +194,13 @@ struct out_link {
 struct raft_sent {
     struct raft_io_send *req;
     int status;
+};
+
+/* Linearizable reads and the barriers that served them (cluster.status "reads"). */
+struct read_stats {
+    uint64_t linearizable; /* Answered after their barrier (OK or not). */
+    uint64_t barriers;     /* Proposed for them. */
+    uint64_t failed;       /* Answered UNAVAILABLE: leadership lost before the barrier. */
 };
 
 /* How raft messages travelled (cluster.status "raft_messages"). */
@@ -243,6 +260,7 @@ struct cl_node {
     struct raft_sent *sent; /* Completed raft sends whose callbacks are due. */
     size_t sent_count, sent_cap;
     struct raft_message_stats raft_stats;
+    struct read_stats read_stats;
     /* Stopping. */
     bool stopping;
     unsigned stop_pending; /* Transfers or closes not yet done. */
@@ -1039,21 +1057,84 @@ static int group_enqueue(struct group *g, const struct rt_command *cmd, struct w
     return RT_ETOOLARGE;
 }
 
-/* ---- Reads ---- */
+/* ---- Reads ----
+ *
+ * A linearizable read runs on the shard's leader once a raft barrier proposed after the read
+ * arrived is applied there: that barrier committed in this leader's term, so no other leader
+ * acknowledged a write the read could miss, and every write acknowledged before the read was
+ * sent has been applied here (a write is answered only once applied on its leader).
+ *
+ * A barrier is a raft entry, replicated and synced like any. The reads of a loop turn share one,
+ * proposed after the turn's write entry (group_read_flush, from node_check_cb); while it is in
+ * flight new reads wait for the next. A barrier costs an entry per round trip instead of an
+ * entry per read: under load one serves as many reads as arrive meanwhile (docs/benchmarks.md,
+ * optimisation log). */
+
+/* Answer every read of @list with @code and free it. */
+static void reads_fail(struct cl_node *node, struct read_req *list, int code, const char *msg)
+{
+    while (list != NULL) {
+        struct read_req *next = list->next;
+        node->read_stats.failed += code == RT_EUNAVAIL;
+        waiter_done(node, list->waiter, code, NULL, 0, msg);
+        free(list);
+        list = next;
+    }
+}
 
 static void read_barrier_cb(struct raft_barrier *req, int status)
 {
-    struct read_req *r = req->data;
-    struct group *g = r->group;
+    struct read_barrier *b = req->data;
+    struct group *g = b->group;
+    struct cl_node *node = g->node;
+    g->read_barrier_in_flight = false;
     if (status != 0) {
-        waiter_done(g->node, r->waiter, RT_EUNAVAIL, NULL, 0, "leadership lost; retry");
-    } else {
-        struct rt_reply reply;
-        int rv = rt_engine_query(&g->fsm.engine, &r->cmd, node_now(g->node), &reply);
-        waiter_done(g->node, r->waiter, rv, rv == 0 ? reply.body : NULL,
-                    rv == 0 ? reply.body_len : 0, reply.msg);
+        /* Leadership lost, or raft closing: the reads waiting behind would fail the same. */
+        struct read_req *waiting = g->reads_head;
+        g->reads_head = g->reads_tail = NULL;
+        reads_fail(node, b->reads, RT_EUNAVAIL, "leadership lost; retry");
+        reads_fail(node, waiting, RT_EUNAVAIL, "leadership lost; retry");
+        free(b);
+        return;
     }
-    free(r);
+    for (struct read_req *r = b->reads, *next; r != NULL; r = next) {
+        next = r->next;
+        struct rt_reply reply;
+        int rv = rt_engine_query(&g->fsm.engine, &r->cmd, node_now(node), &reply);
+        node->read_stats.linearizable++;
+        waiter_done(node, r->waiter, rv, rv == 0 ? reply.body : NULL, rv == 0 ? reply.body_len : 0,
+                    reply.msg);
+        free(r);
+    }
+    free(b);
+    if (g->reads_head != NULL) {
+        uv_idle_start(&node->idle, node_idle_cb); /* The next barrier, in this loop's next turn. */
+    }
+}
+
+/* Propose one barrier for the reads waiting, unless one is in flight. */
+static void group_read_flush(struct group *g)
+{
+    if (g->reads_head == NULL || g->read_barrier_in_flight) {
+        return;
+    }
+    struct read_req *reads = g->reads_head;
+    g->reads_head = g->reads_tail = NULL;
+    struct read_barrier *b = malloc(sizeof(*b));
+    if (b == NULL) {
+        reads_fail(g->node, reads, RT_ENOMEM, "out of memory");
+        return;
+    }
+    b->group = g;
+    b->reads = reads;
+    b->req.data = b;
+    if (raft_barrier(&g->raft, &b->req, read_barrier_cb) != 0) {
+        free(b);
+        reads_fail(g->node, reads, RT_EUNAVAIL, "not the leader any more; retry");
+        return;
+    }
+    g->read_barrier_in_flight = true;
+    g->node->read_stats.barriers++;
 }
 
 static int group_read_linearizable(struct group *g, const struct rt_command *cmd, struct waiter w)
@@ -1062,7 +1143,7 @@ static int group_read_linearizable(struct group *g, const struct rt_command *cmd
     if (r == NULL) {
         return RT_ENOMEM;
     }
-    r->group = g;
+    r->next = NULL;
     r->waiter = w;
     r->cmd = *cmd;
     memcpy(r->bytes, cmd->key, cmd->key_len);
@@ -1071,11 +1152,12 @@ static int group_read_linearizable(struct group *g, const struct rt_command *cmd
     }
     r->cmd.key = r->bytes;
     r->cmd.args = cmd->args_len > 0 ? r->bytes + cmd->key_len : NULL;
-    r->req.data = r;
-    if (raft_barrier(&g->raft, &r->req, read_barrier_cb) != 0) {
-        free(r);
-        return RT_EUNAVAIL;
+    if (g->reads_tail != NULL) {
+        g->reads_tail->next = r;
+    } else {
+        g->reads_head = r;
     }
+    g->reads_tail = r;
     g->node->inflight++;
     return 0;
 }
@@ -1601,6 +1683,7 @@ static void node_check_cb(uv_check_t *check)
         if (g->entries_in_flight < CL_ENTRIES_IN_FLIGHT_MAX) {
             group_flush(g);
         }
+        group_read_flush(g); /* After the turn's writes: a read pipelined after a write sees it. */
         if (g->acks_head != NULL) {
             group_confirm(g); /* This leader's own append may have completed. */
         }
@@ -2095,7 +2178,7 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
-    rt_mp_write_map(w, 11);
+    rt_mp_write_map(w, 12);
     node_write_memory(node, w);
     struct cl_raftlog_stats ls;
     cl_raftlog_get_stats(node->raftlog, &ls);
@@ -2118,6 +2201,14 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
                   "a value per name");
     node_write_counters(w, "raft_messages", msg_names, msg_values,
                         (uint32_t)(sizeof(msg_names) / sizeof(msg_names[0])));
+    static const char *const read_names[] = {"linearizable", "barriers", "failed"};
+    const uint64_t read_values[] = {node->read_stats.linearizable, node->read_stats.barriers,
+                                    node->read_stats.failed};
+    static_assert(sizeof(read_values) / sizeof(read_values[0]) ==
+                      sizeof(read_names) / sizeof(read_names[0]),
+                  "a value per name");
+    node_write_counters(w, "reads", read_names, read_values,
+                        (uint32_t)(sizeof(read_names) / sizeof(read_names[0])));
     rt_mp_write_cstr(w, "meta");
     rt_mp_write_map(w, 4);
     rt_mp_write_cstr(w, "leader");
@@ -2307,7 +2398,8 @@ static void node_close_groups(struct cl_node *node)
     for (uint16_t s = 0; s < node->groups_started; s++) {
         struct group *g = &node->groups[s];
         group_fail_acks(g, RT_EUNAVAIL, "node stopping");
-        group_flush(g); /* Fails at once: raft is closing; waiters get UNAVAILABLE. */
+        group_flush(g);      /* Fails at once: raft is closing; waiters get UNAVAILABLE. */
+        group_read_flush(g); /* Likewise, through its barrier's callback. */
         if (g->started) {
             node->stop_pending++;
             raft_close(&g->raft, group_closed_cb);

@@ -25,6 +25,7 @@
 
 bool itest_map_ready;
 struct itest_raft_messages itest_raft_messages;
+struct itest_reads itest_reads;
 struct itest_raft_log itest_raft_log;
 struct itest_memory itest_memory;
 
@@ -546,6 +547,13 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
                                                 "received", "dropped"};
             uint64_t *fields[] = {&m->sent_on_links, &m->sent_by_raft_uv, &m->send_failures,
                                   &m->received, &m->dropped};
+            ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
+            continue;
+        }
+        if (ok && rt_mp_key_is(k, kl, "reads")) {
+            static const char *const names[] = {"linearizable", "barriers", "failed"};
+            uint64_t *fields[] = {&itest_reads.linearizable, &itest_reads.barriers,
+                                  &itest_reads.failed};
             ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
             continue;
         }

@@ -124,6 +124,11 @@ struct itest_raft_messages {
     uint64_t sent_on_links, sent_by_raft_uv, send_failures, received, dropped;
 };
 extern struct itest_raft_messages itest_raft_messages;
+/* The node's linearizable read counters (cluster.status "reads"), likewise. */
+struct itest_reads {
+    uint64_t linearizable, barriers, failed;
+};
+extern struct itest_reads itest_reads;
 /* cluster.status raft_log of the node last asked (itest_shard_views). */
 struct itest_raft_log {
     uint64_t writes, entries, bytes, failures;

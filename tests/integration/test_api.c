@@ -630,51 +630,113 @@ static void public_key_apps(void **state)
     itest_close(&c);
 }
 
-static void pipelined_requests_all_answered(void **state)
+/* Send @count (at most PIPELINED) requests @op of @app on one connection to node 1 before
+ * reading any answer: an order.create of "<prefix><i>" each (amount 100 + i), or an order.get of
+ * it. Asserts that each is answered once and OK (a get with its own order), and prints how long
+ * it took. */
+static void pipeline_orders(const struct app *app, const char *op, const char *prefix,
+                            unsigned count)
 {
-    (void)state;
+    assert_true(count <= PIPELINED);
+    bool get = strcmp(op, "order.get") == 0;
     struct itest_client c;
     assert_true(itest_connect(&c, &cluster, 1, 5000));
     struct rt_buf body, out;
     rt_buf_init(&body, 4096);
     rt_buf_init(&out, 8u << 20);
     static bool answered[PIPELINED + 1];
+    memset(answered, 0, sizeof(answered));
     uint64_t first = 0;
-    for (unsigned i = 0; i < PIPELINED; i++) {
+    for (unsigned i = 0; i < count; i++) {
         char mono[40];
-        snprintf(mono, sizeof(mono), "pipe-%u", i);
-        order_body(&body, mono, 100 + i);
-        uint64_t id = itest_encode(&c, &app_a.sign, "order.create", body.data, body.len, &out);
+        snprintf(mono, sizeof(mono), "%s%u", prefix, i);
+        if (get) {
+            rt_buf_reset(&body);
+            struct rt_mp_writer w;
+            rt_mp_writer_init(&w, &body);
+            rt_mp_write_map(&w, 1);
+            rt_mp_write_cstr(&w, "merchant_order_no");
+            rt_mp_write_cstr(&w, mono);
+        } else {
+            order_body(&body, mono, 100 + i);
+        }
+        uint64_t id = itest_encode(&c, &app->sign, op, body.data, body.len, &out);
         assert_true(id != 0);
         first = first == 0 ? id : first;
     }
     uint64_t t0 = itest_now_ms();
-    assert_true(itest_send_raw(&c, out.data, out.len)); /* All 1000 before reading any. */
+    assert_true(itest_send_raw(&c, out.data, out.len)); /* All of them before reading any. */
     struct itest_reply reply;
     itest_reply_init(&reply);
     unsigned ok = 0, out_of_order = 0;
     uint64_t last = 0;
-    for (unsigned i = 0; i < PIPELINED; i++) {
+    for (unsigned i = 0; i < count; i++) {
         uint64_t id;
         assert_true(itest_read_reply(&c, &reply, &id, CALL_MS));
-        assert_true(id >= first && id < first + PIPELINED);
+        assert_true(id >= first && id < first + count);
         assert_false(answered[id - first]);
         answered[id - first] = true;
-        ok += strcmp(reply.code, "OK") == 0;
-        if (strcmp(reply.code, "OK") != 0) {
-            printf("itest: pipelined reply %s: %s\n", reply.code, reply.msg);
+        /* Its own order's number, as msgpack writes it (a fixstr: the head names the length). */
+        char mono[40];
+        int len = snprintf(mono + 1, sizeof(mono) - 1, "%s%u", prefix, (unsigned)(id - first));
+        mono[0] = (char)(0xa0 | len);
+        bool good = strcmp(reply.code, "OK") == 0 &&
+                    memmem(reply.body.data, reply.body.len, mono, (size_t)len + 1) != NULL;
+        ok += good;
+        if (!good) {
+            printf("itest: pipelined %s %s: %s %s\n", op, mono + 1, reply.code, reply.msg);
         }
         out_of_order += id < last;
         last = id;
     }
-    printf("itest: %u pipelined order.create on one connection: %u OK, %u answered out of order, "
-           "%llu ms\n",
-           PIPELINED, ok, out_of_order, (unsigned long long)(itest_now_ms() - t0));
-    assert_int_equal(ok, PIPELINED);
+    printf("itest: %u pipelined %s on one connection: %u OK, %u answered out of order, %llu ms\n",
+           count, op, ok, out_of_order, (unsigned long long)(itest_now_ms() - t0));
+    assert_int_equal(ok, count);
     itest_reply_free(&reply);
     rt_buf_free(&out);
     rt_buf_free(&body);
     itest_close(&c);
+}
+
+static void pipelined_requests_all_answered(void **state)
+{
+    (void)state;
+    pipeline_orders(&app_a, "order.create", "pipe-", PIPELINED);
+}
+
+/* The nodes' linearizable read counters, summed. */
+static struct itest_reads cluster_reads(void)
+{
+    struct itest_reads sum = {0};
+    static struct itest_shard views[ITEST_SHARDS];
+    for (unsigned n = 1; n <= NODES; n++) {
+        assert_true(itest_shard_views(&cluster, n, views));
+        sum.linearizable += itest_reads.linearizable;
+        sum.barriers += itest_reads.barriers;
+        sum.failed += itest_reads.failed;
+    }
+    return sum;
+}
+
+/* Linearizable reads that arrive together share raft barriers (a barrier per read was a raft
+ * entry per read): every get is answered with its order, by far fewer barriers than gets. App b,
+ * half as many: app a has spent its rate (APP_RATE) on the test before. */
+static void pipelined_reads_share_barriers(void **state)
+{
+    (void)state;
+    const unsigned count = PIPELINED / 2;
+    pipeline_orders(&app_b, "order.create", "read-", count);
+    struct itest_reads before = cluster_reads();
+    pipeline_orders(&app_b, "order.get", "read-", count);
+    struct itest_reads after = cluster_reads();
+    uint64_t reads = after.linearizable - before.linearizable;
+    uint64_t barriers = after.barriers - before.barriers;
+    printf("itest: %u pipelined order.get: %llu linearizable reads served by %llu barriers\n",
+           count, (unsigned long long)reads, (unsigned long long)barriers);
+    assert_true(reads >= count);
+    assert_true(barriers > 0);
+    assert_true(barriers * 4 <= reads);
+    assert_int_equal(after.failed, before.failed);
 }
 
 /* An app beyond its rate on a node gets RATE_LIMITED; every request is still answered. */
@@ -740,6 +802,7 @@ int main(void)
         cmocka_unit_test(many_apps_share_key_slots),
         cmocka_unit_test(nodes_run_with_huge_pages),
         cmocka_unit_test(pipelined_requests_all_answered),
+        cmocka_unit_test(pipelined_reads_share_barriers),
         cmocka_unit_test(rate_limit),
         cmocka_unit_test(oversized_frame),
     };
