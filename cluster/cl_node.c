@@ -1683,7 +1683,7 @@ static void node_check_cb(uv_check_t *check)
         if (g->entries_in_flight < CL_ENTRIES_IN_FLIGHT_MAX) {
             group_flush(g);
         }
-        group_read_flush(g); /* After the turn's writes: a read pipelined after a write sees it. */
+        group_read_flush(g); /* After the turn's write entry, when one was proposed. */
         if (g->acks_head != NULL) {
             group_confirm(g); /* This leader's own append may have completed. */
         }
