@@ -2,6 +2,7 @@
  *
  *   paybench --servers H:P[,H:P..] --app ID --secret-file F [--connections N] [--depth D]
  *            [--seconds S] [--warmup S] [--op create|create-get|pay] [--json] [--route]
+ *            [--stale]
  *            [--rate R] [--slow-ms M] [--key-file PEM]
  *
  * --key-file PEM: sign every request with this Ed25519 or RSA private key ("ed25519=" or
@@ -29,7 +30,8 @@
  * whose order.create that connection has seen answered OK (a create until there is one), so that
  * a get never asks for an order still being created: replies may come back in any order
  * (CONTRACT.md), and a get sent before its create's reply may rightly find nothing. Latency is
- * also reported for each op.
+ * also reported for each op. --stale: the gets ask for consistency "stale" (the receiving
+ * node's own copy, no raft barrier; with --route that node leads the order's shard).
  *
  * N connections (spread over the servers) each keep D requests in flight. Each request in flight
  * holds a slot of its connection (its id carries the slot), so that its latency is measured from
@@ -126,6 +128,7 @@ struct pb {
     char server_names[PB_SERVERS_MAX][64];
     unsigned server_count;
     bool route;
+    bool stale; /* --stale: gets carry consistency "stale" (served by the receiving node). */
     unsigned shard_count;
     int shard_server[RT_SHARDS_MAX];       /* Index into servers of each shard's leader, or -1. */
     unsigned server_leads[PB_SERVERS_MAX]; /* Shards each server leads. */
@@ -340,9 +343,13 @@ static void pb_send(struct pb_conn *c)
     struct rt_mp_writer w;
     rt_mp_writer_init(&w, &body);
     if (req_kind == PB_REQ_GET) {
-        rt_mp_write_map(&w, 1);
+        rt_mp_write_map(&w, pb->stale ? 2 : 1);
         rt_mp_write_cstr(&w, "merchant_order_no");
         rt_mp_write_cstr(&w, mono);
+        if (pb->stale) {
+            rt_mp_write_cstr(&w, "consistency");
+            rt_mp_write_cstr(&w, "stale");
+        }
     } else {
         rt_mp_write_map(&w, 4);
         rt_mp_write_cstr(&w, "merchant_order_no");
@@ -728,6 +735,7 @@ static void usage(void)
             "default 16)]\n"
             "                [--seconds S (default 10)] [--warmup S (default 2)]\n"
             "                [--op create|create-get|pay] [--json] [--route]\n"
+            "                [--stale (create-get: the gets read the receiving node's copy)]\n"
             "                [--rate R (requests/s in all, 0 = unlimited, default 0)]\n"
             "                [--slow-ms M (1..%u: print each reply slower than M ms to stderr)]\n",
             PB_CONNECTIONS_MAX, PB_DEPTH_MAX, PB_SLOW_MS_MAX);
@@ -749,6 +757,9 @@ int main(int argc, char **argv)
             continue;
         } else if (strcmp(argv[i], "--route") == 0) {
             pb.route = true;
+            continue;
+        } else if (strcmp(argv[i], "--stale") == 0) {
+            pb.stale = true;
             continue;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage();

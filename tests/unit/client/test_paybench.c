@@ -157,6 +157,32 @@ static void create_get_reads_only_created_orders(void **state)
     free(out);
 }
 
+/* --stale: every get the fake saw asks for consistency "stale"; a plain create-get's never do. */
+static void stale_gets_say_so(void **state)
+{
+    (void)state;
+    const char *runs[] = {"--depth 8 --op create-get --stale", "--depth 8 --op create-get"};
+    for (unsigned k = 0; k < 2; k++) {
+        free(run_against_orders(1, runs[k]));
+        unsigned gets = 0;
+        for (unsigned i = 0; i < fake->seen_count; i++) {
+            const struct fake_seen *seen = &fake->seen[i];
+            if (strcmp(seen->op, "order.get") != 0) {
+                continue;
+            }
+            gets++;
+            bool stale = memmem(seen->body, seen->body_len,
+                                "\xab"
+                                "consistency"
+                                "\xa5"
+                                "stale",
+                                18) != NULL;
+            assert_true(stale == (k == 0));
+        }
+        assert_true(gets > 0);
+    }
+}
+
 /* Two answers to ids never sent before each real one: not replies of ours, so not counted, and
  * no new request goes out for them (the requests in flight stay at the depth). */
 static void replies_to_unknown_ids_are_ignored(void **state)
@@ -178,6 +204,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(latency_is_each_requests_own, setup, teardown),
         cmocka_unit_test_setup_teardown(create_get_reads_only_created_orders, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_gets_say_so, setup, teardown),
         cmocka_unit_test_setup_teardown(replies_to_unknown_ids_are_ignored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
