@@ -30,10 +30,9 @@
 
 #define PORT_OFFSET 990u
 #define READS_MAX   128u
+#define NODES_MAX   3u
 
 static struct rt_registry registry;
-
-#define NODES_MAX 3u
 
 struct fixture {
     uv_loop_t loop;
