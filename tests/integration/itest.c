@@ -228,7 +228,8 @@ static bool send_all(int fd, const uint8_t *p, size_t n)
 static bool recv_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
 {
     while (n > 0) {
-        int left = (int)(deadline > itest_now_ms() ? deadline - itest_now_ms() : 0);
+        uint64_t now = itest_now_ms(); /* Read once: a second reading may pass the deadline. */
+        int left = (int)(deadline > now ? deadline - now : 0);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (left == 0 || poll(&pfd, 1, left) <= 0) {
             return false;
