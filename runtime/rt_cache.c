@@ -226,13 +226,20 @@ static void cache_maybe_grow(struct rt_cache *cache)
     cache->table_slots = slots;
 }
 
-/* Insert @key, or replace its value: @hash is its hash and @i the slot cache_find gave for it
- * (its entry's, or the empty one where it would go). */
-static int cache_put_at(struct rt_cache *cache, uint32_t hash, uint32_t i, const uint8_t *key,
-                        size_t key_len, const uint8_t *val, size_t val_len)
+/* Insert @key, or replace its value; with @held_only, only replace it (a key the cache does not
+ * hold stays out). One hash and one probe either way. */
+static int cache_store(struct rt_cache *cache, const uint8_t *key, size_t key_len,
+                       const uint8_t *val, size_t val_len, bool held_only)
 {
+    assert(cache != NULL);
+    assert(key != NULL && key_len > 0);
+    assert(val != NULL || val_len == 0);
+    uint32_t hash = cache_hash(key, key_len);
+    uint32_t i = cache_find(cache, hash, key, key_len);
     if (cache->table[i].entry != NULL) {
         cache_remove(cache, i);
+    } else if (held_only) {
+        return 0;
     }
     size_t cost = entry_cost(key_len, val_len);
     if (cost > cache->bytes_max) {
@@ -269,26 +276,13 @@ static int cache_put_at(struct rt_cache *cache, uint32_t hash, uint32_t i, const
 int rt_cache_put(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
                  size_t val_len)
 {
-    assert(cache != NULL);
-    assert(key != NULL && key_len > 0);
-    assert(val != NULL || val_len == 0);
-    uint32_t hash = cache_hash(key, key_len);
-    return cache_put_at(cache, hash, cache_find(cache, hash, key, key_len), key, key_len, val,
-                        val_len);
+    return cache_store(cache, key, key_len, val, val_len, false);
 }
 
 int rt_cache_refresh(struct rt_cache *cache, const uint8_t *key, size_t key_len, const uint8_t *val,
                      size_t val_len)
 {
-    assert(cache != NULL);
-    assert(key != NULL && key_len > 0);
-    assert(val != NULL || val_len == 0);
-    uint32_t hash = cache_hash(key, key_len);
-    uint32_t i = cache_find(cache, hash, key, key_len);
-    if (cache->table[i].entry == NULL) {
-        return 0;
-    }
-    return cache_put_at(cache, hash, i, key, key_len, val, val_len);
+    return cache_store(cache, key, key_len, val, val_len, true);
 }
 
 void rt_cache_del(struct rt_cache *cache, const uint8_t *key, size_t key_len)

@@ -150,6 +150,7 @@ static bool hold(struct fake *f, const struct api_request *req)
         memcpy(f->pending_body[k], req->body, req->body_len);
     }
     f->pending_len[k] = req->body_len;
+    f->pending_get[k] = req->op_len == 9 && memcmp(req->op, "order.get", 9) == 0;
     return true;
 }
 
@@ -222,7 +223,6 @@ enum fake_action fake_h_orders(struct fake *f, int fd, const struct api_request 
     if (f->orders == NULL || !hold(f, req)) {
         return FAKE_CLOSE;
     }
-    f->pending_get[f->pending_count - 1] = req->op_len == 9 && memcmp(req->op, "order.get", 9) == 0;
     if (f->pending_count < f->param) {
         return FAKE_KEEP;
     }

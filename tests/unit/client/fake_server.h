@@ -71,7 +71,7 @@ struct fake {
     uint64_t pending_id[FAKE_PENDING_MAX];
     uint8_t *pending_body[FAKE_PENDING_MAX];
     size_t pending_len[FAKE_PENDING_MAX];
-    bool pending_get[FAKE_PENDING_MAX]; /* fake_h_orders: an order.get, else a create. */
+    bool pending_get[FAKE_PENDING_MAX]; /* An order.get (fake_h_orders answers it as one). */
     unsigned pending_count;
     /* fake_h_orders: how long a batch is held, the merchant order numbers of the creates
      * answered, and the gets answered (under mu: tests read them). */

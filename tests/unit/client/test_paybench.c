@@ -55,35 +55,29 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run paybench --json for one second against the fake with @flags; its stdout into @out.
- * Asserts that it exits 0. */
-static void run_paybench(const char *flags, char *out, size_t cap)
+/* Start the fake with @handler (fake_h_orders: batches of 8 requests held @hold_ms each), run
+ * paybench --json for one second against it with @flags, stop the fake. Asserts that paybench
+ * exits 0; returns its stdout, malloc'd. */
+static char *run_against(fake_handler handler, unsigned hold_ms, const char *flags)
 {
+    assert_true(fake_start(fake, fake_port(PORT_FAKE), handler));
+    fake->param = 8; /* After fake_start, which clears the knobs; before paybench connects. */
+    fake->hold_ms = hold_ms;
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "%s --servers 127.0.0.1:%u --app %s --secret-file %s --connections 1 --seconds 1 "
              "--warmup 0 --json %s",
              PAYBENCH_PATH, fake_port(PORT_FAKE), FAKE_APP, secret_path, flags);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
-/* Start the fake holding batches of 8 requests for @hold_ms each (fake_h_orders), run
- * paybench with @flags against it and stop it; paybench's stdout, malloc'd. */
-static char *run_against_orders(unsigned hold_ms, const char *flags)
-{
-    assert_true(fake_start(fake, fake_port(PORT_FAKE), fake_h_orders));
-    fake->param = 8; /* After fake_start, which clears the knobs; before paybench connects. */
-    fake->hold_ms = hold_ms;
     char *out = malloc(OUT_MAX);
     assert_non_null(out);
-    run_paybench(flags, out, OUT_MAX);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, OUT_MAX - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
     fake_stop(fake);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     return out;
 }
 
@@ -122,7 +116,7 @@ static void assert_all_signed(void)
 static void latency_is_each_requests_own(void **state)
 {
     (void)state;
-    char *out = run_against_orders(30, "--depth 8");
+    char *out = run_against(fake_h_orders, 30, "--depth 8");
     double ops = json_last(out, "ops");
     assert_true(ops >= 64); /* Up to ~33 batches of 8 in the second. */
     assert_true(json_last(out, "ok") == ops);
@@ -137,7 +131,7 @@ static void latency_is_each_requests_own(void **state)
 static void create_get_reads_only_created_orders(void **state)
 {
     (void)state;
-    char *out = run_against_orders(5, "--depth 8 --op create-get");
+    char *out = run_against(fake_h_orders, 5, "--depth 8 --op create-get");
     assert_int_equal(fake->gets_missing, 0);
     assert_true(fake->gets_found >= 64);
     assert_true(fake->order_count >= 64);
@@ -163,7 +157,7 @@ static void stale_gets_say_so(void **state)
     (void)state;
     const char *runs[] = {"--depth 8 --op create-get --stale", "--depth 8 --op create-get"};
     for (unsigned k = 0; k < 2; k++) {
-        free(run_against_orders(1, runs[k]));
+        free(run_against(fake_h_orders, 1, runs[k]));
         unsigned gets = 0;
         for (unsigned i = 0; i < fake->seen_count; i++) {
             const struct fake_seen *seen = &fake->seen[i];
@@ -188,10 +182,7 @@ static void stale_gets_say_so(void **state)
 static void replies_to_unknown_ids_are_ignored(void **state)
 {
     (void)state;
-    assert_true(fake_start(fake, fake_port(PORT_FAKE), fake_h_wrong_id));
-    char *out = malloc(OUT_MAX);
-    run_paybench("--depth 4", out, OUT_MAX);
-    fake_stop(fake);
+    char *out = run_against(fake_h_wrong_id, 0, "--depth 4");
     double ops = json_last(out, "ops");
     assert_true(ops > 0);
     assert_true(ops <= (double)fake->requests);
