@@ -167,6 +167,22 @@ unsigned itest_api_port(const struct itest_cluster *c, unsigned id)
     return c->base + 100 + id;
 }
 
+long itest_node_pid(const struct itest_cluster *c, unsigned id)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/node%u/payd.pid", c->dir, id);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
+        pid = 0;
+    }
+    fclose(f);
+    return pid;
+}
+
 bool itest_connect(struct itest_client *client, const struct itest_cluster *c, unsigned id,
                    unsigned timeout_ms)
 {

@@ -53,6 +53,8 @@ bool itest_cluster_stop(struct itest_cluster *c);
 bool itest_cluster_kill(struct itest_cluster *c, unsigned id);
 bool itest_cluster_restart(struct itest_cluster *c, unsigned id);
 unsigned itest_api_port(const struct itest_cluster *c, unsigned id);
+/* Node @id's process id (scripts/cluster.sh's pid file), 0 when it is not running. */
+long itest_node_pid(const struct itest_cluster *c, unsigned id);
 
 /* Connect to node @id's API port (retrying up to @timeout_ms). */
 bool itest_connect(struct itest_client *client, const struct itest_cluster *c, unsigned id,

@@ -510,13 +510,9 @@ static void nodes_run_with_huge_pages(void **state)
     }
     printf("itest: transparent huge pages: %s", mode[0] != '\0' ? mode : "(no such file)\n");
     for (unsigned node = 1; node <= NODES; node++) {
-        char path[600], text[64];
-        snprintf(path, sizeof(path), "%s/node%u/payd.pid", cluster.dir, node);
-        FILE *f = fopen(path, "r");
-        assert_non_null(f);
-        long pid = 0;
-        assert_int_equal(fscanf(f, "%ld", &pid), 1);
-        fclose(f);
+        char text[64];
+        long pid = itest_node_pid(&cluster, node);
+        assert_true(pid > 0);
         proc_read(pid, "comm", text, sizeof(text));
         assert_string_equal(text, "payd\n");
         struct itest_shard views[ITEST_SHARDS];
