@@ -261,6 +261,7 @@ struct cl_node {
     size_t sent_count, sent_cap;
     struct raft_message_stats raft_stats;
     struct read_stats read_stats;
+    uint64_t forwarded; /* Requests sent on to a shard's leader (cluster.status "forwarded"). */
     /* Stopping. */
     bool stopping;
     unsigned stop_pending; /* Transfers or closes not yet done. */
@@ -805,6 +806,7 @@ static int node_forward(struct cl_node *node, unsigned leader, int kind,
     struct forward *f = forward_slot(node, req_id, true);
     f->req_id = req_id;
     node->forwards_count++;
+    node->forwarded++;
     f->waiter = w;
     f->deadline_ms = node_now(node) + CL_FORWARD_TIMEOUT_MS;
     node->inflight++;
@@ -2178,7 +2180,7 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof(cluster_id), "%016" PRIx64, node->config.cluster_id);
     struct group *meta = &node->groups[node->config.shard_count];
-    rt_mp_write_map(w, 12);
+    rt_mp_write_map(w, 13);
     node_write_memory(node, w);
     struct cl_raftlog_stats ls;
     cl_raftlog_get_stats(node->raftlog, &ls);
@@ -2232,6 +2234,8 @@ void cl_node_status(struct cl_node *node, struct rt_mp_writer *w)
     rt_mp_write_uint(w, node->config.shard_count);
     rt_mp_write_cstr(w, "inflight");
     rt_mp_write_uint(w, node->inflight);
+    rt_mp_write_cstr(w, "forwarded");
+    rt_mp_write_uint(w, node->forwarded);
     rt_mp_write_cstr(w, "stopping");
     rt_mp_write_bool(w, node->stopping);
     rt_mp_write_cstr(w, "nodes");

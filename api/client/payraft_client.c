@@ -17,9 +17,22 @@
  * outcome moves the slot to c->done, and dispatch() runs the callbacks once the step is over. A
  * callback may then queue new requests without disturbing anything.
  *
- * The connection is DOWN, CONNECTING (non-blocking connect under connect_timeout_ms) or UP.
- * Connect failures walk the server list; a whole round of failures costs every waiting request
- * one attempt and backs the next round off.
+ * Connections. The client has one connection slot per server in its list (c->conns[i] for
+ * servers[i]), each DOWN, CONNECTING (non-blocking connect under connect_timeout_ms) or UP. The
+ * primary, conns[server_cur], carries every request that is not routed; its connect failures
+ * walk the server list, and a whole round of failures costs every waiting request one attempt
+ * and backs the next round off. Without the route option it is the only connection used.
+ *
+ * Routing (opts.route). The client keeps the cluster's shard map (cluster.shards, fetched
+ * through the primary by a request of its own in a slot kept for it, refreshed every
+ * ROUTE_REFRESH_MS and soon after a routed attempt failed). A request on an order
+ * (op "order.*" with merchant_order_no or order_id) goes to the connection of its shard's
+ * leader when the map names one of the client's own servers and that server has not failed in
+ * the last ROUTE_DOWN_MS. The map is a hint: a request that reaches a node which no longer leads
+ * its shard is forwarded by the node, so a stale map costs a hop, never a wrong answer. An
+ * attempt that went routed and failed (lost connection, UNAVAILABLE, no answer) marks its server
+ * down for a while and the map stale, and the request's later attempts take the primary, with
+ * its failover.
  */
 #include "payraft_client.h"
 
@@ -42,6 +55,7 @@
 #include "api_frame.h"
 #include "rt_buf.h"
 #include "rt_error.h"
+#include "rt_key.h"
 #include "rt_mp.h"
 
 /* The public limits restate the wire's: keep them equal. */
@@ -66,6 +80,15 @@ _Static_assert(PR_INFLIGHT_MAX <= UINT32_MAX, "slot numbers must fit the id's lo
 #define CLIENT_NONCE_BYTES 32u
 /* "hmac-sha256=" and 64 hex digits, NUL. */
 #define CLIENT_SIG_TEXT_BYTES (12u + 2u * API_SIG_HMAC_BYTES + 1u)
+
+/* Routing: the map is asked for again after this long, and after a routed attempt failed at
+ * most once per ROUTE_RETRY_MS; a server a routed attempt failed on is avoided this long. */
+#define ROUTE_REFRESH_MS 10000u
+#define ROUTE_RETRY_MS   1000u
+#define ROUTE_DOWN_MS    1000u
+/* Order keys routed: app_id "/" merchant_order_no, both bounded well below this (a longer one
+ * is refused by the server, so it is not worth routing). */
+#define ROUTE_KEY_BYTES_MAX 256u
 
 /* Option bounds (payraft_client.h). */
 #define OPT_CONNECT_TIMEOUT_MS_MAX 600000u
@@ -92,6 +115,13 @@ struct req_list {
  * state_link (a slot is on at most one of them). */
 enum req_link_kind { LINK_ORDER, LINK_STATE };
 
+/* How a request finds its shard (routing). */
+enum req_route {
+    ROUTE_NONE = 0, /* Not an order request, or no key in its body: the primary. */
+    ROUTE_KEY,      /* merchant_order_no: the shard of app_id "/" merchant_order_no. */
+    ROUTE_ID        /* order_id: the shard the id carries. */
+};
+
 struct pr_req {
     enum req_state state;
     uint64_t id;          /* Id of the current attempt while SENT; stale ids never match. */
@@ -102,6 +132,16 @@ struct pr_req {
     int last_err;         /* PR_E* of the last connection failure, 0 if none: reported instead
                            * of PR_ETIMEOUT when the deadline passes while waiting to retry. */
     int status;           /* Outcome once DONE. */
+    unsigned conn;        /* While SENT: the connection (index into c->conns) it went on. */
+    bool routed;          /* While SENT: this attempt went to its shard leader's connection. */
+    bool unrouted;        /* A routed attempt failed: the later ones take the primary. */
+    bool internal;        /* The client's own cluster.shards request: no user callback. */
+    enum req_route route;
+    uint16_t id_shard; /* ROUTE_ID: the shard in the order id. */
+    uint32_t app_off;  /* ROUTE_KEY: app_id's bytes in body (app_len 0: the client's app). */
+    uint32_t app_len;
+    uint32_t mono_off; /* ROUTE_KEY: merchant_order_no's bytes in body. */
+    uint32_t mono_len;
     char op[PR_OP_BYTES_MAX + 1];
     uint32_t op_len;
     uint8_t *body; /* Owned copy (at least 1 byte), re-sent unchanged on every attempt. */
@@ -120,36 +160,54 @@ struct pr_server {
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
 
+/* The connection to one server. */
+struct pr_conn {
+    enum conn_state state;
+    int fd;                       /* -1 when DOWN. */
+    uint64_t connect_deadline_ms; /* While CONNECTING. */
+    uint64_t down_until_ms;       /* Routing avoids this server until then (it failed). */
+    uint32_t sent_count;          /* Requests SENT on it. */
+    struct api_frame_decoder dec; /* Frames from the server, length-checked. */
+    struct rt_buf out;            /* Frames not yet written; out_off of them already are. */
+    size_t out_off;
+};
+
+/* The shard map, as the last cluster.shards said (routing). */
+struct route_map {
+    uint16_t shard_count;         /* 0: none yet. */
+    int8_t leader[RT_SHARDS_MAX]; /* Index into servers of each shard's leader, or -1. */
+};
+
 struct pr_client {
     struct pr_client_options opt;
     struct pr_server servers[PR_SERVERS_MAX];
     unsigned server_count; /* 1..PR_SERVERS_MAX. */
-    unsigned server_cur;   /* The server connected to, or tried next. */
+    unsigned server_cur;   /* The primary: connected to, or tried next. */
     char app[PR_APP_BYTES_MAX + 1];
     uint32_t app_len;
     struct api_hmac hmac; /* The app secret, prepared for signing; wiped by pr_client_free. */
 
-    /* The connection. */
-    enum conn_state conn;
-    int fd;                       /* -1 when DOWN. */
-    uint64_t connect_deadline_ms; /* While CONNECTING. */
-    uint64_t reconnect_ms;        /* While DOWN: no connect attempt before this (backoff). */
-    unsigned failed_in_round;     /* Consecutive connect failures, 0..server_count - 1. */
-    unsigned rounds_failed;       /* Consecutive rounds in which every server failed. */
-    bool rotate;                  /* Move to the next server once the connection is idle. */
-    struct api_frame_decoder dec; /* Frames from the server, length-checked. */
-    struct rt_buf out;            /* Frames not yet written; out_off of them already are. */
-    size_t out_off;
-    uint8_t *rbuf; /* CLIENT_READ_BYTES. */
+    /* Connections: conns[i] to servers[i]. The primary's failover state: */
+    struct pr_conn conns[PR_SERVERS_MAX];
+    uint64_t reconnect_ms;    /* While the primary is DOWN: no connect before this (backoff). */
+    unsigned failed_in_round; /* Consecutive connect failures, 0..server_count - 1. */
+    unsigned rounds_failed;   /* Consecutive rounds in which every server failed. */
+    bool rotate;              /* Move the primary to the next server once it is idle. */
+    uint8_t *rbuf;            /* CLIENT_READ_BYTES, shared: one recv at a time. */
+
+    /* Routing (opt.route). */
+    struct route_map map;
+    bool map_fetching;     /* The map request is in flight. */
+    uint64_t map_asked_ms; /* When the last map request was queued. */
+    uint64_t map_next_ms;  /* The next map request is due then. */
 
     /* Requests. */
-    struct pr_req *reqs;  /* opt.max_inflight slots. */
-    uint32_t *free_slots; /* Stack of free slot numbers. */
+    struct pr_req *reqs;  /* opt.max_inflight slots, then one for the map request. */
+    uint32_t *free_slots; /* Stack of free slot numbers (the map's slot is never on it). */
     uint32_t free_count;
     struct req_list order; /* QUEUED and SENT, by deadline. */
     struct req_list queue; /* QUEUED. */
     struct req_list done;  /* DONE, callbacks pending. */
-    uint32_t sent_count;   /* SENT. */
     uint32_t seq;          /* High half of the next id; never 0, so no id is 0. */
     uint64_t nonce_prefix;
     uint64_t nonce_counter;
@@ -459,7 +517,6 @@ int pr_client_new(const char *servers, const char *app, const uint8_t *secret, s
         return PR_ENOMEM;
     }
     c->opt = o;
-    c->fd = -1;
     if (!servers_parse(c, servers) || !app_valid(app, &c->app_len)) {
         free(c);
         return PR_EINVAL;
@@ -477,7 +534,7 @@ int pr_client_new(const char *servers, const char *app, const uint8_t *secret, s
     c->nonce_prefix = seed[0];
     c->rng = seed[1];
     c->seq = 1;
-    c->reqs = calloc(o.max_inflight, sizeof(*c->reqs));
+    c->reqs = calloc((size_t)o.max_inflight + 1u, sizeof(*c->reqs)); /* + the map's. */
     c->free_slots = calloc(o.max_inflight, sizeof(*c->free_slots));
     c->rbuf = malloc(CLIENT_READ_BYTES);
     if (c->reqs == NULL || c->free_slots == NULL || c->rbuf == NULL) {
@@ -488,8 +545,12 @@ int pr_client_new(const char *servers, const char *app, const uint8_t *secret, s
         c->free_slots[i] = o.max_inflight - 1 - i;
     }
     c->free_count = o.max_inflight;
-    api_frame_decoder_init(&c->dec, API_FRAME_BYTES_MAX);
-    rt_buf_init(&c->out, CLIENT_OUT_BYTES_MAX);
+    for (unsigned i = 0; i < PR_SERVERS_MAX; i++) {
+        struct pr_conn *k = &c->conns[i];
+        k->fd = -1;
+        api_frame_decoder_init(&k->dec, API_FRAME_BYTES_MAX); /* Allocate at first use. */
+        rt_buf_init(&k->out, CLIENT_OUT_BYTES_MAX);
+    }
     *out = c;
     return 0;
 
@@ -504,6 +565,8 @@ err_free:
 
 /* ---- Outcomes ---- */
 
+static void route_map_stale(struct pr_client *c);
+
 /* The request's outcome is known: take it off the in-flight lists and queue its callback.
  * @resp (may be NULL) is moved into the slot. */
 static void req_finish(struct pr_client *c, struct pr_req *r, int status, struct pr_response *resp)
@@ -513,8 +576,8 @@ static void req_finish(struct pr_client *c, struct pr_req *r, int status, struct
     if (r->state == REQ_QUEUED) {
         list_remove(&c->queue, r, LINK_STATE);
     } else {
-        assert(c->sent_count > 0);
-        c->sent_count--;
+        assert(c->conns[r->conn].sent_count > 0);
+        c->conns[r->conn].sent_count--;
     }
     list_remove(&c->order, r, LINK_ORDER);
     r->state = REQ_DONE;
@@ -542,12 +605,17 @@ static bool req_retry_safe(const struct pr_req *r, const struct pr_response *res
 
 /* An attempt of @r (QUEUED or SENT) failed in a way worth retrying: with @err (a connection
  * failure; @resp NULL) or with the answer @resp (UNAVAILABLE and friends). Schedule the next
- * attempt, or finish with this outcome if the retries or the time are used up. */
+ * attempt, or finish with this outcome if the retries or the time are used up. A routed attempt
+ * that failed sends the later ones through the primary. */
 static void req_retry(struct pr_client *c, struct pr_req *r, int err, struct pr_response *resp,
                       uint64_t now)
 {
     assert(r->state == REQ_QUEUED || r->state == REQ_SENT);
     assert((err < 0) != (resp != NULL));
+    if (r->state == REQ_SENT && r->routed) {
+        r->unrouted = true;
+        route_map_stale(c);
+    }
     if (!req_retry_safe(r, resp)) {
         req_finish(c, r, resp != NULL ? 0 : err, resp);
         return;
@@ -562,14 +630,17 @@ static void req_retry(struct pr_client *c, struct pr_req *r, int err, struct pr_
     r->last_err = err;
     r->due_ms = now + delay;
     if (r->state == REQ_SENT) {
-        assert(c->sent_count > 0);
-        c->sent_count--;
+        assert(c->conns[r->conn].sent_count > 0);
+        c->conns[r->conn].sent_count--;
         r->state = REQ_QUEUED;
         list_append(&c->queue, r, LINK_STATE);
     }
 }
 
-/* Run the callbacks of finished requests; returns how many ran. */
+static void route_map_done(struct pr_client *c, int status, const struct pr_response *resp);
+
+/* Run the callbacks of finished requests; returns how many of the caller's ran (the client's
+ * own map request is handled here too, and not counted). */
 static int dispatch(struct pr_client *c)
 {
     assert(!c->dispatching);
@@ -581,10 +652,17 @@ static int dispatch(struct pr_client *c)
         pr_callback cb = r->cb;
         void *arg = r->arg;
         int status = r->status;
+        bool internal = r->internal;
         struct pr_response resp = r->resp;
         free(r->body);
         uint32_t slot = (uint32_t)(r - c->reqs);
         memset(r, 0, sizeof(*r)); /* REQ_FREE, links cleared. */
+        if (internal) {
+            assert(slot == c->opt.max_inflight);
+            route_map_done(c, status, &resp);
+            pr_response_free(&resp);
+            continue;
+        }
         assert(c->free_count < c->opt.max_inflight);
         c->free_slots[c->free_count++] = slot;
         /* The slot is free before the callback runs: the callback may send again at once. */
@@ -597,59 +675,75 @@ static int dispatch(struct pr_client *c)
     return fired;
 }
 
-/* ---- Connection ---- */
+/* ---- Connections ---- */
 
-static void conn_close(struct pr_client *c)
+static void conn_close(struct pr_conn *k)
 {
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
     }
-    c->conn = CONN_DOWN;
+    k->state = CONN_DOWN;
+    api_frame_decoder_free(&k->dec);
+    api_frame_decoder_init(&k->dec, API_FRAME_BYTES_MAX);
+    rt_buf_reset(&k->out);
+    k->out_off = 0;
+}
+
+/* The primary moves to the next server in the list, at once. */
+static void primary_next(struct pr_client *c, uint64_t now)
+{
     c->rotate = false;
-    api_frame_decoder_free(&c->dec);
-    api_frame_decoder_init(&c->dec, API_FRAME_BYTES_MAX);
-    rt_buf_reset(&c->out);
-    c->out_off = 0;
-}
-
-static void server_next(struct pr_client *c)
-{
     c->server_cur = (c->server_cur + 1) % c->server_count;
+    c->reconnect_ms = now;
 }
 
-/* The established connection failed (@err: PR_ECLOSED or PR_EPROTO). Every request on it may or
- * may not have been applied: all are retried (safe: see the top of payraft_client.h), on the
- * next server, at once. */
-static void conn_lost(struct pr_client *c, int err, uint64_t now)
+/* Routing avoids server @i for a while: an attempt routed to it failed. */
+static void route_down(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn == CONN_UP);
+    c->conns[i].down_until_ms = now + ROUTE_DOWN_MS;
+    route_map_stale(c);
+}
+
+/* The established connection @i failed (@err: PR_ECLOSED or PR_EPROTO). Every request on it may
+ * or may not have been applied: all are retried (safe: see the top of payraft_client.h). The
+ * primary moves to the next server; a routed connection's server is avoided for a while. */
+static void conn_lost(struct pr_client *c, unsigned i, int err, uint64_t now)
+{
+    assert(c->conns[i].state == CONN_UP);
     assert(err == PR_ECLOSED || err == PR_EPROTO);
-    conn_close(c);
-    server_next(c);
-    c->reconnect_ms = now;
-    c->failed_in_round = 0;
+    conn_close(&c->conns[i]);
+    if (i == c->server_cur) {
+        primary_next(c, now);
+        c->failed_in_round = 0;
+    } else {
+        route_down(c, i, now);
+    }
     struct pr_req *next;
     for (struct pr_req *r = c->order.head; r != NULL; r = next) {
         next = r->order_link.next; /* req_retry may take r off c->order. */
-        if (r->state == REQ_SENT) {
+        if (r->state == REQ_SENT && r->conn == i) {
             req_retry(c, r, err, NULL, now);
         }
     }
-    assert(c->sent_count == 0);
+    assert(c->conns[i].sent_count == 0);
 }
 
-/* A connect attempt failed: try the next server at once, unless every server has now failed
- * in a row; then every request waiting to be written loses an attempt and the next round waits
- * for a backoff. */
-static void connect_failed(struct pr_client *c, uint64_t now)
+/* A connect attempt to server @i failed. For the primary: try the next server at once, unless
+ * every server has now failed in a row; then every request waiting to be written loses an
+ * attempt and the next round waits for a backoff. For a routed connection: its requests wait
+ * for the primary instead, and lose nothing. */
+static void connect_failed(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn != CONN_UP);
-    conn_close(c);
-    server_next(c);
+    assert(c->conns[i].state != CONN_UP);
+    conn_close(&c->conns[i]);
+    if (i != c->server_cur) {
+        route_down(c, i, now);
+        return;
+    }
+    primary_next(c, now);
     c->failed_in_round++;
     if (c->failed_in_round < c->server_count) {
-        c->reconnect_ms = now;
         return;
     }
     c->failed_in_round = 0;
@@ -664,67 +758,312 @@ static void connect_failed(struct pr_client *c, uint64_t now)
     }
 }
 
-static void connect_succeeded(struct pr_client *c)
+static void connect_succeeded(struct pr_client *c, unsigned i)
 {
-    assert(c->fd >= 0);
-    c->conn = CONN_UP;
-    c->failed_in_round = 0;
-    c->rounds_failed = 0;
+    struct pr_conn *k = &c->conns[i];
+    assert(k->fd >= 0);
+    k->state = CONN_UP;
+    if (i == c->server_cur) {
+        c->failed_in_round = 0;
+        c->rounds_failed = 0;
+    }
     int one = 1;
     /* Requests are small and latency matters more than packet count. Best effort. */
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* Start connecting to the current server. */
-static void connect_start(struct pr_client *c, uint64_t now)
+/* Start connecting to server @i. */
+static void connect_start(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn == CONN_DOWN && c->fd < 0);
-    const struct pr_server *srv = &c->servers[c->server_cur];
+    struct pr_conn *k = &c->conns[i];
+    assert(k->state == CONN_DOWN && k->fd < 0);
+    const struct pr_server *srv = &c->servers[i];
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     if (getaddrinfo(srv->host, srv->port, &hints, &ai) != 0 || ai == NULL) {
-        connect_failed(c, now);
+        connect_failed(c, i, now);
         return;
     }
     /* The first address only: a server in the list is one node; a name that resolves to several
      * addresses is not how a cluster is listed (list each node). */
-    c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
+    k->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (k->fd < 0) {
         freeaddrinfo(ai);
-        connect_failed(c, now);
+        connect_failed(c, i, now);
         return;
     }
-    int rv = connect(c->fd, ai->ai_addr, ai->ai_addrlen);
+    int rv = connect(k->fd, ai->ai_addr, ai->ai_addrlen);
     int saved = errno;
     freeaddrinfo(ai);
     if (rv == 0) {
-        connect_succeeded(c);
+        connect_succeeded(c, i);
     } else if (saved == EINPROGRESS) {
-        c->conn = CONN_CONNECTING;
-        c->connect_deadline_ms = now + c->opt.connect_timeout_ms;
+        k->state = CONN_CONNECTING;
+        k->connect_deadline_ms = now + c->opt.connect_timeout_ms;
     } else {
-        connect_failed(c, now);
+        connect_failed(c, i, now);
     }
 }
 
-/* The non-blocking connect reported (writable or error): did it succeed? */
-static void connect_check(struct pr_client *c, uint64_t now)
+/* The non-blocking connect to server @i reported (writable or error): did it succeed? */
+static void connect_check(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn == CONN_CONNECTING);
+    assert(c->conns[i].state == CONN_CONNECTING);
     int err = 0;
     socklen_t len = sizeof(err);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-        connect_failed(c, now);
+    if (getsockopt(c->conns[i].fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        connect_failed(c, i, now);
         return;
     }
-    connect_succeeded(c);
+    connect_succeeded(c, i);
+}
+
+/* ---- Routing ---- */
+
+/* A routed attempt failed: ask for the map again soon (at most once per ROUTE_RETRY_MS). */
+static void route_map_stale(struct pr_client *c)
+{
+    uint64_t soon = c->map_asked_ms + ROUTE_RETRY_MS;
+    if (soon < c->map_next_ms) {
+        c->map_next_ms = soon;
+    }
+}
+
+/* Where a request's routing key is, read from its body at send: for an order op, the
+ * merchant_order_no (and, for the admin, the app_id it acts for), else the order_id, as the
+ * server picks them (docs/protocol.md, order.get). A body without them is not routed. */
+static void route_key(const struct pr_client *c, struct pr_req *r)
+{
+    r->route = ROUTE_NONE;
+    if (!c->opt.route || r->op_len < 6 || memcmp(r->op, "order.", 6) != 0) {
+        return;
+    }
+    struct rt_mp_reader rd;
+    rt_mp_reader_init(&rd, r->body, r->body_len);
+    uint32_t count;
+    if (rt_mp_read_map(&rd, &count) != 0) {
+        return;
+    }
+    const char *mono = NULL, *app = NULL, *order_id = NULL;
+    uint32_t mono_len = 0, app_len = 0, order_id_len = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key;
+        uint32_t key_len;
+        if (rt_mp_read_str(&rd, &key, &key_len) != 0) {
+            return; /* The body was validated as msgpack, but keys need not be strings. */
+        }
+        const char **value = NULL;
+        uint32_t *value_len = NULL;
+        if (rt_mp_key_is(key, key_len, "merchant_order_no")) {
+            value = &mono, value_len = &mono_len;
+        } else if (rt_mp_key_is(key, key_len, "app_id")) {
+            value = &app, value_len = &app_len;
+        } else if (rt_mp_key_is(key, key_len, "order_id")) {
+            value = &order_id, value_len = &order_id_len;
+        }
+        int rv = value != NULL && rt_mp_peek(&rd) == RT_MP_STR
+                     ? rt_mp_read_str(&rd, value, value_len)
+                     : rt_mp_skip(&rd);
+        if (rv != 0) {
+            return;
+        }
+    }
+    bool admin = c->app_len == 5 && memcmp(c->app, "admin", 5) == 0;
+    uint32_t key_app_len = admin ? app_len : c->app_len;
+    if (mono != NULL && mono_len > 0 && key_app_len > 0 &&
+        key_app_len + 1u + mono_len <= ROUTE_KEY_BYTES_MAX) {
+        r->route = ROUTE_KEY;
+        r->mono_off = (uint32_t)((const uint8_t *)mono - r->body);
+        r->mono_len = mono_len;
+        r->app_off = admin ? (uint32_t)((const uint8_t *)app - r->body) : 0;
+        r->app_len = admin ? app_len : 0;
+    } else if (mono == NULL && order_id != NULL &&
+               rt_id_shard(order_id, order_id_len, 'P', &r->id_shard)) {
+        r->route = ROUTE_ID; /* 'P': order ids' kind letter (actors/act_order.h). */
+    }
+}
+
+/* The connection @r's next attempt takes: its shard leader's when the map names one of our
+ * servers and that server has not failed lately, else the primary. *routed says which. */
+static unsigned req_target(const struct pr_client *c, const struct pr_req *r, uint64_t now,
+                           bool *routed)
+{
+    *routed = false;
+    if (r->route == ROUTE_NONE || r->unrouted || c->map.shard_count == 0) {
+        return c->server_cur;
+    }
+    uint16_t shard;
+    if (r->route == ROUTE_ID) {
+        shard = r->id_shard;
+        if (shard >= c->map.shard_count) {
+            return c->server_cur;
+        }
+    } else {
+        uint8_t key[ROUTE_KEY_BYTES_MAX];
+        const uint8_t *app = r->app_len > 0 ? r->body + r->app_off : (const uint8_t *)c->app;
+        uint32_t app_len = r->app_len > 0 ? r->app_len : c->app_len;
+        memcpy(key, app, app_len);
+        key[app_len] = '/';
+        memcpy(key + app_len + 1, r->body + r->mono_off, r->mono_len);
+        shard = rt_shard_of(key, app_len + 1u + r->mono_len, c->map.shard_count);
+    }
+    int leader = c->map.leader[shard];
+    if (leader < 0 || c->conns[leader].down_until_ms > now) {
+        return c->server_cur;
+    }
+    *routed = true;
+    return (unsigned)leader;
+}
+
+/* The index of the server spelled @addr ("host:port", "[v6]:port") in our list, or -1: the
+ * client connects only where it was told to. */
+static int server_find(const struct pr_client *c, const char *addr, uint32_t len)
+{
+    for (unsigned i = 0; i < c->server_count; i++) {
+        const struct pr_server *srv = &c->servers[i];
+        char spelled[PR_HOST_BYTES_MAX + 16];
+        bool v6 = strchr(srv->host, ':') != NULL;
+        int n = snprintf(spelled, sizeof(spelled), v6 ? "[%s]:%s" : "%s:%s", srv->host, srv->port);
+        if (n > 0 && (uint32_t)n == len && memcmp(spelled, addr, len) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Read a cluster.shards body ({shard_count, shards: [{shard_id, leader, leader_api}]}) into
+ * @map. Unknown keys are skipped; anything else off that shape fails (the old map stays). */
+static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size_t len,
+                            struct route_map *map)
+{
+    struct rt_mp_reader rd;
+    rt_mp_reader_init(&rd, body, len);
+    uint32_t count;
+    uint64_t shard_count = 0;
+    bool have_shards = false;
+    if (rt_mp_read_map(&rd, &count) != 0) {
+        return false;
+    }
+    memset(map->leader, -1, sizeof(map->leader));
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key;
+        uint32_t key_len;
+        if (rt_mp_read_str(&rd, &key, &key_len) != 0) {
+            return false;
+        }
+        if (rt_mp_key_is(key, key_len, "shard_count")) {
+            if (rt_mp_read_uint(&rd, &shard_count) != 0 || shard_count < 1 ||
+                shard_count > RT_SHARDS_MAX) {
+                return false;
+            }
+            continue;
+        }
+        if (!rt_mp_key_is(key, key_len, "shards")) {
+            if (rt_mp_skip(&rd) != 0) {
+                return false;
+            }
+            continue;
+        }
+        uint32_t shards;
+        if (have_shards || rt_mp_read_array(&rd, &shards) != 0) {
+            return false;
+        }
+        have_shards = true;
+        for (uint32_t s = 0; s < shards; s++) {
+            uint32_t fields;
+            uint64_t shard_id = UINT64_MAX;
+            int leader = -1;
+            if (rt_mp_read_map(&rd, &fields) != 0) {
+                return false;
+            }
+            for (uint32_t f = 0; f < fields; f++) {
+                const char *name, *addr;
+                uint32_t name_len, addr_len;
+                if (rt_mp_read_str(&rd, &name, &name_len) != 0) {
+                    return false;
+                }
+                int rv;
+                if (rt_mp_key_is(name, name_len, "shard_id")) {
+                    rv = rt_mp_read_uint(&rd, &shard_id);
+                } else if (rt_mp_key_is(name, name_len, "leader_api") &&
+                           rt_mp_peek(&rd) == RT_MP_STR) {
+                    rv = rt_mp_read_str(&rd, &addr, &addr_len);
+                    leader = rv == 0 ? server_find(c, addr, addr_len) : -1;
+                } else {
+                    rv = rt_mp_skip(&rd); /* leader, a nil leader_api, newer fields. */
+                }
+                if (rv != 0) {
+                    return false;
+                }
+            }
+            if (shard_id >= RT_SHARDS_MAX) {
+                return false;
+            }
+            map->leader[shard_id] = (int8_t)leader;
+        }
+    }
+    if (!have_shards || shard_count == 0) {
+        return false;
+    }
+    map->shard_count = (uint16_t)shard_count;
+    for (unsigned s = map->shard_count; s < RT_SHARDS_MAX; s++) {
+        if (map->leader[s] != -1) {
+            return false; /* A shard id past the count: not a map we understand. */
+        }
+    }
+    return true;
+}
+
+/* The map request finished. A map that does not parse leaves the old one (and no map means
+ * every request takes the primary, as without routing). */
+static void route_map_done(struct pr_client *c, int status, const struct pr_response *resp)
+{
+    c->map_fetching = false;
+    struct route_map map;
+    if (status != 0 || !resp->ok || !route_map_parse(c, resp->body, resp->body_len, &map)) {
+        c->map_next_ms = c->map_asked_ms + ROUTE_RETRY_MS;
+        return;
+    }
+    c->map = map;
+    c->map_next_ms = c->map_asked_ms + ROUTE_REFRESH_MS;
+}
+
+/* Queue the map request when it is due and the caller has requests in flight (an idle client
+ * asks for nothing). It takes the slot kept for it, and the primary, like any request. */
+static void route_map_ask(struct pr_client *c, uint64_t now)
+{
+    if (!c->opt.route || c->map_fetching || now < c->map_next_ms ||
+        c->free_count == c->opt.max_inflight || c->freeing) {
+        return;
+    }
+    struct pr_req *r = &c->reqs[c->opt.max_inflight];
+    assert(r->state == REQ_FREE);
+    r->body = malloc(1);
+    if (r->body == NULL) {
+        c->map_next_ms = now + ROUTE_RETRY_MS;
+        return;
+    }
+    r->body[0] = 0x80; /* {} */
+    r->body_len = 1;
+    static const char op[] = "cluster.shards";
+    memcpy(r->op, op, sizeof(op));
+    r->op_len = (uint32_t)(sizeof(op) - 1);
+    r->internal = true;
+    r->state = REQ_QUEUED;
+    r->deadline_ms = now + c->opt.request_timeout_ms;
+    r->due_ms = now;
+    list_append(&c->order, r, LINK_ORDER);
+    list_append(&c->queue, r, LINK_STATE);
+    c->map_fetching = true;
+    c->map_asked_ms = now;
+    c->map_next_ms = UINT64_MAX; /* Set when it finishes. */
 }
 
 /* ---- Writing ---- */
 
-/* Append @r's next attempt to c->out: a fresh id, ts and nonce, signed. */
-static int encode_request(struct pr_client *c, struct pr_req *r)
+/* Append @r's next attempt to @out: a fresh id, ts and nonce, signed. */
+static int encode_request(struct pr_client *c, struct pr_req *r, struct rt_buf *out)
 {
     assert(r->state == REQ_QUEUED);
     uint32_t slot = (uint32_t)(r - c->reqs);
@@ -744,7 +1083,7 @@ static int encode_request(struct pr_client *c, struct pr_req *r)
                               .nonce_len = CLIENT_NONCE_BYTES,
                               .body = r->body,
                               .body_len = r->body_len};
-    int rv = api_request_encode_hmac(&c->out, &req, &c->hmac);
+    int rv = api_request_encode_hmac(out, &req, &c->hmac);
     if (rv != 0) {
         return pr_from_rt(rv);
     }
@@ -753,29 +1092,43 @@ static int encode_request(struct pr_client *c, struct pr_req *r)
     return 0;
 }
 
-/* Encode the requests that are due, up to the high-water mark. */
+/* Whether connection @i takes more requests now: up, below its high-water mark, and not the
+ * primary while it drains to move on. */
+static bool conn_open_for_writes(const struct pr_client *c, unsigned i)
+{
+    const struct pr_conn *k = &c->conns[i];
+    return k->state == CONN_UP && !(i == c->server_cur && c->rotate) &&
+           k->out.len - k->out_off < CLIENT_OUT_HIGH_WATER_BYTES;
+}
+
+/* Encode the requests that are due into their connections' buffers, up to each high-water
+ * mark; start the routed connections they need. */
 static void fill_output(struct pr_client *c, uint64_t now)
 {
-    assert(c->conn == CONN_UP);
-    if (c->rotate) {
-        return; /* Draining this connection: new requests go to the next server. */
-    }
-    if (c->out_off > 0) {
-        /* Keep the pending bytes at the front so the buffer never grows past its max. */
-        memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
-        rt_buf_truncate(&c->out, c->out.len - c->out_off);
-        c->out_off = 0;
+    for (unsigned i = 0; i < c->server_count; i++) {
+        struct pr_conn *k = &c->conns[i];
+        if (k->state == CONN_UP && k->out_off > 0) {
+            /* Keep the pending bytes at the front so the buffer never grows past its max. */
+            memmove(k->out.data, k->out.data + k->out_off, k->out.len - k->out_off);
+            rt_buf_truncate(&k->out, k->out.len - k->out_off);
+            k->out_off = 0;
+        }
     }
     struct pr_req *next;
     for (struct pr_req *r = c->queue.head; r != NULL; r = next) {
         next = r->state_link.next;
-        if (c->out.len >= CLIENT_OUT_HIGH_WATER_BYTES) {
-            break;
-        }
         if (r->due_ms > now) {
             continue;
         }
-        int rv = encode_request(c, r);
+        bool routed;
+        unsigned i = req_target(c, r, now, &routed);
+        if (c->conns[i].state == CONN_DOWN && i != c->server_cur) {
+            connect_start(c, i, now); /* A failure marks it down: the next request goes on. */
+        }
+        if (!conn_open_for_writes(c, i)) {
+            continue;
+        }
+        int rv = encode_request(c, r, &c->conns[i].out);
         if (rv != 0) {
             /* Sizes were checked at send, so only memory or OpenSSL can fail here: this
              * request fails; the others may still fit. */
@@ -784,18 +1137,22 @@ static void fill_output(struct pr_client *c, uint64_t now)
         }
         list_remove(&c->queue, r, LINK_STATE);
         r->state = REQ_SENT;
-        c->sent_count++;
+        r->conn = i;
+        r->routed = routed;
+        c->conns[i].sent_count++;
     }
 }
 
-/* Write what the socket takes. false if the connection failed (it has been handled). */
-static bool flush_output(struct pr_client *c, uint64_t now)
+/* Write what connection @i's socket takes. false if the connection failed (it has been
+ * handled). */
+static bool flush_output(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn == CONN_UP);
-    while (c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    struct pr_conn *k = &c->conns[i];
+    assert(k->state == CONN_UP);
+    while (k->out_off < k->out.len) {
+        ssize_t w = send(k->fd, k->out.data + k->out_off, k->out.len - k->out_off, MSG_NOSIGNAL);
         if (w > 0) {
-            c->out_off += (size_t)w;
+            k->out_off += (size_t)w;
             continue;
         }
         if (w < 0 && errno == EINTR) {
@@ -804,11 +1161,11 @@ static bool flush_output(struct pr_client *c, uint64_t now)
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return true;
         }
-        conn_lost(c, PR_ECLOSED, now);
+        conn_lost(c, i, PR_ECLOSED, now);
         return false;
     }
-    rt_buf_reset(&c->out);
-    c->out_off = 0;
+    rt_buf_reset(&k->out);
+    k->out_off = 0;
     return true;
 }
 
@@ -838,7 +1195,6 @@ static bool code_valid(const char *s, uint32_t len)
     }
     return true;
 }
-
 /* Parse a response map (CONTRACT.md: id, ok, code, msg, body). Keys we do not know are skipped:
  * a newer server may add some, and ignoring them loses nothing. Anything else off the contract
  * (a wrong type, a repeated key, ok disagreeing with code) is PR_EPROTO. */
@@ -934,8 +1290,8 @@ static int response_fill(const struct wire_response *w, struct pr_response *resp
     return 0;
 }
 
-/* One frame off the connection. Returns 0, or PR_EPROTO when the connection must go. */
-static int on_frame(struct pr_client *c, const uint8_t *data, size_t len, uint64_t now)
+/* One frame off connection @i. Returns 0, or PR_EPROTO when the connection must go. */
+static int on_frame(struct pr_client *c, unsigned i, const uint8_t *data, size_t len, uint64_t now)
 {
     struct wire_response w;
     int rv = parse_response(data, len, &w);
@@ -947,8 +1303,8 @@ static int on_frame(struct pr_client *c, const uint8_t *data, size_t len, uint64
         return PR_EPROTO;
     }
     uint64_t slot = w.id & UINT32_MAX;
-    if (slot >= c->opt.max_inflight || c->reqs[slot].state != REQ_SENT ||
-        c->reqs[slot].id != w.id) {
+    if (slot > c->opt.max_inflight || c->reqs[slot].state != REQ_SENT || c->reqs[slot].id != w.id ||
+        c->reqs[slot].conn != i) {
         return 0; /* The late answer to a request that timed out: nobody waits for it. */
     }
     struct pr_req *r = &c->reqs[slot];
@@ -959,7 +1315,7 @@ static int on_frame(struct pr_client *c, const uint8_t *data, size_t len, uint64
         return 0;
     }
     if (code_retryable(w.code, w.code_len)) {
-        if (w.code_len == 11 && c->server_count > 1) {
+        if (w.code_len == 11 && c->server_count > 1 && i == c->server_cur && !r->routed) {
             c->rotate = true; /* UNAVAILABLE: another node may have a leader in reach. */
         }
         req_retry(c, r, 0, &resp, now);
@@ -969,12 +1325,13 @@ static int on_frame(struct pr_client *c, const uint8_t *data, size_t len, uint64
     return 0;
 }
 
-/* Read what arrived and handle every complete frame. */
-static void read_input(struct pr_client *c, uint64_t now)
+/* Read what arrived on connection @i and handle every complete frame. */
+static void read_input(struct pr_client *c, unsigned i, uint64_t now)
 {
-    assert(c->conn == CONN_UP);
-    for (unsigned reads = 0; reads < CLIENT_READS_PER_EVENT && c->conn == CONN_UP; reads++) {
-        ssize_t n = recv(c->fd, c->rbuf, CLIENT_READ_BYTES, 0);
+    struct pr_conn *k = &c->conns[i];
+    assert(k->state == CONN_UP);
+    for (unsigned reads = 0; reads < CLIENT_READS_PER_EVENT && k->state == CONN_UP; reads++) {
+        ssize_t n = recv(k->fd, c->rbuf, CLIENT_READ_BYTES, 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -982,7 +1339,7 @@ static void read_input(struct pr_client *c, uint64_t now)
             return;
         }
         if (n <= 0) {
-            conn_lost(c, PR_ECLOSED, now);
+            conn_lost(c, i, PR_ECLOSED, now);
             return;
         }
         const uint8_t *bytes = c->rbuf;
@@ -990,9 +1347,9 @@ static void read_input(struct pr_client *c, uint64_t now)
         while (left > 0) {
             size_t consumed = 0;
             struct api_frame frame;
-            int rv = api_frame_feed(&c->dec, bytes, left, &consumed, &frame);
+            int rv = api_frame_feed(&k->dec, bytes, left, &consumed, &frame);
             if (rv < 0) {
-                conn_lost(c, PR_EPROTO, now); /* Bad length: the stream lost its framing. */
+                conn_lost(c, i, PR_EPROTO, now); /* Bad length: the stream lost its framing. */
                 return;
             }
             assert(consumed <= left);
@@ -1001,8 +1358,8 @@ static void read_input(struct pr_client *c, uint64_t now)
             if (rv == API_FRAME_NEED_MORE) {
                 break;
             }
-            if (on_frame(c, frame.data, frame.len, now) != 0) {
-                conn_lost(c, PR_EPROTO, now);
+            if (on_frame(c, i, frame.data, frame.len, now) != 0) {
+                conn_lost(c, i, PR_EPROTO, now);
                 return;
             }
         }
@@ -1011,14 +1368,15 @@ static void read_input(struct pr_client *c, uint64_t now)
 
 /* ---- The loop ---- */
 
-/* True if some queued request is due and the client may connect for it. */
+/* True if some queued request is due for the primary and it may connect for it. */
 static bool want_connection(const struct pr_client *c, uint64_t now)
 {
     if (now < c->reconnect_ms) {
         return false;
     }
     for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
-        if (r->due_ms <= now) {
+        bool routed;
+        if (r->due_ms <= now && req_target(c, r, now, &routed) == c->server_cur) {
             return true;
         }
     }
@@ -1030,7 +1388,9 @@ static void step(struct pr_client *c, uint64_t now)
 {
     while (c->order.head != NULL && c->order.head->deadline_ms <= now) {
         struct pr_req *r = c->order.head;
-        if (r->state == REQ_SENT && c->server_count > 1) {
+        if (r->state == REQ_SENT && r->routed) {
+            route_down(c, r->conn, now); /* Its shard's leader did not answer in time. */
+        } else if (r->state == REQ_SENT && c->server_count > 1 && r->conn == c->server_cur) {
             /* No answer in time: the node may be hung. Move on once the others are answered
              * (or time out too). */
             c->rotate = true;
@@ -1038,87 +1398,114 @@ static void step(struct pr_client *c, uint64_t now)
         int err = r->state == REQ_QUEUED && r->last_err != 0 ? r->last_err : PR_ETIMEOUT;
         req_finish(c, r, err, NULL);
     }
-    if (c->conn == CONN_CONNECTING && now >= c->connect_deadline_ms) {
-        connect_failed(c, now);
+    for (unsigned i = 0; i < c->server_count; i++) {
+        if (c->conns[i].state == CONN_CONNECTING && now >= c->conns[i].connect_deadline_ms) {
+            connect_failed(c, i, now);
+        }
     }
-    if (c->conn == CONN_UP && c->rotate && c->sent_count == 0) {
-        conn_close(c); /* Nothing lost: every request on it has been answered. */
-        server_next(c);
-        c->reconnect_ms = now;
+    struct pr_conn *primary = &c->conns[c->server_cur];
+    if (primary->state == CONN_UP && c->rotate && primary->sent_count == 0) {
+        conn_close(primary); /* Nothing lost: every request on it has been answered. */
+        primary_next(c, now);
         c->failed_in_round = 0;
     }
+    route_map_ask(c, now);
     /* Each failure moves to the next server, so this tries each at most once per step. */
-    for (unsigned i = 0; i < c->server_count && c->conn == CONN_DOWN; i++) {
+    for (unsigned i = 0; i < c->server_count && c->conns[c->server_cur].state == CONN_DOWN; i++) {
         if (!want_connection(c, now)) {
             break;
         }
-        connect_start(c, now);
+        connect_start(c, c->server_cur, now);
     }
-    if (c->conn == CONN_UP) {
-        fill_output(c, now);
-        (void)flush_output(c, now);
+    fill_output(c, now);
+    for (unsigned i = 0; i < c->server_count; i++) {
+        if (c->conns[i].state == CONN_UP) {
+            (void)flush_output(c, i, now);
+        }
     }
 }
 
-/* How long poll may sleep: until the next deadline, due retry, reconnect or connect timeout. */
+/* How long poll may sleep: until the next deadline, due retry, reconnect, connect timeout or
+ * map request. */
 static uint64_t next_timer_ms(const struct pr_client *c, uint64_t now)
 {
     uint64_t t = UINT64_MAX;
     if (c->order.head != NULL) {
         t = c->order.head->deadline_ms;
     }
-    if (c->conn == CONN_CONNECTING && c->connect_deadline_ms < t) {
-        t = c->connect_deadline_ms;
+    for (unsigned i = 0; i < c->server_count; i++) {
+        if (c->conns[i].state == CONN_CONNECTING && c->conns[i].connect_deadline_ms < t) {
+            t = c->conns[i].connect_deadline_ms;
+        }
+    }
+    if (c->opt.route && !c->map_fetching && c->free_count < c->opt.max_inflight &&
+        c->map_next_ms < t) {
+        t = c->map_next_ms;
     }
     /* Queued requests wake the loop only when they could be written (or connected for) then:
-     * behind a full output buffer or a draining connection they wait for the socket instead. */
-    bool writable = c->conn == CONN_DOWN || (c->conn == CONN_UP && !c->rotate &&
-                                             c->out.len - c->out_off < CLIENT_OUT_HIGH_WATER_BYTES);
-    if (writable) {
-        for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
-            uint64_t due = r->due_ms;
-            if (c->conn == CONN_DOWN && c->reconnect_ms > due) {
+     * behind a full output buffer, a connect in progress or a draining connection they wait for
+     * the socket instead. */
+    for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
+        bool routed;
+        unsigned i = req_target(c, r, now, &routed);
+        uint64_t due = r->due_ms;
+        if (c->conns[i].state == CONN_DOWN) {
+            if (i == c->server_cur && c->reconnect_ms > due) {
                 due = c->reconnect_ms;
             }
-            if (due < t) {
-                t = due;
-            }
+        } else if (!conn_open_for_writes(c, i)) {
+            continue;
+        }
+        if (due < t) {
+            t = due;
         }
     }
     return t < now ? now : t;
 }
 
-/* Wait up to @wait_ms for the socket, then handle what it says. */
+/* Wait up to @wait_ms for the sockets, then handle what they say. */
 static int wait_io(struct pr_client *c, uint64_t wait_ms)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = 0};
+    struct pollfd pfds[PR_SERVERS_MAX];
+    unsigned which[PR_SERVERS_MAX];
     nfds_t nfds = 0;
-    if (c->conn == CONN_CONNECTING) {
-        pfd.events = POLLOUT;
-        nfds = 1;
-    } else if (c->conn == CONN_UP) {
-        pfd.events = POLLIN | (c->out_off < c->out.len ? POLLOUT : 0);
-        nfds = 1;
+    for (unsigned i = 0; i < c->server_count; i++) {
+        const struct pr_conn *k = &c->conns[i];
+        if (k->state == CONN_DOWN) {
+            continue;
+        }
+        pfds[nfds].fd = k->fd;
+        pfds[nfds].events = k->state == CONN_CONNECTING
+                                ? POLLOUT
+                                : POLLIN | (k->out_off < k->out.len ? POLLOUT : 0);
+        pfds[nfds].revents = 0;
+        which[nfds++] = i;
     }
     int timeout = wait_ms > INT_MAX ? INT_MAX : (int)wait_ms;
-    int n = poll(nfds > 0 ? &pfd : NULL, nfds, timeout);
+    int n = poll(nfds > 0 ? pfds : NULL, nfds, timeout);
     if (n < 0) {
         return errno == EINTR ? 0 : PR_ESYS;
     }
     uint64_t now = mono_ms();
-    if (n == 0) {
-        return 0;
-    }
-    if (c->conn == CONN_CONNECTING) {
-        connect_check(c, now);
-        return 0;
-    }
-    assert(c->conn == CONN_UP);
-    if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-        read_input(c, now); /* Reads the error or EOF out of the socket too. */
-    }
-    if (c->conn == CONN_UP && (pfd.revents & POLLOUT)) {
-        (void)flush_output(c, now);
+    for (nfds_t p = 0; p < nfds && n > 0; p++) {
+        unsigned i = which[p];
+        short revents = pfds[p].revents;
+        if (revents == 0) {
+            continue;
+        }
+        if (c->conns[i].state == CONN_CONNECTING) {
+            connect_check(c, i, now);
+            continue;
+        }
+        if (c->conns[i].state != CONN_UP) {
+            continue; /* Closed meanwhile: a failure on another connection moved requests. */
+        }
+        if (revents & (POLLIN | POLLHUP | POLLERR)) {
+            read_input(c, i, now); /* Reads the error or EOF out of the socket too. */
+        }
+        if (c->conns[i].state == CONN_UP && (revents & POLLOUT)) {
+            (void)flush_output(c, i, now);
+        }
     }
     return 0;
 }
@@ -1138,7 +1525,7 @@ int pr_client_poll(struct pr_client *c, int timeout_ms)
         uint64_t now = mono_ms();
         step(c, now);
         fired += dispatch(c);
-        if (fired > 0 || c->order.head == NULL) {
+        if (fired > 0 || pr_client_pending(c) == 0) {
             return fired;
         }
         uint64_t timer = next_timer_ms(c, now);
@@ -1150,7 +1537,7 @@ int pr_client_poll(struct pr_client *c, int timeout_ms)
         now = mono_ms();
         step(c, now); /* Write what the answers freed room for; apply what came due. */
         fired += dispatch(c);
-        if (fired > 0 || c->order.head == NULL || now >= until) {
+        if (fired > 0 || pr_client_pending(c) == 0 || now >= until) {
             return fired;
         }
     }
@@ -1161,7 +1548,6 @@ unsigned pr_client_pending(const struct pr_client *c)
     assert(c != NULL);
     return c->opt.max_inflight - c->free_count;
 }
-
 /* ---- Requests ---- */
 
 int pr_client_send(struct pr_client *c, const char *op, const uint8_t *body, size_t len,
@@ -1211,6 +1597,7 @@ int pr_client_send(struct pr_client *c, const char *op, const uint8_t *body, siz
     r->body_len = (uint32_t)len;
     r->cb = cb;
     r->arg = arg;
+    route_key(c, r);
     list_append(&c->order, r, LINK_ORDER);
     list_append(&c->queue, r, LINK_STATE);
     return 0;
@@ -1274,11 +1661,13 @@ void pr_client_free(struct pr_client *c)
     while (c->order.head != NULL) {
         req_finish(c, c->order.head, PR_ECANCELED, NULL);
     }
-    conn_close(c);
+    for (unsigned i = 0; i < PR_SERVERS_MAX; i++) {
+        conn_close(&c->conns[i]);
+        api_frame_decoder_free(&c->conns[i].dec);
+        rt_buf_free(&c->conns[i].out);
+    }
     (void)dispatch(c);
     assert(c->free_count == c->opt.max_inflight);
-    api_frame_decoder_free(&c->dec);
-    rt_buf_free(&c->out);
     free(c->rbuf);
     free(c->free_slots);
     free(c->reqs);

@@ -32,6 +32,19 @@
  * have been answered or timed out), since a node cut off from the others answers UNAVAILABLE
  * until it rejoins, and a hung node answers nothing.
  *
+ * Routing (option route). A node that does not lead a request's shard forwards it to the leader:
+ * a hop, and its CPU. With route set, the client asks the cluster where each shard's leader
+ * takes requests (cluster.shards, its own request, at the first request and every 10 s, sooner
+ * after a routed attempt failed) and sends each order request (an "order.*" op whose body has
+ * merchant_order_no or order_id) straight to that leader, opening a connection to it if need
+ * be: one per server at most, and only to servers in the client's list (spelled as the nodes
+ * report their API addresses, e.g. "127.0.0.1:7101"; a leader the list does not name is reached
+ * through the usual connection). The map is a hint: a request that reaches a node which no
+ * longer leads its shard is forwarded, never refused. An attempt sent to a leader that then
+ * fails (lost connection, UNAVAILABLE, no answer in time) makes the later attempts of that
+ * request take the usual path, and that server is avoided for a second. Everything else is as
+ * without routing: the same retries, deadlines and outcomes.
+ *
  * Threads: a client is not thread-safe; use one per thread (clients share nothing). The
  * library installs no signal handler and never raises SIGPIPE. It blocks only in pr_client_call,
  * in pr_client_poll (for at most the timeout given) and, when a server is named by host name,
@@ -120,6 +133,9 @@ struct pr_client_options {
     unsigned backoff_max_ms;
     /* Requests in flight at once; pr_client_send says PR_EFULL beyond. 1..PR_INFLIGHT_MAX. */
     unsigned max_inflight;
+    /* Send each order request straight to its shard's leader (false: every request goes through
+     * one connection, which forwards). See "Routing" above. */
+    bool route;
 };
 
 /* Fill @opts with the defaults: connect 2 s, request 10 s, 10 retries, backoff 50 ms doubling

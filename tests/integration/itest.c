@@ -26,6 +26,7 @@
 bool itest_map_ready;
 struct itest_raft_messages itest_raft_messages;
 struct itest_reads itest_reads;
+uint64_t itest_forwarded;
 struct itest_raft_log itest_raft_log;
 struct itest_memory itest_memory;
 
@@ -565,6 +566,10 @@ bool itest_shard_views(const struct itest_cluster *cluster_, unsigned id,
             uint64_t *fields[] = {&m->sent_on_links, &m->sent_by_raft_uv, &m->send_failures,
                                   &m->received, &m->dropped};
             ok = read_counters(&r, names, fields, sizeof(fields) / sizeof(fields[0]));
+            continue;
+        }
+        if (ok && rt_mp_key_is(k, kl, "forwarded")) {
+            ok = rt_mp_read_uint(&r, &itest_forwarded) == 0;
             continue;
         }
         if (ok && rt_mp_key_is(k, kl, "reads")) {

@@ -126,6 +126,8 @@ struct itest_raft_messages {
     uint64_t sent_on_links, sent_by_raft_uv, send_failures, received, dropped;
 };
 extern struct itest_raft_messages itest_raft_messages;
+/* Requests the node forwarded to a shard's leader (cluster.status "forwarded"), likewise. */
+extern uint64_t itest_forwarded;
 /* The node's linearizable read counters (cluster.status "reads"), likewise. */
 struct itest_reads {
     uint64_t linearizable, barriers, failed;

@@ -16,7 +16,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "act_order.h"
 #include "itest.h"
+#include "payraft_client.h"
+#include "rt_key.h"
 #include "rt_mp.h"
 
 #define NODES       3
@@ -735,6 +738,108 @@ static void pipelined_reads_share_barriers(void **state)
     assert_int_equal(after.failed, before.failed);
 }
 
+/* Requests the nodes forwarded to a shard's leader, summed. */
+static uint64_t cluster_forwarded(void)
+{
+    uint64_t sum = 0;
+    static struct itest_shard views[ITEST_SHARDS];
+    for (unsigned n = 1; n <= NODES; n++) {
+        assert_true(itest_shard_views(&cluster, n, views));
+        sum += itest_forwarded;
+    }
+    return sum;
+}
+
+#define LIBRARY_ORDERS 150u
+
+static void library_done(void *arg, int status, struct pr_response *resp)
+{
+    unsigned *ok = arg;
+    *ok += status == 0 && resp->ok;
+}
+
+/* LIBRARY_ORDERS order.create through the C client library (its first server is node 1),
+ * pipelined, after two calls that let a routing client learn the shard map. Returns how many
+ * were answered OK, and in *forwarded how many requests the nodes forwarded meanwhile. */
+static unsigned library_creates(bool route, const char *prefix, uint64_t *forwarded)
+{
+    char servers[128];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u",
+             itest_api_port(&cluster, 1), itest_api_port(&cluster, 2), itest_api_port(&cluster, 3));
+    struct pr_client_options o;
+    pr_client_options_init(&o);
+    o.route = route;
+    struct pr_client *c = NULL;
+    assert_int_equal(pr_client_new(servers, app_b.id, (const uint8_t *)app_b.secret,
+                                   strlen(app_b.secret), &o, &c),
+                     0);
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    one_str_body(&body, "app_id", app_b.id);
+    for (unsigned i = 0; i < 2; i++) {
+        struct pr_response resp;
+        assert_int_equal(pr_client_call(c, "app.get", body.data, body.len, &resp), 0);
+        assert_true(resp.ok);
+        pr_response_free(&resp);
+    }
+    unsigned ok = 0;
+    uint64_t before = cluster_forwarded();
+    for (unsigned i = 0; i < LIBRARY_ORDERS; i++) {
+        char mono[40];
+        snprintf(mono, sizeof(mono), "%s%u", prefix, i);
+        order_body(&body, mono, 100 + i);
+        assert_int_equal(pr_client_send(c, "order.create", body.data, body.len, library_done, &ok),
+                         0);
+    }
+    while (pr_client_pending(c) > 0) {
+        assert_true(pr_client_poll(c, CALL_MS) >= 0);
+    }
+    *forwarded = cluster_forwarded() - before;
+    pr_client_free(c);
+    rt_buf_free(&body);
+    return ok;
+}
+
+/* Of LIBRARY_ORDERS orders numbered @prefix0.., how many belong to shards node 1 does not
+ * lead (by its view). */
+static unsigned led_elsewhere(const char *prefix)
+{
+    static struct itest_shard views[ITEST_SHARDS];
+    assert_true(itest_shard_views(&cluster, 1, views));
+    unsigned elsewhere = 0;
+    for (unsigned i = 0; i < LIBRARY_ORDERS; i++) {
+        char mono[40];
+        uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
+        snprintf(mono, sizeof(mono), "%s%u", prefix, i);
+        size_t n = act_order_key(key, app_b.id, strlen(app_b.id), mono, strlen(mono));
+        assert_true(n > 0);
+        elsewhere += views[rt_shard_of(key, n, (uint16_t)cluster.shards)].leader != 1;
+    }
+    return elsewhere;
+}
+
+/* The C client library with the route option sends each order to its shard's leader: the nodes
+ * forward none of them, where the same client without it has node 1 (its first server) forward
+ * every order whose shard another node leads. */
+static void library_client_routes_orders(void **state)
+{
+    (void)state;
+    uint64_t plain, routed;
+    unsigned plain_elsewhere = led_elsewhere("lib-plain-");
+    unsigned routed_elsewhere = led_elsewhere("lib-routed-");
+    assert_int_equal(library_creates(false, "lib-plain-", &plain), LIBRARY_ORDERS);
+    assert_int_equal(library_creates(true, "lib-routed-", &routed), LIBRARY_ORDERS);
+    printf("itest: %u orders through the client library, its first server node 1: without "
+           "routing %llu forwarded (%u of their shards led elsewhere), with routing %llu (%u)\n",
+           LIBRARY_ORDERS, (unsigned long long)plain, plain_elsewhere, (unsigned long long)routed,
+           routed_elsewhere);
+    /* Only meaningful if node 1 does not lead nearly every shard. */
+    assert_true(plain_elsewhere >= LIBRARY_ORDERS / 10 && routed_elsewhere >= LIBRARY_ORDERS / 10);
+    /* A leader that moved meanwhile would cost a few forwards either way, never most. */
+    assert_true(plain * 10 >= plain_elsewhere * 9);
+    assert_true(routed * 20 <= LIBRARY_ORDERS);
+}
+
 /* An app beyond its rate on a node gets RATE_LIMITED; every request is still answered. */
 static void rate_limit(void **state)
 {
@@ -799,6 +904,7 @@ int main(void)
         cmocka_unit_test(nodes_run_with_huge_pages),
         cmocka_unit_test(pipelined_requests_all_answered),
         cmocka_unit_test(pipelined_reads_share_barriers),
+        cmocka_unit_test(library_client_routes_orders),
         cmocka_unit_test(rate_limit),
         cmocka_unit_test(oversized_frame),
     };

@@ -98,6 +98,54 @@ enum fake_action fake_h_code(struct fake *f, int fd, const struct api_request *r
     return FAKE_KEEP;
 }
 
+enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request *req,
+                               unsigned index)
+{
+    if (!rt_mp_key_is(req->op, req->op_len, "cluster.shards")) {
+        if (f->code != 0) {
+            fake_respond(fd, req->id, f->code, "not now", NULL, 0);
+            return FAKE_KEEP;
+        }
+        return fake_h_echo(f, fd, req, index);
+    }
+    struct rt_buf body;
+    rt_buf_init(&body, 64u * 1024u);
+    struct rt_mp_writer w;
+    rt_mp_writer_init(&w, &body);
+    rt_mp_write_map(&w, 2);
+    rt_mp_write_cstr(&w, "shard_count");
+    rt_mp_write_uint(&w, f->map_shards);
+    rt_mp_write_cstr(&w, "shards");
+    if (f->map_garbled) {
+        rt_mp_write_cstr(&w, "not an array"); /* The client must keep routing off. */
+    } else {
+        rt_mp_write_array(&w, f->map_shards);
+        for (unsigned s = 0; s < f->map_shards; s++) {
+            char addr[32];
+            snprintf(addr, sizeof(addr), "127.0.0.1:%u", f->map_ports[s]);
+            rt_mp_write_map(&w, 3);
+            rt_mp_write_cstr(&w, "shard_id");
+            rt_mp_write_uint(&w, s);
+            rt_mp_write_cstr(&w, "leader");
+            rt_mp_write_uint(&w, s + 1u); /* A node id: the client does not use it. */
+            rt_mp_write_cstr(&w, "leader_api");
+            if (f->map_ports[s] != 0) {
+                rt_mp_write_cstr(&w, addr);
+            } else {
+                rt_mp_write_nil(&w);
+            }
+        }
+    }
+    if (rt_mp_writer_error(&w) == 0) {
+        fake_respond(fd, req->id, 0, NULL, body.data, body.len);
+    }
+    rt_buf_free(&body);
+    pthread_mutex_lock(&f->mu);
+    f->maps_asked++;
+    pthread_mutex_unlock(&f->mu);
+    return FAKE_KEEP;
+}
+
 enum fake_action fake_h_silent(struct fake *f, int fd, const struct api_request *req,
                                unsigned index)
 {

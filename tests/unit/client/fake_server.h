@@ -26,6 +26,7 @@
 #define FAKE_PENDING_MAX 1024u
 #define FAKE_ORDERS_MAX  8192u /* Orders fake_h_orders remembers as created. */
 #define FAKE_ORDER_BYTES 64u
+#define FAKE_MAP_SHARDS  16u /* Shards in the map fake_h_shards answers cluster.shards with. */
 
 struct fake_seen {
     uint64_t id;
@@ -79,6 +80,12 @@ struct fake {
     char (*orders)[FAKE_ORDER_BYTES]; /* FAKE_ORDERS_MAX of them, allocated at first use. */
     unsigned order_count;
     unsigned gets_found, gets_missing;
+    /* fake_h_shards: the shard map it tells (each shard's leader's port on 127.0.0.1, 0: no
+     * leader known), or a body that is not a map of shards when map_garbled. */
+    unsigned map_shards; /* 1..FAKE_MAP_SHARDS */
+    uint16_t map_ports[FAKE_MAP_SHARDS];
+    bool map_garbled;
+    unsigned maps_asked; /* cluster.shards requests answered (under mu). */
 };
 
 /* Listen on 127.0.0.1:@port and serve with @handler in a new thread. false if the port cannot
@@ -129,6 +136,10 @@ enum fake_action fake_h_orders(struct fake *f, int fd, const struct api_request 
                                                  * not. A load generator that keys latency by
                                                  * id % depth, or gets what it has not seen
                                                  * created, shows here. */
+enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request *req,
+                               unsigned index); /* cluster.shards: the map above; any other
+                                                 * request: f->code if set (UNAVAILABLE, ...),
+                                                 * else echo. */
 enum fake_action fake_h_wrong_id(struct fake *f, int fd, const struct api_request *req,
                                  unsigned index); /* An answer to an unknown id, then echo. */
 
