@@ -4,7 +4,8 @@
  * until that shard serves again, checks that every acknowledged order is readable afterwards,
  * restarts the killed node and measures how long until it has caught up. Then a shard's leader
  * is cut off from both followers (SIGSTOP) while linearizable reads wait on it: every one is
- * answered UNAVAILABLE, none from its own copy.
+ * answered UNAVAILABLE, none from its own copy. Last, a client of the C library that routes
+ * each order to its shard's leader writes through the SIGKILL of one of them, and loses nothing.
  *
  * PAYRAFT_ITEST_KILLS=N repeats the kill/restart round N times (default 1) and prints the
  * median failover and catch-up times.
@@ -29,6 +30,7 @@
 
 #include "act_order.h"
 #include "itest.h"
+#include "payraft_client.h"
 #include "rt_key.h"
 #include "rt_mp.h"
 
@@ -479,6 +481,93 @@ static void cut_off_leader_refuses_reads(void **state)
     rt_buf_free(&gets);
     rt_buf_free(&body);
     itest_close(&c);
+}
+
+#define ROUTED_BATCHES    20u
+#define ROUTED_BATCH      100u
+#define ROUTED_KILL_AFTER 5u
+
+struct routed_tally {
+    unsigned ok, retried;
+    char other[64]; /* The first outcome that was not OK. */
+};
+
+static void routed_done(void *arg, int status, struct pr_response *resp)
+{
+    struct routed_tally *t = arg;
+    if (status == 0 && resp->ok) {
+        t->ok++;
+        t->retried += resp->attempts > 1;
+    } else if (t->other[0] == '\0') {
+        snprintf(t->other, sizeof(t->other), "%s", status != 0 ? pr_strerror(status) : resp->code);
+    }
+}
+
+/* A client of the C library with the route option (acting as admin for the app "itest", so it
+ * routes by the body's app_id) writes in pipelined batches to every shard's leader while one
+ * of those leaders is SIGKILLed: every order is answered OK, its failed routed attempts retried
+ * through node 1 until the shard has a new leader, and every one is readable afterwards. */
+static void routed_client_rides_a_leader_kill(void **state)
+{
+    (void)state;
+    wait_all_leaders(30000);
+    struct itest_shard views[SHARDS];
+    assert_true(itest_shard_views(&cluster, 1, views));
+    unsigned victim = 0; /* Not node 1: the client's first server stays up. */
+    for (unsigned s = 0; s < SHARDS && victim == 0; s++) {
+        victim = views[s].leader != 1 ? (unsigned)views[s].leader : 0;
+    }
+    assert_true(victim >= 2 && victim <= NODES);
+    char servers[128];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u",
+             itest_api_port(&cluster, 1), itest_api_port(&cluster, 2), itest_api_port(&cluster, 3));
+    struct pr_client_options o;
+    pr_client_options_init(&o);
+    o.route = true;
+    o.request_timeout_ms = 20000;
+    struct pr_client *c = NULL;
+    assert_int_equal(
+        pr_client_new(servers, "admin", cluster.admin_secret, cluster.admin_secret_len, &o, &c), 0);
+    struct rt_buf body;
+    rt_buf_init(&body, 4096);
+    struct routed_tally t = {0};
+    uint64_t kill_batch_ms = 0;
+    for (unsigned b = 0; b < ROUTED_BATCHES; b++) {
+        if (b == ROUTED_KILL_AFTER) {
+            assert_true(itest_cluster_kill(&cluster, victim));
+        }
+        uint64_t t0 = itest_now_ms();
+        for (unsigned i = 0; i < ROUTED_BATCH; i++) {
+            char mono[40];
+            snprintf(mono, sizeof(mono), "routed-%u-%u", b, i);
+            size_t len = itest_order_create_body(&body, "itest", mono, 700);
+            assert_int_equal(pr_client_send(c, "order.create", body.data, len, routed_done, &t), 0);
+        }
+        while (pr_client_pending(c) > 0) {
+            assert_true(pr_client_poll(c, 30000) >= 0);
+        }
+        if (b == ROUTED_KILL_AFTER) {
+            kill_batch_ms = itest_now_ms() - t0;
+        }
+    }
+    pr_client_free(c);
+    printf("itest: routed client, node %u killed before batch %u: %u of %u orders OK (%u "
+           "retried), the batch after the kill took %llu ms%s%s\n",
+           victim, ROUTED_KILL_AFTER, t.ok, ROUTED_BATCHES * ROUTED_BATCH, t.retried,
+           (unsigned long long)kill_batch_ms, t.other[0] != '\0' ? "; first failure: " : "",
+           t.other);
+    assert_int_equal(t.ok, ROUTED_BATCHES * ROUTED_BATCH);
+    assert_true(t.retried > 0); /* The kill was seen: some attempts went to the dead leader. */
+    assert_true(itest_cluster_restart(&cluster, victim));
+    wait_all_leaders(30000);
+    for (unsigned b = 0; b < ROUTED_BATCHES; b++) {
+        for (unsigned i = 0; i < ROUTED_BATCH; i++) {
+            char mono[40], id[40];
+            snprintf(mono, sizeof(mono), "routed-%u-%u", b, i);
+            assert_true(read_order(1, mono, NULL, id));
+        }
+    }
+    rt_buf_free(&body);
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -1046,6 +1135,7 @@ int main(void)
         cmocka_unit_test(writes_through_every_node),
         cmocka_unit_test(leader_kill_loses_no_acknowledged_write),
         cmocka_unit_test(cut_off_leader_refuses_reads),
+        cmocka_unit_test(routed_client_rides_a_leader_kill),
     };
     const struct CMUnitTest snapshot_tests[] = {
         cmocka_unit_test(snapshots_restart_and_catch_up),
