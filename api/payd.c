@@ -28,6 +28,7 @@
 #include "cl_fsm.h"
 #include "cl_link.h"
 #include "cl_node.h"
+#include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_log.h"
 
@@ -139,18 +140,6 @@ static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
     return 0;
 }
 
-static int parse_u64(const char *s, int base, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, base);
-    if (errno != 0 || *s == '\0' || *end != '\0' || *s == '-' || v < min || v > max) {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int copy_addr(char *out, const char *s, size_t len)
 {
     if (len == 0 || len > CL_ADDR_BYTES_MAX) {
@@ -182,7 +171,7 @@ static int parse_member(const char *text, struct cl_member *m)
     }
     memcpy(id, parts[0], lens[0]);
     id[lens[0]] = '\0';
-    if (parse_u64(id, 10, 1, UINT32_MAX, &m->id) != 0 ||
+    if (rt_u64_parse(id, 10, 1, UINT32_MAX, &m->id) != 0 ||
         copy_addr(m->peer_addr, parts[1], lens[1]) != 0 ||
         copy_addr(m->api_addr, parts[2], lens[2]) != 0 ||
         copy_addr(m->http_addr, parts[3], lens[3]) != 0) {
@@ -346,19 +335,19 @@ int main(int argc, char **argv)
         } else if (bad) {
             /* Reported below. */
         } else if (strcmp(flag, "--node-id") == 0) {
-            bad = parse_u64(value, 10, 1, UINT32_MAX, &node_id);
+            bad = rt_u64_parse(value, 10, 1, UINT32_MAX, &node_id);
         } else if (strcmp(flag, "--cluster-id") == 0) {
-            bad = parse_u64(value, 16, 1, UINT64_MAX, &cluster_id);
+            bad = rt_u64_parse(value, 16, 1, UINT64_MAX, &cluster_id);
         } else if (strcmp(flag, "--shards") == 0) {
-            bad = parse_u64(value, 10, 1, RT_SHARDS_MAX, &shards);
+            bad = rt_u64_parse(value, 10, 1, RT_SHARDS_MAX, &shards);
         } else if (strcmp(flag, "--app-rate") == 0) {
-            bad = parse_u64(value, 10, 0, 10000000, &app_rate);
+            bad = rt_u64_parse(value, 10, 0, 10000000, &app_rate);
         } else if (strcmp(flag, "--snapshot-bytes") == 0) {
-            bad = parse_u64(value, 10, PAYD_SNAPSHOT_BYTES_MIN, PAYD_SNAPSHOT_BYTES_MAX,
-                            &snapshot_bytes);
+            bad = rt_u64_parse(value, 10, PAYD_SNAPSHOT_BYTES_MIN, PAYD_SNAPSHOT_BYTES_MAX,
+                               &snapshot_bytes);
         } else if (strcmp(flag, "--raft-link-bytes") == 0) {
-            bad = parse_u64(value, 10, PAYD_RAFT_LINK_BYTES_MIN, CL_LINK_MESSAGE_BYTES_MAX,
-                            &raft_link_bytes);
+            bad = rt_u64_parse(value, 10, PAYD_RAFT_LINK_BYTES_MIN, CL_LINK_MESSAGE_BYTES_MAX,
+                               &raft_link_bytes);
         } else if (strcmp(flag, "--data-dir") == 0) {
             data_dir = value;
         } else if (strcmp(flag, "--api") == 0) {

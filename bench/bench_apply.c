@@ -12,7 +12,6 @@
  * --follower: apply as a shard's follower does (no reply bodies; written states do not enter
  * the cache: rt_engine.h, replies_wanted), which is two of every three applies in a cluster.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,39 +22,28 @@
 #include "act_order.h"
 #include "act_registry.h"
 #include "rt_batch.h"
+#include "rt_buf.h"
 #include "rt_clock.h"
 #include "rt_engine.h"
 #include "rt_error.h"
 #include "rt_mp.h"
 #include "store_rocks.h"
 
-#define BENCH_COMMANDS_MAX 10000000ul
+#define BENCH_COMMANDS_MAX 10000000u
 
 struct bench_options {
-    unsigned long commands;
-    unsigned long batch;
+    unsigned commands;
+    unsigned batch;
     const char *dir;
-    unsigned long cache_mib;
+    unsigned cache_mib;
     bool random_keys;
     bool follower;
 };
 
-static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_apply [--commands N (1..%lu)] [--batch B (1..%u)] "
+            "usage: bench_apply [--commands N (1..%u)] [--batch B (1..%u)] "
             "[--dir PATH] [--cache-mib M] [--keys sequential|random] [--follower]\n",
             BENCH_COMMANDS_MAX, RT_BATCH_COMMANDS_MAX);
 }
@@ -76,14 +64,14 @@ static int parse_args(int argc, char **argv, struct bench_options *o)
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         int rv = -1;
         if (strcmp(argv[i], "--commands") == 0 && value != NULL) {
-            rv = parse_ulong(value, 1, BENCH_COMMANDS_MAX, &o->commands);
+            rv = rt_uint_parse(value, 1, BENCH_COMMANDS_MAX, &o->commands);
         } else if (strcmp(argv[i], "--batch") == 0 && value != NULL) {
-            rv = parse_ulong(value, 1, RT_BATCH_COMMANDS_MAX, &o->batch);
+            rv = rt_uint_parse(value, 1, RT_BATCH_COMMANDS_MAX, &o->batch);
         } else if (strcmp(argv[i], "--dir") == 0 && value != NULL) {
             o->dir = value;
             rv = 0;
         } else if (strcmp(argv[i], "--cache-mib") == 0 && value != NULL) {
-            rv = parse_ulong(value, 0, 65536, &o->cache_mib);
+            rv = rt_uint_parse(value, 0, 65536, &o->cache_mib);
         } else if (strcmp(argv[i], "--keys") == 0 && value != NULL) {
             o->random_keys = strcmp(value, "random") == 0;
             rv = o->random_keys || strcmp(value, "sequential") == 0 ? 0 : -1;
@@ -155,7 +143,8 @@ int main(int argc, char **argv)
     struct rt_registry registry;
     struct rt_cache cache;
     struct rt_engine engine;
-    if (act_registry_init(&registry) != 0 || rt_cache_init(&cache, o.cache_mib << 20) != 0) {
+    if (act_registry_init(&registry) != 0 ||
+        rt_cache_init(&cache, (size_t)o.cache_mib << 20) != 0) {
         return 2;
     }
     /* One shard: every key lands in the engine under test. */
@@ -166,7 +155,7 @@ int main(int argc, char **argv)
     engine.replies_wanted = !o.follower;
 
     /* Build every entry first; the timed loop only applies. */
-    unsigned long entries = (o.commands + o.batch - 1) / o.batch;
+    unsigned long entries = ((unsigned long)o.commands + o.batch - 1) / o.batch;
     uint8_t **data = calloc(entries, sizeof(*data));
     size_t *lens = calloc(entries, sizeof(*lens));
     struct rt_batch_builder builder;
@@ -226,7 +215,7 @@ int main(int argc, char **argv)
     if (seconds <= 0) {
         seconds = 0.001;
     }
-    printf("bench_apply: %lu order.create commands in %lu entries of %lu%s\n", o.commands, entries,
+    printf("bench_apply: %u order.create commands in %lu entries of %u%s\n", o.commands, entries,
            o.batch, o.follower ? ", as a follower" : "");
     printf("  wall %.3f s, cpu %.3f s\n", seconds, cpu);
     printf("  %.0f commands/s, %.0f entries/s, %.1f us/command\n", (double)o.commands / seconds,

@@ -42,7 +42,6 @@
  * asserts nothing; exits 0 unless it could not run at all.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -547,18 +546,6 @@ static void pb_timer(uv_timer_t *t)
     }
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
-        return -1;
-    }
-    *out = (unsigned)v;
-    return 0;
-}
-
 static int parse_servers(struct pb *pb, const char *list)
 {
     char copy[1024];
@@ -576,7 +563,7 @@ static int parse_servers(struct pb *pb, const char *list)
         *colon = '\0';
         snprintf(pb->server_names[pb->server_count], sizeof(pb->server_names[0]), "%s:%s", tok,
                  colon + 1);
-        if (parse_uint(colon + 1, 1, 65535, &port) != 0 ||
+        if (rt_uint_parse(colon + 1, 1, 65535, &port) != 0 ||
             uv_ip4_addr(tok, (int)port, &pb->servers[pb->server_count]) != 0) {
             return -1;
         }
@@ -776,17 +763,17 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--key-file") == 0) {
             key_file = v;
         } else if (strcmp(argv[i], "--connections") == 0) {
-            bad = parse_uint(v, 1, PB_CONNECTIONS_MAX, &pb.connections);
+            bad = rt_uint_parse(v, 1, PB_CONNECTIONS_MAX, &pb.connections);
         } else if (strcmp(argv[i], "--depth") == 0) {
-            bad = parse_uint(v, 1, PB_DEPTH_MAX, &pb.depth);
+            bad = rt_uint_parse(v, 1, PB_DEPTH_MAX, &pb.depth);
         } else if (strcmp(argv[i], "--seconds") == 0) {
-            bad = parse_uint(v, 1, PB_SECONDS_MAX, &pb.seconds);
+            bad = rt_uint_parse(v, 1, PB_SECONDS_MAX, &pb.seconds);
         } else if (strcmp(argv[i], "--rate") == 0) {
-            bad = parse_uint(v, 0, PB_RATE_MAX, &pb.rate);
+            bad = rt_uint_parse(v, 0, PB_RATE_MAX, &pb.rate);
         } else if (strcmp(argv[i], "--slow-ms") == 0) {
-            bad = parse_uint(v, 1, PB_SLOW_MS_MAX, &pb.slow_ms);
+            bad = rt_uint_parse(v, 1, PB_SLOW_MS_MAX, &pb.slow_ms);
         } else if (strcmp(argv[i], "--warmup") == 0) {
-            bad = parse_uint(v, 0, PB_SECONDS_MAX, &pb.warmup);
+            bad = rt_uint_parse(v, 0, PB_SECONDS_MAX, &pb.warmup);
         } else if (strcmp(argv[i], "--op") == 0) {
             if (strcmp(v, "create") == 0) {
                 pb.op = PB_CREATE;

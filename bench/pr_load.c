@@ -10,7 +10,6 @@
  * second after the warm-up), the answers that were not OK (the first one's code), the requests
  * still in flight at the end, the mean attempts per order and the client's CPU time. Prints
  * figures, asserts nothing; exits 0 unless it could not run at all. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -91,18 +90,6 @@ static int load_send(struct load *l, struct rt_buf *body)
     return pr_client_send(l->client, "order.create", body->data, body->len, load_done, l);
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
-        return -1;
-    }
-    *out = (unsigned)v;
-    return 0;
-}
-
 /* The secret file's one line, white space around it removed. */
 static int read_secret(const char *path, char *out, size_t cap, size_t *len)
 {
@@ -160,15 +147,15 @@ int main(int argc, char **argv)
         } else if (strcmp(arg, "--secret-file") == 0) {
             secret_file = value;
         } else if (strcmp(arg, "--inflight") == 0) {
-            if (parse_uint(value, 1, LOAD_INFLIGHT_MAX, &inflight) != 0) {
+            if (rt_uint_parse(value, 1, LOAD_INFLIGHT_MAX, &inflight) != 0) {
                 return usage();
             }
         } else if (strcmp(arg, "--seconds") == 0) {
-            if (parse_uint(value, 1, LOAD_SECONDS_MAX, &seconds) != 0) {
+            if (rt_uint_parse(value, 1, LOAD_SECONDS_MAX, &seconds) != 0) {
                 return usage();
             }
         } else if (strcmp(arg, "--warmup") == 0) {
-            if (parse_uint(value, 0, LOAD_SECONDS_MAX, &warmup) != 0) {
+            if (rt_uint_parse(value, 0, LOAD_SECONDS_MAX, &warmup) != 0) {
                 return usage();
             }
         } else {

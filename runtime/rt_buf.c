@@ -1,6 +1,8 @@
 #include "rt_buf.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,4 +72,37 @@ int rt_bytes_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_
         return c;
     }
     return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
+}
+
+int rt_u64_parse(const char *s, int base, uint64_t min, uint64_t max, uint64_t *out)
+{
+    assert(s != NULL && out != NULL && (base == 10 || base == 16));
+    for (const char *p = s;; p++) {
+        bool digit = (*p >= '0' && *p <= '9') ||
+                     (base == 16 && ((*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')));
+        if (*p == '\0' && p > s) {
+            break;
+        }
+        if (!digit) {
+            return RT_EINVAL; /* strtoull would take a sign, white space and "0x". */
+        }
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return RT_EINVAL;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int rt_uint_parse(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    uint64_t v;
+    int rv = rt_u64_parse(s, 10, min, max, &v);
+    if (rv == 0) {
+        *out = (unsigned)v;
+    }
+    return rv;
 }

@@ -86,6 +86,14 @@ static inline uint64_t rt_get_be64(const uint8_t *p)
 /* Decimal digits of UINT64_MAX. */
 #define RT_U64_DIGITS_MAX 20u
 
+/* The unsigned number spelled by all of @s in @base (10 or 16), into *out if it is within
+ * [@min, @max]. Digits only: no sign, no white space, no "0x", nothing after. 0, or
+ * RT_EINVAL (empty, another character, out of range, or past UINT64_MAX). For command lines
+ * and environment variables. */
+int rt_u64_parse(const char *s, int base, uint64_t min, uint64_t max, uint64_t *out);
+/* The same in decimal, for an unsigned int. */
+int rt_uint_parse(const char *s, unsigned min, unsigned max, unsigned *out);
+
 /* @n in decimal without leading zeros into @out (no NUL); returns the digit count. By hand:
  * snprintf's format parsing costs more than the digits on paths taken per request. */
 static inline size_t rt_u64_decimal(char out[RT_U64_DIGITS_MAX], uint64_t n)

@@ -14,6 +14,7 @@
 
 #include "api_envelope.h"
 #include "api_frame.h"
+#include "payraft_client.h"
 #include "rt_mp.h"
 
 #ifndef ITEST_PAYD
@@ -166,6 +167,31 @@ bool itest_cluster_restart(struct itest_cluster *c, unsigned id)
 unsigned itest_api_port(const struct itest_cluster *c, unsigned id)
 {
     return c->base + 100 + id;
+}
+
+struct pr_client *itest_library_client(const struct itest_cluster *c, const char *app,
+                                       const char *secret, bool route, unsigned request_timeout_ms)
+{
+    char servers[PR_SERVERS_BYTES_MAX];
+    size_t len = 0;
+    for (unsigned n = 1; n <= c->nodes && len < sizeof(servers); n++) {
+        len += (size_t)snprintf(servers + len, sizeof(servers) - len, "%s127.0.0.1:%u",
+                                n > 1 ? "," : "", itest_api_port(c, n));
+    }
+    struct pr_client_options o;
+    pr_client_options_init(&o);
+    o.route = route;
+    if (request_timeout_ms != 0) {
+        o.request_timeout_ms = request_timeout_ms;
+    }
+    const uint8_t *key = app != NULL ? (const uint8_t *)secret : c->admin_secret;
+    size_t key_len = app != NULL ? strlen(secret) : c->admin_secret_len;
+    struct pr_client *client = NULL;
+    if (len >= sizeof(servers) ||
+        pr_client_new(servers, app != NULL ? app : "admin", key, key_len, &o, &client) != 0) {
+        return NULL;
+    }
+    return client;
 }
 
 long itest_node_pid(const struct itest_cluster *c, unsigned id)

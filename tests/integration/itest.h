@@ -14,6 +14,8 @@
 
 #include "rt_buf.h"
 
+struct pr_client;
+
 struct itest_cluster {
     char dir[512];  /* The cluster's home (secrets, data, logs). */
     char root[512]; /* The source tree (for scripts/cluster.sh). */
@@ -53,6 +55,11 @@ bool itest_cluster_stop(struct itest_cluster *c);
 bool itest_cluster_kill(struct itest_cluster *c, unsigned id);
 bool itest_cluster_restart(struct itest_cluster *c, unsigned id);
 unsigned itest_api_port(const struct itest_cluster *c, unsigned id);
+/* A client of the C library (payraft_client.h) for every node of @c, node 1 first, signing as
+ * @app (NULL: admin with the cluster's admin secret) with @secret, routing when @route, with
+ * requests given @request_timeout_ms (0: the library's default). NULL if it cannot be made. */
+struct pr_client *itest_library_client(const struct itest_cluster *c, const char *app,
+                                       const char *secret, bool route, unsigned request_timeout_ms);
 /* Node @id's process id (scripts/cluster.sh's pid file), 0 when it is not running. */
 long itest_node_pid(const struct itest_cluster *c, unsigned id);
 

@@ -763,16 +763,8 @@ static void library_done(void *arg, int status, struct pr_response *resp)
  * were answered OK, and in *forwarded how many requests the nodes forwarded meanwhile. */
 static unsigned library_creates(bool route, const char *prefix, uint64_t *forwarded)
 {
-    char servers[128];
-    snprintf(servers, sizeof(servers), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u",
-             itest_api_port(&cluster, 1), itest_api_port(&cluster, 2), itest_api_port(&cluster, 3));
-    struct pr_client_options o;
-    pr_client_options_init(&o);
-    o.route = route;
-    struct pr_client *c = NULL;
-    assert_int_equal(pr_client_new(servers, app_b.id, (const uint8_t *)app_b.secret,
-                                   strlen(app_b.secret), &o, &c),
-                     0);
+    struct pr_client *c = itest_library_client(&cluster, app_b.id, app_b.secret, route, 0);
+    assert_non_null(c);
     struct rt_buf body;
     rt_buf_init(&body, 4096);
     one_str_body(&body, "app_id", app_b.id);

@@ -518,16 +518,8 @@ static void routed_client_rides_a_leader_kill(void **state)
         victim = views[s].leader != 1 ? (unsigned)views[s].leader : 0;
     }
     assert_true(victim >= 2 && victim <= NODES);
-    char servers[128];
-    snprintf(servers, sizeof(servers), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u",
-             itest_api_port(&cluster, 1), itest_api_port(&cluster, 2), itest_api_port(&cluster, 3));
-    struct pr_client_options o;
-    pr_client_options_init(&o);
-    o.route = true;
-    o.request_timeout_ms = 20000;
-    struct pr_client *c = NULL;
-    assert_int_equal(
-        pr_client_new(servers, "admin", cluster.admin_secret, cluster.admin_secret_len, &o, &c), 0);
+    struct pr_client *c = itest_library_client(&cluster, NULL, NULL, true, 20000);
+    assert_non_null(c);
     struct rt_buf body;
     rt_buf_init(&body, 4096);
     struct routed_tally t = {0};

@@ -226,16 +226,25 @@ static void spread_map(uint16_t *ports)
     }
 }
 
+/* Three fakes telling the map @ports (spread_map's), and a client of @app for the three that
+ * has learnt the map (unless @garbled: the map it is told does not parse). */
+static struct pr_client *spread_client(const char *app, bool route, bool garbled, uint16_t *ports)
+{
+    spread_map(ports);
+    start_fakes(3, ports, NULL);
+    fakes[0]->map_garbled = garbled;
+    struct pr_client *c = client_of(app, fake_offsets, 3, route);
+    warm_up(c);
+    return c;
+}
+
 /* Every create and every get by order_id lands on its shard's leader; app.get stays on the
  * primary; one connection per server; the map was asked for once. */
 static void test_route_orders_to_their_leaders(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    spread_map(ports);
-    start_fakes(3, ports, NULL);
-    struct pr_client *c = client_of(FAKE_APP, fake_offsets, 3, true);
-    warm_up(c);
+    struct pr_client *c = spread_client(FAKE_APP, true, false, ports);
     struct tally t = create_orders(c, "route", NULL);
     assert_int_equal(t.ok, ORDERS);
     assert_int_equal(t.attempts_max, 1);
@@ -280,10 +289,7 @@ static void test_route_admin_by_app_id(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    spread_map(ports);
-    start_fakes(3, ports, NULL);
-    struct pr_client *c = client_of("admin", fake_offsets, 3, true);
-    warm_up(c);
+    struct pr_client *c = spread_client("admin", true, false, ports);
     struct tally t = create_orders(c, "adm", "shop_9");
     assert_int_equal(t.ok, ORDERS);
     pr_client_free(c);
@@ -301,10 +307,7 @@ static void test_route_off_uses_one_connection(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    spread_map(ports);
-    start_fakes(3, ports, NULL);
-    struct pr_client *c = client_of(FAKE_APP, fake_offsets, 3, false);
-    warm_up(c);
+    struct pr_client *c = spread_client(FAKE_APP, false, false, ports);
     struct tally t = create_orders(c, "off", NULL);
     assert_int_equal(t.ok, ORDERS);
     pr_client_free(c);
@@ -375,11 +378,7 @@ static void test_route_garbled_map_routes_nothing(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    spread_map(ports);
-    start_fakes(3, ports, NULL);
-    fakes[0]->map_garbled = true;
-    struct pr_client *c = client_of(FAKE_APP, fake_offsets, 3, true);
-    warm_up(c);
+    struct pr_client *c = spread_client(FAKE_APP, true, true, ports);
     struct tally t = create_orders(c, "garbled", NULL);
     assert_int_equal(t.ok, ORDERS);
     pr_client_free(c);

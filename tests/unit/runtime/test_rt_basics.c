@@ -339,6 +339,37 @@ static void test_id_rejects(void **state)
     assert_int_equal(shard, 0xbeef); /* Untouched on rejection. */
 }
 
+/* Numbers from command lines: digits only, the whole string, within bounds. */
+static void test_u64_parse(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_int_equal(rt_u64_parse("0", 10, 0, 10, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(rt_u64_parse("18446744073709551615", 10, 0, UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(rt_u64_parse("18446744073709551616", 10, 0, UINT64_MAX, &v), RT_EINVAL);
+    assert_int_equal(rt_u64_parse("ffffffffffffffff", 16, 0, UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(rt_u64_parse("d16943E7", 16, 1, UINT64_MAX, &v), 0);
+    assert_int_equal(v, 0xd16943e7u);
+    v = 7;
+    const char *bad[] = {"", "-1", "+1", " 1", "1 ", "1x", "0x10", "abc", "-0", "1.5", "\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(rt_u64_parse(bad[i], 10, 0, UINT64_MAX, &v), RT_EINVAL);
+    }
+    assert_int_equal(rt_u64_parse("0x10", 16, 0, UINT64_MAX, &v), RT_EINVAL);
+    assert_int_equal(rt_u64_parse("11", 10, 1, 10, &v), RT_EINVAL); /* Above max. */
+    assert_int_equal(rt_u64_parse("0", 10, 1, 10, &v), RT_EINVAL);  /* Below min. */
+    assert_int_equal(v, 7);                                         /* Untouched on error. */
+    unsigned u = 3;
+    assert_int_equal(rt_uint_parse("65535", 1, 65535, &u), 0);
+    assert_int_equal(u, 65535);
+    assert_int_equal(rt_uint_parse("65536", 1, 65535, &u), RT_EINVAL);
+    assert_int_equal(rt_uint_parse("4294967296", 0, UINT32_MAX, &u), RT_EINVAL);
+    assert_int_equal(u, 65535);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,7 +378,7 @@ int main(void)
         cmocka_unit_test(test_buf_big_endian),   cmocka_unit_test(test_clock_manual),
         cmocka_unit_test(test_prng_determinism), cmocka_unit_test(test_prng_below),
         cmocka_unit_test(test_shard_of_pinned),  cmocka_unit_test(test_id_round_trip),
-        cmocka_unit_test(test_id_rejects),
+        cmocka_unit_test(test_id_rejects),       cmocka_unit_test(test_u64_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
