@@ -48,8 +48,9 @@ static uint64_t mono_ms(void)
 static void load_done(void *arg, int status, struct pr_response *resp)
 {
     struct load *l = arg;
-    if (l->stopping || mono_ms() < l->measure_from_ms) {
-        return; /* Warm-up, or canceled at the end. */
+    uint64_t now = mono_ms();
+    if (l->stopping || now < l->measure_from_ms || now >= l->end_ms) {
+        return; /* Warm-up, the last poll's overrun, or canceled at the end. */
     }
     if (status == 0 && resp->ok) {
         l->ok++;

@@ -27,12 +27,13 @@
  * through the primary by a request of its own in a slot kept for it, refreshed every
  * ROUTE_REFRESH_MS and soon after a routed attempt failed). A request on an order
  * (op "order.*" with merchant_order_no or order_id) goes to the connection of its shard's
- * leader when the map names one of the client's own servers and that server has not failed in
- * the last ROUTE_DOWN_MS. The map is a hint: a request that reaches a node which no longer leads
- * its shard is forwarded by the node, so a stale map costs a hop, never a wrong answer. An
- * attempt that went routed and failed (lost connection, UNAVAILABLE, no answer) marks its server
- * down for a while and the map stale, and the request's later attempts take the primary, with
- * its failover.
+ * leader when the map names one of the client's own servers other than the primary's, that
+ * server has not failed in the last ROUTE_DOWN_MS and its connection is up (until it is, the
+ * request takes the primary while the connection is made). The map is a hint: a request that
+ * reaches a node which no longer leads its shard is forwarded by the node, so a stale map costs a
+ * hop, never a wrong answer. An attempt that went routed and failed (lost connection, UNAVAILABLE,
+ * no answer) marks its server down for a while and the map stale, and the request's later attempts
+ * take the primary, with its failover.
  */
 #include "payraft_client.h"
 
@@ -198,6 +199,7 @@ struct pr_client {
     /* Routing (opt.route). */
     struct route_map map;
     bool map_fetching;     /* The map request is in flight. */
+    bool map_stale;        /* A routed attempt failed since the map request was queued. */
     uint64_t map_asked_ms; /* When the last map request was queued. */
     uint64_t map_next_ms;  /* The next map request is due then. */
 
@@ -565,6 +567,7 @@ err_free:
 
 /* ---- Outcomes ---- */
 
+static void route_down(struct pr_client *c, unsigned i, uint64_t now);
 static void route_map_stale(struct pr_client *c);
 
 /* The request's outcome is known: take it off the in-flight lists and queue its callback.
@@ -614,7 +617,7 @@ static void req_retry(struct pr_client *c, struct pr_req *r, int err, struct pr_
     assert((err < 0) != (resp != NULL));
     if (r->state == REQ_SENT && r->routed) {
         r->unrouted = true;
-        route_map_stale(c);
+        route_down(c, r->conn, now); /* Lost, or UNAVAILABLE (an election), or TIMEOUT. */
     }
     if (!req_retry_safe(r, resp)) {
         req_finish(c, r, resp != NULL ? 0 : err, resp);
@@ -696,6 +699,10 @@ static void primary_next(struct pr_client *c, uint64_t now)
     c->rotate = false;
     c->server_cur = (c->server_cur + 1) % c->server_count;
     c->reconnect_ms = now;
+    if (c->conns[c->server_cur].state == CONN_UP) {
+        c->failed_in_round = 0; /* Routing had connected it: a connection that works. */
+        c->rounds_failed = 0;
+    }
 }
 
 /* Routing avoids server @i for a while: an attempt routed to it failed. */
@@ -821,9 +828,11 @@ static void connect_check(struct pr_client *c, unsigned i, uint64_t now)
 
 /* ---- Routing ---- */
 
-/* A routed attempt failed: ask for the map again soon (at most once per ROUTE_RETRY_MS). */
+/* A routed attempt failed: ask for the map again soon (at most once per ROUTE_RETRY_MS), also
+ * when a map request is in flight (its answer may predate the failure). */
 static void route_map_stale(struct pr_client *c)
 {
+    c->map_stale = true;
     uint64_t soon = c->map_asked_ms + ROUTE_RETRY_MS;
     if (soon < c->map_next_ms) {
         c->map_next_ms = soon;
@@ -884,20 +893,19 @@ static void route_key(const struct pr_client *c, struct pr_req *r)
     }
 }
 
-/* The connection @r's next attempt takes: its shard leader's when the map names one of our
- * servers and that server has not failed lately, else the primary. *routed says which. */
-static unsigned req_target(const struct pr_client *c, const struct pr_req *r, uint64_t now,
-                           bool *routed)
+/* The server leading @r's shard by the map, when it is one of ours, not the primary (whose
+ * connection takes unrouted requests anyway, under the primary's failover rules) and has not
+ * failed lately; else -1. */
+static int req_leader(const struct pr_client *c, const struct pr_req *r, uint64_t now)
 {
-    *routed = false;
     if (r->route == ROUTE_NONE || r->unrouted || c->map.shard_count == 0) {
-        return c->server_cur;
+        return -1;
     }
     uint16_t shard;
     if (r->route == ROUTE_ID) {
         shard = r->id_shard;
         if (shard >= c->map.shard_count) {
-            return c->server_cur;
+            return -1;
         }
     } else {
         uint8_t key[ROUTE_KEY_BYTES_MAX];
@@ -909,11 +917,21 @@ static unsigned req_target(const struct pr_client *c, const struct pr_req *r, ui
         shard = rt_shard_of(key, app_len + 1u + r->mono_len, c->map.shard_count);
     }
     int leader = c->map.leader[shard];
-    if (leader < 0 || c->conns[leader].down_until_ms > now) {
-        return c->server_cur;
+    if (leader < 0 || (unsigned)leader == c->server_cur || c->conns[leader].down_until_ms > now) {
+        return -1;
     }
-    *routed = true;
-    return (unsigned)leader;
+    return leader;
+}
+
+/* The connection @r's next attempt takes: its shard leader's (req_leader) once that connection
+ * is up, else the primary: a request never waits for a routed connect, which may take up to
+ * connect_timeout_ms to fail (fill_output starts it). *routed says which. */
+static unsigned req_target(const struct pr_client *c, const struct pr_req *r, uint64_t now,
+                           bool *routed)
+{
+    int leader = req_leader(c, r, now);
+    *routed = leader >= 0 && c->conns[leader].state == CONN_UP;
+    return *routed ? (unsigned)leader : c->server_cur;
 }
 
 /* The index of the server spelled @addr ("host:port", "[v6]:port") in our list, or -1: the
@@ -1026,7 +1044,7 @@ static void route_map_done(struct pr_client *c, int status, const struct pr_resp
         return;
     }
     c->map = map;
-    c->map_next_ms = c->map_asked_ms + ROUTE_REFRESH_MS;
+    c->map_next_ms = c->map_asked_ms + (c->map_stale ? ROUTE_RETRY_MS : ROUTE_REFRESH_MS);
 }
 
 /* Queue the map request when it is due and the caller has requests in flight (an idle client
@@ -1056,6 +1074,7 @@ static void route_map_ask(struct pr_client *c, uint64_t now)
     list_append(&c->order, r, LINK_ORDER);
     list_append(&c->queue, r, LINK_STATE);
     c->map_fetching = true;
+    c->map_stale = false; /* Failures from now on are news to this request's answer. */
     c->map_asked_ms = now;
     c->map_next_ms = UINT64_MAX; /* Set when it finishes. */
 }
@@ -1120,11 +1139,12 @@ static void fill_output(struct pr_client *c, uint64_t now)
         if (r->due_ms > now) {
             continue;
         }
+        int leader = req_leader(c, r, now);
+        if (leader >= 0 && c->conns[leader].state == CONN_DOWN) {
+            connect_start(c, (unsigned)leader, now); /* A failure marks it down for a while. */
+        }
         bool routed;
         unsigned i = req_target(c, r, now, &routed);
-        if (c->conns[i].state == CONN_DOWN && i != c->server_cur) {
-            connect_start(c, i, now); /* A failure marks it down: the next request goes on. */
-        }
         if (!conn_open_for_writes(c, i)) {
             continue;
         }
@@ -1315,8 +1335,11 @@ static int on_frame(struct pr_client *c, unsigned i, const uint8_t *data, size_t
         return 0;
     }
     if (code_retryable(w.code, w.code_len)) {
-        if (w.code_len == 11 && c->server_count > 1 && i == c->server_cur && !r->routed) {
+        if (w.code_len == 11 && c->server_count > 1 && i == c->server_cur) {
             c->rotate = true; /* UNAVAILABLE: another node may have a leader in reach. */
+        }
+        if (w.code_len == 11 && c->opt.route) {
+            route_down(c, i, now); /* Nor is it worth routing to while the map may be old. */
         }
         req_retry(c, r, 0, &resp, now);
         return 0;

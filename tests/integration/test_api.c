@@ -759,8 +759,10 @@ static void library_done(void *arg, int status, struct pr_response *resp)
 }
 
 /* LIBRARY_ORDERS order.create through the C client library (its first server is node 1),
- * pipelined, after two calls that let a routing client learn the shard map. Returns how many
- * were answered OK, and in *forwarded how many requests the nodes forwarded meanwhile. */
+ * pipelined, after two calls that let a routing client learn the shard map and 32 gets (of
+ * orders that do not exist) that make it connect to every leader (until a connection is made,
+ * routed requests take node 1). Returns how many creates were answered OK, and in *forwarded
+ * how many requests the nodes forwarded meanwhile. */
 static unsigned library_creates(bool route, const char *prefix, uint64_t *forwarded)
 {
     struct pr_client *c = itest_library_client(&cluster, app_b.id, app_b.secret, route, 0);
@@ -774,7 +776,18 @@ static unsigned library_creates(bool route, const char *prefix, uint64_t *forwar
         assert_true(resp.ok);
         pr_response_free(&resp);
     }
-    unsigned ok = 0;
+    unsigned ok = 0, found = 0;
+    for (unsigned i = 0; i < 32; i++) {
+        char mono[40];
+        snprintf(mono, sizeof(mono), "%swarm-%u", prefix, i);
+        one_str_body(&body, "merchant_order_no", mono);
+        assert_int_equal(pr_client_send(c, "order.get", body.data, body.len, library_done, &found),
+                         0);
+    }
+    while (pr_client_pending(c) > 0) {
+        assert_true(pr_client_poll(c, CALL_MS) >= 0);
+    }
+    assert_int_equal(found, 0); /* NOT_FOUND, each: answered, not retried. */
     uint64_t before = cluster_forwarded();
     for (unsigned i = 0; i < LIBRARY_ORDERS; i++) {
         char mono[40];

@@ -102,7 +102,7 @@ enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request 
                                unsigned index)
 {
     if (!rt_mp_key_is(req->op, req->op_len, "cluster.shards")) {
-        if (f->code != 0) {
+        if (f->code != 0 && rt_mp_key_is(req->op, req->op_len, "order.create")) {
             fake_respond(fd, req->id, f->code, "not now", NULL, 0);
             return FAKE_KEEP;
         }
@@ -488,4 +488,36 @@ bool fake_wait(struct fake *f, unsigned count, unsigned timeout_ms)
         usleep(5000);
     }
     return true;
+}
+
+bool fake_hole_open(struct fake_hole *h, uint16_t port)
+{
+    h->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (h->listener < 0) {
+        return false;
+    }
+    int one = 1;
+    setsockopt(h->listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(h->listener, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(h->listener, 0) != 0) {
+        close(h->listener);
+        return false;
+    }
+    for (int i = 0; i < 4; i++) {
+        h->fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        (void)connect(h->fillers[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    usleep(50000); /* Let the fillers take the backlog. */
+    return true;
+}
+
+void fake_hole_close(struct fake_hole *h)
+{
+    for (int i = 0; i < 4; i++) {
+        if (h->fillers[i] >= 0) {
+            close(h->fillers[i]);
+        }
+    }
+    close(h->listener);
 }

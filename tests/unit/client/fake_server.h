@@ -137,11 +137,20 @@ enum fake_action fake_h_orders(struct fake *f, int fd, const struct api_request 
                                                  * id % depth, or gets what it has not seen
                                                  * created, shows here. */
 enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request *req,
-                               unsigned index); /* cluster.shards: the map above; any other
-                                                 * request: f->code if set (UNAVAILABLE, ...),
-                                                 * else echo. */
+                               unsigned index); /* cluster.shards: the map above; order.create:
+                                                 * f->code if set (UNAVAILABLE, ...); anything
+                                                 * else: echo. */
 enum fake_action fake_h_wrong_id(struct fake *f, int fd, const struct api_request *req,
                                  unsigned index); /* An answer to an unknown id, then echo. */
+
+/* A listener on 127.0.0.1:@port whose backlog is full, so that the kernel drops further SYNs:
+ * a connect to it hangs, as to a node whose packets are lost. */
+struct fake_hole {
+    int listener;
+    int fillers[4];
+};
+bool fake_hole_open(struct fake_hole *h, uint16_t port);
+void fake_hole_close(struct fake_hole *h);
 
 uint64_t fake_now_ms(void);
 /* PAYRAFT_PORT_BASE (default 7000) + @offset. */

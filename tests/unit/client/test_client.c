@@ -471,21 +471,8 @@ static void test_all_refused(void **state)
 static void test_connect_timeout_moves_on(void **state)
 {
     (void)state;
-    int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(hole >= 0);
-    int one = 1;
-    setsockopt(hole, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons(fake_port(PORT_HOLE)),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(hole, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(hole, 0), 0);
-    int fillers[4];
-    for (int i = 0; i < 4; i++) {
-        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        (void)connect(fillers[i], (struct sockaddr *)&sa, sizeof(sa));
-    }
-    usleep(50000);
+    struct fake_hole hole;
+    assert_true(fake_hole_open(&hole, fake_port(PORT_HOLE)));
     assert_true(fake_start(fake_a, fake_port(PORT_A), fake_h_echo));
     const unsigned list[] = {PORT_HOLE, PORT_A};
     struct pr_client_options o = quick_options();
@@ -499,10 +486,7 @@ static void test_connect_timeout_moves_on(void **state)
     pr_response_free(&resp);
     pr_client_free(c);
     fake_stop(fake_a);
-    for (int i = 0; i < 4; i++) {
-        close(fillers[i]);
-    }
-    close(hole);
+    fake_hole_close(&hole);
     /* Either the hole held the connect (about 200 ms) or the kernel let it through and the
      * client moved on after the lost connection; both must end well within the timeout. */
     assert_true(took < 1500);
