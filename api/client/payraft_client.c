@@ -36,6 +36,7 @@
  * take the primary, with its failover.
  */
 #include "payraft_client.h"
+#include "payraft_client_fuzz.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -1696,4 +1697,73 @@ void pr_client_free(struct pr_client *c)
     free(c->reqs);
     api_hmac_free(&c->hmac);
     free(c);
+}
+
+/* ---- Fuzzing hooks (payraft_client_fuzz.h) ---- */
+
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+int pr_fuzz_response(const uint8_t *data, size_t len)
+{
+    struct wire_response w;
+    int rv = parse_response(data, len, &w);
+    if (rv != 0) {
+        return rv;
+    }
+    FUZZ_CHECK(w.code_len >= 1 && w.code_len < PR_CODE_BYTES);
+    FUZZ_CHECK(w.body == NULL || (w.body >= data && w.body + w.body_len <= data + len));
+    struct pr_response resp;
+    rv = response_fill(&w, &resp);
+    if (rv == 0) {
+        FUZZ_CHECK(strlen(resp.code) == w.code_len && strlen(resp.msg) < PR_MSG_BYTES);
+        FUZZ_CHECK(resp.ok == (resp.body != NULL) && (!resp.ok || resp.body_len >= 1));
+        pr_response_free(&resp);
+    }
+    return 0;
+}
+
+int pr_fuzz_shard_map(const struct pr_client *c, const uint8_t *body, size_t len)
+{
+    struct route_map map;
+    if (!route_map_parse(c, body, len, &map)) {
+        return 0;
+    }
+    FUZZ_CHECK(map.shard_count >= 1 && map.shard_count <= RT_SHARDS_MAX);
+    for (unsigned s = 0; s < RT_SHARDS_MAX; s++) {
+        FUZZ_CHECK(map.leader[s] >= -1 && map.leader[s] < (int)c->server_count);
+        FUZZ_CHECK(s < map.shard_count || map.leader[s] == -1);
+    }
+    return 1;
+}
+
+int pr_fuzz_route_key(struct pr_client *c, const char *op, const uint8_t *body, size_t len)
+{
+    FUZZ_CHECK(c->opt.route && len >= 1 && len <= PR_BODY_BYTES_MAX);
+    struct pr_req r = {0};
+    uint32_t op_len;
+    FUZZ_CHECK(op_valid(op, &op_len));
+    memcpy(r.op, op, op_len);
+    r.op_len = op_len;
+    r.body = (uint8_t *)body; /* route_key only reads it. */
+    r.body_len = (uint32_t)len;
+    route_key(c, &r);
+    if (r.route == ROUTE_KEY) {
+        FUZZ_CHECK(r.mono_len >= 1 && (uint64_t)r.mono_off + r.mono_len <= len);
+        FUZZ_CHECK(r.app_len == 0 || (uint64_t)r.app_off + r.app_len <= len);
+        FUZZ_CHECK((r.app_len > 0 ? r.app_len : c->app_len) + 1u + r.mono_len <=
+                   ROUTE_KEY_BYTES_MAX);
+    }
+    if (c->map.shard_count == 0) {
+        c->map.shard_count = 16; /* No leader known: the key is hashed, nothing is routed. */
+        memset(c->map.leader, -1, sizeof(c->map.leader));
+    }
+    bool routed;
+    FUZZ_CHECK(req_target(c, &r, 0, &routed) == c->server_cur && !routed);
+    return (int)r.route;
 }
