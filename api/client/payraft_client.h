@@ -36,14 +36,14 @@
  * a hop, and its CPU. With route set, the client asks the cluster where each shard's leader
  * takes requests (cluster.shards, its own request, at the first request and every 10 s, sooner
  * after a routed attempt failed) and sends each order request (an "order.*" op whose body has
- * merchant_order_no or order_id) straight to that leader, over a connection opened for it (one
- * per server at most; while it is being made, requests take the usual path), and only to
- * servers in the client's list (spelled as the nodes
- * report their API addresses, e.g. "127.0.0.1:7101"; a leader the list does not name is reached
- * through the usual connection). The map is a hint: a request that reaches a node which no
- * longer leads its shard is forwarded, never refused. An attempt sent to a leader that then
- * fails (lost connection, UNAVAILABLE, no answer in time) makes the later attempts of that
- * request take the usual path, and that server is avoided for a second. Everything else is as
+ * merchant_order_no or order_id) straight to that leader, over a connection opened for it: one
+ * per server at most, only to servers in the client's list (spelled as the nodes report their
+ * API addresses, e.g. "127.0.0.1:7101"), and while it is being made requests take the usual
+ * path. A leader the list does not name is reached through the usual connection. The map is a
+ * hint: a request that reaches a node which no longer leads its shard is forwarded, never
+ * refused. An attempt sent to a leader that then fails (lost connection, UNAVAILABLE, no answer
+ * in time) makes the later attempts of that request take the usual path, and that server (or
+ * any server that answered UNAVAILABLE) is not routed to for a second. Everything else is as
  * without routing: the same retries, deadlines and outcomes.
  *
  * Threads: a client is not thread-safe; use one per thread (clients share nothing). The
