@@ -59,6 +59,7 @@
 #include "api_envelope.h"
 #include "api_frame.h"
 #include "cl_sendq.h"
+#include "payraft_client.h"
 #include "rt_buf.h"
 #include "rt_clock.h"
 #include "rt_error.h"
@@ -593,103 +594,32 @@ static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
     return 0;
 }
 
-/* --route: fetch cluster.shards from the first server with one blocking request. */
-static int pb_fetch_routes(struct pb *pb)
+/* --route: where each shard's leader is, asked through the client library (which reads the
+ * map as its own routing does; @secret signs the request). 0, or -1 with a message. */
+static int pb_fetch_routes(struct pb *pb, const char *servers, const uint8_t *secret,
+                           size_t secret_len)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 ||
-        connect(fd, (const struct sockaddr *)&pb->servers[0], sizeof(pb->servers[0])) != 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
+    struct pr_client *client = NULL;
+    int leaders[PR_SHARDS_MAX];
+    unsigned shard_count = 0;
+    int rv = pr_client_new(servers, pb->app, secret, secret_len, NULL, &client);
+    if (rv == 0) {
+        rv = pr_client_shard_map(client, &shard_count, leaders, PR_SHARDS_MAX);
+    }
+    pr_client_free(client);
+    if (rv != 0) {
+        fprintf(stderr, "paybench: --route: cannot read cluster.shards: %s\n", pr_strerror(rv));
         return -1;
     }
-    char nonce[48];
-    snprintf(nonce, sizeof(nonce), "pb%s-route", pb->run_id);
-    struct rt_clock clock;
-    rt_clock_init_system(&clock);
-    const uint8_t empty[] = {0x80};
-    struct api_request req = {.id = 1,
-                              .ts_ms = rt_clock_now_ms(&clock),
-                              .op = "cluster.shards",
-                              .op_len = 14,
-                              .app = pb->app,
-                              .app_len = (uint32_t)strlen(pb->app),
-                              .nonce = nonce,
-                              .nonce_len = (uint32_t)strlen(nonce),
-                              .body = empty,
-                              .body_len = 1};
-    struct rt_buf out;
-    rt_buf_init(&out, 4096);
-    uint8_t head[4];
-    uint8_t *payload = NULL;
-    int rv = pb_encode(pb, &out, &req);
-    if (rv == 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len &&
-        recv(fd, head, 4, MSG_WAITALL) == 4) {
-        uint32_t len = rt_get_be32(head);
-        payload = len > 0 && len <= API_FRAME_BYTES_MAX ? malloc(len) : NULL;
-        rv = payload != NULL && recv(fd, payload, len, MSG_WAITALL) == (ssize_t)len ? (int)len : -1;
-    } else {
-        rv = -1;
-    }
-    close(fd);
-    rt_buf_free(&out);
+    pb->shard_count = shard_count;
     for (unsigned s = 0; s < RT_SHARDS_MAX; s++) {
-        pb->shard_server[s] = -1;
-    }
-    /* {id, ok, code, msg, body: {shard_count, shards: [{shard_id, leader, leader_api}]}} */
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, payload, rv > 0 ? (size_t)rv : 0);
-    uint32_t n;
-    int found = -1;
-    if (rv > 0 && rt_mp_read_map(&r, &n) == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const char *k;
-            uint32_t kl, m, count;
-            if (rt_mp_read_str(&r, &k, &kl) != 0) {
-                break;
-            }
-            if (!rt_mp_key_is(k, kl, "body")) {
-                rt_mp_skip(&r);
-                continue;
-            }
-            uint64_t shards = 0;
-            if (rt_mp_read_map(&r, &m) != 0 || m != 2 || rt_mp_read_str(&r, &k, &kl) != 0 ||
-                rt_mp_read_uint(&r, &shards) != 0 || shards == 0 || shards > RT_SHARDS_MAX ||
-                rt_mp_read_str(&r, &k, &kl) != 0 || rt_mp_read_array(&r, &count) != 0 ||
-                count != shards) {
-                break;
-            }
-            pb->shard_count = (unsigned)shards;
-            for (uint32_t sh = 0; sh < count; sh++) {
-                uint32_t fields;
-                if (rt_mp_read_map(&r, &fields) != 0) {
-                    break;
-                }
-                for (uint32_t f = 0; f < fields; f++) {
-                    const char *v;
-                    uint32_t vl;
-                    if (rt_mp_read_str(&r, &k, &kl) != 0) {
-                        break;
-                    }
-                    if (rt_mp_key_is(k, kl, "leader_api") && rt_mp_read_str(&r, &v, &vl) == 0) {
-                        for (unsigned sv = 0; sv < pb->server_count; sv++) {
-                            if (strlen(pb->server_names[sv]) == vl &&
-                                memcmp(pb->server_names[sv], v, vl) == 0) {
-                                pb->shard_server[sh] = (int)sv;
-                                pb->server_leads[sv]++;
-                            }
-                        }
-                    } else {
-                        rt_mp_skip(&r);
-                    }
-                }
-            }
-            found = 0;
+        /* The library's server indexes follow --servers, as pb->servers do. */
+        pb->shard_server[s] = s < shard_count ? leaders[s] : -1;
+        if (pb->shard_server[s] >= 0) {
+            pb->server_leads[pb->shard_server[s]]++;
         }
     }
-    free(payload);
-    return found;
+    return 0;
 }
 
 static const char *pb_op_name(enum pb_op op)
@@ -805,6 +735,14 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    uint8_t rnd[8];
+    RAND_bytes(rnd, sizeof(rnd));
+    for (int i = 0; i < 8; i++) {
+        snprintf(pb.run_id + 2 * i, 3, "%02x", rnd[i]);
+    }
+    if (pb.route && pb_fetch_routes(&pb, servers, secret, secret_len) != 0) {
+        return 2;
+    }
     OPENSSL_cleanse(secret, sizeof(secret));
     if (key_file != NULL) {
         FILE *f = fopen(key_file, "r");
@@ -820,15 +758,6 @@ int main(int argc, char **argv)
             return 2;
         }
         rt_buf_init(&pb.signing, API_FRAME_BYTES_MAX + 1024);
-    }
-    uint8_t rnd[8];
-    RAND_bytes(rnd, sizeof(rnd));
-    for (int i = 0; i < 8; i++) {
-        snprintf(pb.run_id + 2 * i, 3, "%02x", rnd[i]);
-    }
-    if (pb.route && pb_fetch_routes(&pb) != 0) {
-        fprintf(stderr, "paybench: --route: cannot read cluster.shards from the first server\n");
-        return 2;
     }
     pb.loop = uv_default_loop();
     pb.conns = calloc(pb.connections, sizeof(*pb.conns));

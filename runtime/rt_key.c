@@ -6,16 +6,21 @@
 
 #include "rt_buf.h"
 
-uint16_t rt_shard_of(const uint8_t *key, size_t key_len, uint16_t shard_count)
+uint64_t rt_key_hash(const uint8_t *key, size_t key_len)
 {
     assert(key != NULL || key_len == 0);
-    assert(shard_count >= 1 && shard_count <= RT_SHARDS_MAX);
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis. */
     for (size_t i = 0; i < key_len; i++) {
         h ^= key[i];
         h *= 0x100000001b3ull;
     }
-    return (uint16_t)(h % shard_count);
+    return h;
+}
+
+uint16_t rt_shard_of(const uint8_t *key, size_t key_len, uint16_t shard_count)
+{
+    assert(shard_count >= 1 && shard_count <= RT_SHARDS_MAX);
+    return rt_shard_of_hash(rt_key_hash(key, key_len), shard_count);
 }
 
 void rt_key_shard_prefix(uint8_t out[RT_KEY_SHARD_BYTES], uint16_t shard)

@@ -22,6 +22,13 @@
  * forever: it decides where data lives. The type is not hashed, so that actors sharing a key
  * (e.g. an order and its payment session) share a shard and message each other atomically. */
 uint16_t rt_shard_of(const uint8_t *key, size_t key_len, uint16_t shard_count);
+/* The two halves of rt_shard_of, for a caller that learns the shard count after the key (the
+ * client library hashes a request's key once, when it is sent). */
+uint64_t rt_key_hash(const uint8_t *key, size_t key_len);
+static inline uint16_t rt_shard_of_hash(uint64_t hash, uint16_t shard_count)
+{
+    return (uint16_t)(hash % shard_count);
+}
 
 /* Builders return the key length written to @out (which holds RT_KEY_BYTES_MAX bytes). */
 size_t rt_key_state(uint8_t *out, uint16_t shard, uint8_t actor_type, const uint8_t *key,

@@ -36,7 +36,9 @@
  * take the primary, with its failover.
  */
 #include "payraft_client.h"
+#ifdef PAYRAFT_FUZZ_HOOKS
 #include "payraft_client_fuzz.h"
+#endif
 
 #include <assert.h>
 #include <errno.h>
@@ -67,6 +69,7 @@ _Static_assert(PR_MSG_BYTES == API_RESPONSE_MSG_BYTES_MAX + 1, "msg size differs
 _Static_assert(PR_BODY_BYTES_MAX + 1024u <= API_FRAME_BYTES_MAX, "no room for the envelope");
 /* The id is (sequence << 32) | slot: slots must fit 32 bits. */
 _Static_assert(PR_INFLIGHT_MAX <= UINT32_MAX, "slot numbers must fit the id's low half");
+_Static_assert(PR_SHARDS_MAX == RT_SHARDS_MAX, "shard limit differs from the runtime's");
 
 /* Output buffered beyond this is not added to until the socket takes some: bounds memory when
  * the server reads slowly. One more frame may always be added, hence the buffer's max. */
@@ -140,10 +143,7 @@ struct pr_req {
     bool internal;        /* The client's own cluster.shards request: no user callback. */
     enum req_route route;
     uint16_t id_shard; /* ROUTE_ID: the shard in the order id. */
-    uint32_t app_off;  /* ROUTE_KEY: app_id's bytes in body (app_len 0: the client's app). */
-    uint32_t app_len;
-    uint32_t mono_off; /* ROUTE_KEY: merchant_order_no's bytes in body. */
-    uint32_t mono_len;
+    uint64_t key_hash; /* ROUTE_KEY: rt_key_hash of app "/" merchant_order_no. */
     char op[PR_OP_BYTES_MAX + 1];
     uint32_t op_len;
     uint8_t *body; /* Owned copy (at least 1 byte), re-sent unchanged on every attempt. */
@@ -879,15 +879,17 @@ static void route_key(const struct pr_client *c, struct pr_req *r)
             return;
         }
     }
-    bool admin = c->app_len == 5 && memcmp(c->app, "admin", 5) == 0;
-    uint32_t key_app_len = admin ? app_len : c->app_len;
-    if (mono != NULL && mono_len > 0 && key_app_len > 0 &&
-        key_app_len + 1u + mono_len <= ROUTE_KEY_BYTES_MAX) {
+    if (!(c->app_len == 5 && memcmp(c->app, "admin", 5) == 0)) {
+        app = c->app, app_len = c->app_len; /* Only the admin acts for the body's app_id. */
+    }
+    if (mono != NULL && mono_len > 0 && app_len > 0 &&
+        app_len + 1u + mono_len <= ROUTE_KEY_BYTES_MAX) {
+        uint8_t key[ROUTE_KEY_BYTES_MAX];
+        memcpy(key, app, app_len);
+        key[app_len] = '/';
+        memcpy(key + app_len + 1, mono, mono_len);
         r->route = ROUTE_KEY;
-        r->mono_off = (uint32_t)((const uint8_t *)mono - r->body);
-        r->mono_len = mono_len;
-        r->app_off = admin ? (uint32_t)((const uint8_t *)app - r->body) : 0;
-        r->app_len = admin ? app_len : 0;
+        r->key_hash = rt_key_hash(key, app_len + 1u + mono_len);
     } else if (mono == NULL && order_id != NULL &&
                rt_id_shard(order_id, order_id_len, 'P', &r->id_shard)) {
         r->route = ROUTE_ID; /* 'P': order ids' kind letter (actors/act_order.h). */
@@ -902,20 +904,10 @@ static int req_leader(const struct pr_client *c, const struct pr_req *r, uint64_
     if (r->route == ROUTE_NONE || r->unrouted || c->map.shard_count == 0) {
         return -1;
     }
-    uint16_t shard;
-    if (r->route == ROUTE_ID) {
-        shard = r->id_shard;
-        if (shard >= c->map.shard_count) {
-            return -1;
-        }
-    } else {
-        uint8_t key[ROUTE_KEY_BYTES_MAX];
-        const uint8_t *app = r->app_len > 0 ? r->body + r->app_off : (const uint8_t *)c->app;
-        uint32_t app_len = r->app_len > 0 ? r->app_len : c->app_len;
-        memcpy(key, app, app_len);
-        key[app_len] = '/';
-        memcpy(key + app_len + 1, r->body + r->mono_off, r->mono_len);
-        shard = rt_shard_of(key, app_len + 1u + r->mono_len, c->map.shard_count);
+    uint16_t shard =
+        r->route == ROUTE_ID ? r->id_shard : rt_shard_of_hash(r->key_hash, c->map.shard_count);
+    if (shard >= c->map.shard_count) {
+        return -1; /* An id of a shard this map does not have. */
     }
     int leader = c->map.leader[shard];
     if (leader < 0 || (unsigned)leader == c->server_cur || c->conns[leader].down_until_ms > now) {
@@ -1699,32 +1691,61 @@ void pr_client_free(struct pr_client *c)
     free(c);
 }
 
-/* ---- Fuzzing hooks (payraft_client_fuzz.h) ---- */
+int pr_client_shard_map(struct pr_client *c, unsigned *shard_count, int *leaders, unsigned cap)
+{
+    if (c == NULL || shard_count == NULL || leaders == NULL) {
+        return PR_EINVAL;
+    }
+    struct pr_response resp;
+    int rv = pr_client_call(c, "cluster.shards", NULL, 0, &resp);
+    if (rv != 0) {
+        return rv;
+    }
+    struct route_map map;
+    bool parsed = resp.ok && route_map_parse(c, resp.body, resp.body_len, &map);
+    pr_response_free(&resp);
+    if (!parsed) {
+        return PR_EPROTO;
+    }
+    if (map.shard_count > cap) {
+        return PR_ETOOLARGE;
+    }
+    *shard_count = map.shard_count;
+    for (unsigned s = 0; s < map.shard_count; s++) {
+        leaders[s] = map.leader[s];
+    }
+    return 0;
+}
 
-#define FUZZ_CHECK(cond)                                                                           \
+/* ---- Fuzzing hooks (payraft_client_fuzz.h; fuzz builds only) ---- */
+
+#ifdef PAYRAFT_FUZZ_HOOKS
+
+/* A postcondition the hook checks: say which broke and return -1 to the fuzz target. */
+#define HOOK_EXPECT(cond)                                                                          \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
+            fprintf(stderr, "%s:%d: postcondition broken: %s\n", __FILE__, __LINE__, #cond);       \
+            return -1;                                                                             \
         }                                                                                          \
     } while (0)
 
 int pr_fuzz_response(const uint8_t *data, size_t len)
 {
     struct wire_response w;
-    int rv = parse_response(data, len, &w);
-    if (rv != 0) {
-        return rv;
+    if (parse_response(data, len, &w) != 0) {
+        return 0;
     }
-    FUZZ_CHECK(w.code_len >= 1 && w.code_len < PR_CODE_BYTES);
-    FUZZ_CHECK(w.body == NULL || (w.body >= data && w.body + w.body_len <= data + len));
+    HOOK_EXPECT(w.code_len >= 1 && w.code_len < PR_CODE_BYTES);
+    HOOK_EXPECT(w.body == NULL || (w.body >= data && w.body + w.body_len <= data + len));
     struct pr_response resp;
-    rv = response_fill(&w, &resp);
-    if (rv == 0) {
-        FUZZ_CHECK(strlen(resp.code) == w.code_len && strlen(resp.msg) < PR_MSG_BYTES);
-        FUZZ_CHECK(resp.ok == (resp.body != NULL) && (!resp.ok || resp.body_len >= 1));
-        pr_response_free(&resp);
+    if (response_fill(&w, &resp) != 0) {
+        return 0; /* Out of memory. */
     }
+    bool fields = strlen(resp.code) == w.code_len && strlen(resp.msg) < PR_MSG_BYTES;
+    bool body = resp.ok == (resp.body != NULL) && (!resp.ok || resp.body_len >= 1);
+    pr_response_free(&resp);
+    HOOK_EXPECT(fields && body);
     return 0;
 }
 
@@ -1734,36 +1755,32 @@ int pr_fuzz_shard_map(const struct pr_client *c, const uint8_t *body, size_t len
     if (!route_map_parse(c, body, len, &map)) {
         return 0;
     }
-    FUZZ_CHECK(map.shard_count >= 1 && map.shard_count <= RT_SHARDS_MAX);
+    HOOK_EXPECT(map.shard_count >= 1 && map.shard_count <= RT_SHARDS_MAX);
     for (unsigned s = 0; s < RT_SHARDS_MAX; s++) {
-        FUZZ_CHECK(map.leader[s] >= -1 && map.leader[s] < (int)c->server_count);
-        FUZZ_CHECK(s < map.shard_count || map.leader[s] == -1);
+        HOOK_EXPECT(map.leader[s] >= -1 && map.leader[s] < (int)c->server_count);
+        HOOK_EXPECT(s < map.shard_count || map.leader[s] == -1);
     }
-    return 1;
+    return 0;
 }
 
 int pr_fuzz_route_key(struct pr_client *c, const char *op, const uint8_t *body, size_t len)
 {
-    FUZZ_CHECK(c->opt.route && len >= 1 && len <= PR_BODY_BYTES_MAX);
-    struct pr_req r = {0};
     uint32_t op_len;
-    FUZZ_CHECK(op_valid(op, &op_len));
+    HOOK_EXPECT(c->opt.route && len >= 1 && len <= PR_BODY_BYTES_MAX && op_valid(op, &op_len));
+    struct pr_req r = {0};
     memcpy(r.op, op, op_len);
     r.op_len = op_len;
     r.body = (uint8_t *)body; /* route_key only reads it. */
     r.body_len = (uint32_t)len;
     route_key(c, &r);
-    if (r.route == ROUTE_KEY) {
-        FUZZ_CHECK(r.mono_len >= 1 && (uint64_t)r.mono_off + r.mono_len <= len);
-        FUZZ_CHECK(r.app_len == 0 || (uint64_t)r.app_off + r.app_len <= len);
-        FUZZ_CHECK((r.app_len > 0 ? r.app_len : c->app_len) + 1u + r.mono_len <=
-                   ROUTE_KEY_BYTES_MAX);
-    }
+    HOOK_EXPECT(r.route == ROUTE_NONE || r.route == ROUTE_KEY || r.route == ROUTE_ID);
     if (c->map.shard_count == 0) {
-        c->map.shard_count = 16; /* No leader known: the key is hashed, nothing is routed. */
+        c->map.shard_count = 16; /* No leader known: the key's shard is found, none routed. */
         memset(c->map.leader, -1, sizeof(c->map.leader));
     }
     bool routed;
-    FUZZ_CHECK(req_target(c, &r, 0, &routed) == c->server_cur && !routed);
-    return (int)r.route;
+    HOOK_EXPECT(req_target(c, &r, 0, &routed) == c->server_cur && !routed);
+    return 0;
 }
+
+#endif /* PAYRAFT_FUZZ_HOOKS */

@@ -86,6 +86,8 @@ extern "C" {
 #define PR_HOST_BYTES_MAX    255u
 /* Requests in flight (queued, sent, or waiting for a retry) on one client. */
 #define PR_INFLIGHT_MAX 65536u
+/* Shards of a cluster (fixed at its creation). */
+#define PR_SHARDS_MAX 256u
 
 /* Sizes of the text fields of a response, NUL included. The longest wire code is 16 bytes; the
  * server cuts messages to 256 bytes. */
@@ -226,6 +228,16 @@ int pr_client_poll(struct pr_client *c, int timeout_ms);
 
 /* Requests in flight: sent with pr_client_send (or pr_client_call) and not yet called back. */
 unsigned pr_client_pending(const struct pr_client *c);
+
+/* ---- Shard map ---- */
+
+/* Ask the cluster where each shard's leader takes requests (cluster.shards, blocking, as
+ * pr_client_call) and read the answer as the route option does: *shard_count shards, and for
+ * each in @leaders[shard] the index in this client's server list of the server leading it, or
+ * -1 (no leader known, or one the list does not name). For a program that spreads its own load
+ * by shard (paybench --route). Returns 0; a code of pr_client_call; PR_EPROTO if the answer is
+ * not an OK shard map; PR_ETOOLARGE if the cluster has more than @cap shards. */
+int pr_client_shard_map(struct pr_client *c, unsigned *shard_count, int *leaders, unsigned cap);
 
 #ifdef __cplusplus
 }

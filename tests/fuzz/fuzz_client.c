@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "payraft_client.h"
 #include "payraft_client_fuzz.h"
 #include "rt_buf.h"
@@ -207,14 +208,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool valid = rt_mp_validate(copy, len) == 0;
     unsigned which = pick / 3 % 2;
     if (decoder == 0) {
-        (void)pr_fuzz_response(copy, len);
+        FUZZ_CHECK(pr_fuzz_response(copy, len) == 0);
     } else if (decoder == 1 && valid) {
-        (void)pr_fuzz_shard_map(client(which), copy, len);
+        FUZZ_CHECK(pr_fuzz_shard_map(client(which), copy, len) == 0);
     } else if (decoder == 2 && valid && len <= PR_BODY_BYTES_MAX && rt_mp_peek(&r) == RT_MP_MAP) {
         const char *op = pick / 6 % 3 == 0   ? "order.create"
                          : pick / 6 % 3 == 1 ? "order.get"
                                              : "app.get";
-        (void)pr_fuzz_route_key(client(which), op, copy, len);
+        FUZZ_CHECK(pr_fuzz_route_key(client(which), op, copy, len) == 0);
     }
     free(copy);
     return 0;

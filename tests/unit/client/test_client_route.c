@@ -473,6 +473,33 @@ static void test_route_garbled_map_routes_nothing(void **state)
     assert_int_equal(fakes[1]->conns + fakes[2]->conns, 0);
 }
 
+/* pr_client_shard_map reads the map as routing does: each shard's leader as an index into the
+ * client's own list; a map larger than the caller's room, or one that does not parse, is an
+ * error. */
+static void test_shard_map_for_callers(void **state)
+{
+    (void)state;
+    uint16_t ports[FAKE_MAP_SHARDS];
+    spread_map(ports);
+    ports[5] = 0;                    /* No leader known. */
+    ports[6] = fake_port(PORT_DOWN); /* A leader the list does not name. */
+    start_fakes(3, ports, NULL);
+    struct pr_client *c = client_of(FAKE_APP, fake_offsets, 3, false);
+    int leaders[PR_SHARDS_MAX];
+    unsigned count = 0;
+    assert_int_equal(pr_client_shard_map(c, &count, leaders, PR_SHARDS_MAX), 0);
+    assert_int_equal(count, FAKE_MAP_SHARDS);
+    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
+        assert_int_equal(leaders[s], s == 5 || s == 6 ? -1 : (int)(s % 3));
+    }
+    assert_int_equal(pr_client_shard_map(c, &count, leaders, FAKE_MAP_SHARDS - 1), PR_ETOOLARGE);
+    fakes[0]->map_garbled = true;
+    assert_int_equal(pr_client_shard_map(c, &count, leaders, PR_SHARDS_MAX), PR_EPROTO);
+    assert_int_equal(pr_client_shard_map(c, NULL, leaders, PR_SHARDS_MAX), PR_EINVAL);
+    pr_client_free(c);
+    stop_fakes(3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_route_hanging_connect_costs_nothing),
         cmocka_unit_test(test_route_primary_leader_unavailable_moves_on),
         cmocka_unit_test(test_route_garbled_map_routes_nothing),
+        cmocka_unit_test(test_shard_map_for_callers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
