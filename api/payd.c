@@ -31,9 +31,9 @@
 #include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_log.h"
+#include "rt_secret.h"
 
-#define PAYD_SECRET_FILE_BYTES_MAX 1024u
-#define PAYD_TRIM_MS               10000u
+#define PAYD_TRIM_MS 10000u
 /* Blocks from this size up are mmapped by malloc, and unmapped when freed. glibc's own
  * threshold moves up to the size of any mmapped block freed (up to 32 MiB), after which
  * RocksDB's 1 MiB memtable blocks come from the heap: a flushed memtable's blocks then stay
@@ -102,41 +102,15 @@ static void on_trim(uv_timer_t *timer)
     malloc_trim(0);
 }
 
-/* Read a secret file: one line, surrounding white space ignored (CONTRACT.md). */
-static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
+/* A secret file (rt_secret.h), with this node's bounds; 0, or -1 after saying why. */
+static int read_secret(const char *path, uint8_t out[CL_PEER_SECRET_BYTES_MAX], size_t *len)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "payd: cannot read secret file %s: %s\n", path, strerror(errno));
+    char why[RT_SECRET_WHY_BYTES];
+    if (rt_secret_file_read(path, CL_PEER_SECRET_BYTES_MIN, CL_PEER_SECRET_BYTES_MAX, out, len, why,
+                            sizeof(why)) != 0) {
+        fprintf(stderr, "payd: %s\n", why);
         return -1;
     }
-    char buf[PAYD_SECRET_FILE_BYTES_MAX + 1];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    if (n > PAYD_SECRET_FILE_BYTES_MAX) {
-        fprintf(stderr, "payd: secret file %s is too large\n", path);
-        return -1;
-    }
-    size_t start = 0, end = n;
-    while (start < end && strchr(" \t\r\n", buf[start]) != NULL) {
-        start++;
-    }
-    while (end > start && strchr(" \t\r\n", buf[end - 1]) != NULL) {
-        end--;
-    }
-    for (size_t i = start; i < end; i++) {
-        if (buf[i] < 0x21 || buf[i] > 0x7e) {
-            fprintf(stderr, "payd: secret file %s must hold one line of printable text\n", path);
-            return -1;
-        }
-    }
-    if (end - start < CL_PEER_SECRET_BYTES_MIN || end - start > cap) {
-        fprintf(stderr, "payd: secret in %s must be %u..%zu characters\n", path,
-                CL_PEER_SECRET_BYTES_MIN, cap);
-        return -1;
-    }
-    memcpy(out, buf + start, end - start);
-    *len = end - start;
     return 0;
 }
 
@@ -398,10 +372,8 @@ int main(int argc, char **argv)
     }
     uint8_t cluster_secret[CL_PEER_SECRET_BYTES_MAX], admin_secret[CL_PEER_SECRET_BYTES_MAX];
     size_t cluster_secret_len, admin_secret_len;
-    if (read_secret(cluster_secret_file, cluster_secret, sizeof(cluster_secret),
-                    &cluster_secret_len) != 0 ||
-        read_secret(admin_secret_file, admin_secret, sizeof(admin_secret), &admin_secret_len) !=
-            0) {
+    if (read_secret(cluster_secret_file, cluster_secret, &cluster_secret_len) != 0 ||
+        read_secret(admin_secret_file, admin_secret, &admin_secret_len) != 0) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -66,6 +66,7 @@
 #include "rt_key.h"
 #include "rt_log.h"
 #include "rt_mp.h"
+#include "rt_secret.h"
 
 #define PB_CONNECTIONS_MAX 1024u
 #define PB_DEPTH_MAX       1024u
@@ -573,27 +574,6 @@ static int parse_servers(struct pb *pb, const char *list)
     return pb->server_count > 0 ? 0 : -1;
 }
 
-static int read_secret(const char *path, uint8_t *out, size_t cap, size_t *len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    char line[512];
-    bool ok = fgets(line, sizeof(line), f) != NULL;
-    fclose(f);
-    if (!ok) {
-        return -1;
-    }
-    size_t n = strcspn(line, " \t\r\n");
-    if (n == 0 || n > cap) {
-        return -1;
-    }
-    memcpy(out, line, n);
-    *len = n;
-    return 0;
-}
-
 /* --route: where each shard's leader is, asked through the client library (which reads the
  * map as its own routing does; @secret signs the request). 0, or -1 with a message. */
 static int pb_fetch_routes(struct pb *pb, const char *servers, const uint8_t *secret,
@@ -725,14 +705,22 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    uint8_t secret[256];
-    size_t secret_len = 0;
     if (servers == NULL || pb.app == NULL || secret_file == NULL ||
-        parse_servers(&pb, servers) != 0 ||
-        read_secret(secret_file, secret, sizeof(secret), &secret_len) != 0 ||
-        api_hmac_init(&pb.hmac, secret, secret_len) != 0) {
-        fprintf(stderr, "paybench: need --servers, --app and a readable --secret-file\n");
+        parse_servers(&pb, servers) != 0) {
+        fprintf(stderr, "paybench: need --servers, --app and --secret-file\n");
         usage();
+        return 2;
+    }
+    uint8_t secret[PR_SECRET_BYTES_MAX];
+    size_t secret_len = 0;
+    char why[RT_SECRET_WHY_BYTES];
+    if (rt_secret_file_read(secret_file, 1, sizeof(secret), secret, &secret_len, why,
+                            sizeof(why)) != 0) {
+        fprintf(stderr, "paybench: %s\n", why);
+        return 2;
+    }
+    if (api_hmac_init(&pb.hmac, secret, secret_len) != 0) {
+        fprintf(stderr, "paybench: cannot prepare the HMAC key\n");
         return 2;
     }
     uint8_t rnd[8];

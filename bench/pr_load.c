@@ -23,10 +23,10 @@
 #include "payraft_client.h"
 #include "rt_buf.h"
 #include "rt_mp.h"
+#include "rt_secret.h"
 
 #define LOAD_INFLIGHT_MAX 65536u
 #define LOAD_SECONDS_MAX  3600u
-#define LOAD_SECRET_BYTES 4096u
 
 struct load {
     struct pr_client *client;
@@ -91,25 +91,6 @@ static int load_send(struct load *l, struct rt_buf *body)
     return pr_client_send(l->client, "order.create", body->data, body->len, load_done, l);
 }
 
-/* The secret file's one line, white space around it removed. */
-static int read_secret(const char *path, char *out, size_t cap, size_t *len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    bool ok = fgets(out, (int)cap, f) != NULL;
-    fclose(f);
-    if (!ok) {
-        return -1;
-    }
-    size_t start = strspn(out, " \t\r\n");
-    size_t n = strcspn(out + start, " \t\r\n");
-    memmove(out, out + start, n);
-    *len = n;
-    return n > 0 && n <= PR_SECRET_BYTES_MAX ? 0 : -1;
-}
-
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -163,20 +144,25 @@ int main(int argc, char **argv)
             return usage();
         }
     }
-    char secret[LOAD_SECRET_BYTES];
-    size_t secret_len = 0;
-    if (servers == NULL || app == NULL || secret_file == NULL ||
-        read_secret(secret_file, secret, sizeof(secret), &secret_len) != 0) {
-        fprintf(stderr, "pr_load: need --servers, --app and a readable --secret-file\n");
+    if (servers == NULL || app == NULL || secret_file == NULL) {
+        fprintf(stderr, "pr_load: need --servers, --app and --secret-file\n");
         return usage();
+    }
+    uint8_t secret[PR_SECRET_BYTES_MAX];
+    size_t secret_len = 0;
+    char why[RT_SECRET_WHY_BYTES];
+    if (rt_secret_file_read(secret_file, 1, sizeof(secret), secret, &secret_len, why,
+                            sizeof(why)) != 0) {
+        fprintf(stderr, "pr_load: %s\n", why);
+        return 2;
     }
     struct pr_client_options opts;
     pr_client_options_init(&opts);
     opts.max_inflight = inflight;
     opts.route = route;
     struct load l = {0};
-    int rv = pr_client_new(servers, app, (const uint8_t *)secret, secret_len, &opts, &l.client);
-    memset(secret, 0, sizeof(secret));
+    int rv = pr_client_new(servers, app, secret, secret_len, &opts, &l.client);
+    explicit_bzero(secret, sizeof(secret));
     if (rv != 0) {
         fprintf(stderr, "pr_load: %s\n", pr_strerror(rv));
         return 1;

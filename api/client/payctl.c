@@ -13,7 +13,6 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,13 +27,12 @@
 #include "rt_buf.h"
 #include "rt_error.h"
 #include "rt_mp.h"
+#include "rt_secret.h"
 
 #define EXIT_OK       0
 #define EXIT_RESPONSE 1 /* The server answered with an error code. */
 #define EXIT_USAGE    2 /* Bad arguments, or no answer (connection, timeout). */
 
-/* A secret file holds one line; 4 KiB is far beyond any secret (PR_SECRET_BYTES_MAX). */
-#define CTL_SECRET_FILE_BYTES_MAX 4096u
 /* File paths given on the command line. */
 #define CTL_PATH_BYTES_MAX 4096u
 /* The longest `--flag` name we print in help. */
@@ -410,62 +408,6 @@ static void print_sanitized(FILE *f, const char *s)
         unsigned char ch = (unsigned char)*s;
         fputc(ch < 0x20 || ch == 0x7f ? '?' : ch, f);
     }
-}
-
-/* Read a secret file: one line, surrounding white space ignored (CONTRACT.md). */
-static int read_secret(const char *path, uint8_t *out, size_t *out_len)
-{
-    if (strnlen(path, CTL_PATH_BYTES_MAX + 1) > CTL_PATH_BYTES_MAX) {
-        return usage_error("secret file path longer than %u bytes", CTL_PATH_BYTES_MAX);
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "payctl: %s: %s\n", path, strerror(errno));
-        return EXIT_USAGE;
-    }
-    char buf[CTL_SECRET_FILE_BYTES_MAX + 1];
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            fprintf(stderr, "payctl: %s: %s\n", path, strerror(errno));
-            close(fd);
-            return EXIT_USAGE;
-        }
-        if (n == 0 || (len += (size_t)n) == sizeof(buf)) {
-            break;
-        }
-    }
-    close(fd);
-    if (len > CTL_SECRET_FILE_BYTES_MAX) {
-        fprintf(stderr, "payctl: %s: larger than %u bytes: not a secret file\n", path,
-                CTL_SECRET_FILE_BYTES_MAX);
-        return EXIT_USAGE;
-    }
-    size_t start = 0, end = len;
-    while (start < end && strchr(" \t\r\n\v\f", buf[start]) != NULL && buf[start] != '\0') {
-        start++;
-    }
-    while (end > start && strchr(" \t\r\n\v\f", buf[end - 1]) != NULL && buf[end - 1] != '\0') {
-        end--;
-    }
-    for (size_t i = start; i < end; i++) {
-        if ((unsigned char)buf[i] <= 0x20 || buf[i] == 0x7f) {
-            fprintf(stderr, "payctl: %s: the secret must be one line without spaces\n", path);
-            return EXIT_USAGE;
-        }
-    }
-    if (end == start || end - start > PR_SECRET_BYTES_MAX) {
-        fprintf(stderr, "payctl: %s: the secret must be 1..%u bytes\n", path, PR_SECRET_BYTES_MAX);
-        return EXIT_USAGE;
-    }
-    memcpy(out, buf + start, end - start);
-    *out_len = end - start;
-    explicit_bzero(buf, sizeof(buf));
-    return EXIT_OK;
 }
 
 /* ---- Options ---- */
@@ -885,9 +827,11 @@ static int run(const struct options *o, const char *op, const struct rt_buf *bod
     }
     uint8_t secret[PR_SECRET_BYTES_MAX];
     size_t secret_len = 0;
-    int rv = read_secret(secret_file, secret, &secret_len);
-    if (rv != EXIT_OK) {
-        return rv;
+    char why[RT_SECRET_WHY_BYTES];
+    if (rt_secret_file_read(secret_file, 1, PR_SECRET_BYTES_MAX, secret, &secret_len, why,
+                            sizeof(why)) != 0) {
+        fprintf(stderr, "payctl: %s\n", why);
+        return EXIT_USAGE;
     }
     struct pr_client_options opts;
     pr_client_options_init(&opts);
@@ -895,7 +839,7 @@ static int run(const struct options *o, const char *op, const struct rt_buf *bod
         opts.request_timeout_ms = (unsigned)o->timeout_ms;
     }
     struct pr_client *c = NULL;
-    rv = pr_client_new(servers, app, secret, secret_len, &opts, &c);
+    int rv = pr_client_new(servers, app, secret, secret_len, &opts, &c);
     explicit_bzero(secret, sizeof(secret));
     if (rv != 0) {
         return usage_error("%s", rv == PR_EINVAL ? "bad --server (host:port[,host:port..]) or --app"

@@ -1,4 +1,5 @@
-/* Tests for the small runtime modules: rt_error, rt_buf, rt_clock (clock and PRNG), rt_key.
+/* Tests for the small runtime modules: rt_error, rt_buf, rt_clock (clock and PRNG), rt_key,
+ * rt_secret.
  *
  * Values pinned here (shard placement, PRNG output) were computed with an independent
  * implementation; they are persistent or replayed formats and must never change. */
@@ -9,14 +10,17 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rt_buf.h"
 #include "rt_clock.h"
 #include "rt_error.h"
 #include "rt_key.h"
 #include "rt_limits.h"
+#include "rt_secret.h"
 
 /* ---- rt_error ---- */
 
@@ -370,6 +374,103 @@ static void test_u64_parse(void **state)
     assert_int_equal(u, 65535);
 }
 
+/* ---- rt_secret ---- */
+
+/* Writes @len bytes of @bytes to a fresh file under /tmp; its path into @path. */
+static void secret_file(char path[64], const void *bytes, size_t len)
+{
+    snprintf(path, 64, "/tmp/rt-secret-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, len), (ssize_t)len);
+    close(fd);
+}
+
+/* Reads @text as a secret file of 4..16 bytes: 0 or -1, and the reason. */
+static int read_text(const char *text, size_t len, uint8_t out[16], size_t *out_len,
+                     char why[RT_SECRET_WHY_BYTES])
+{
+    char path[64];
+    secret_file(path, text, len);
+    int rv = rt_secret_file_read(path, 4, 16, out, out_len, why, RT_SECRET_WHY_BYTES);
+    if (rv != 0) {
+        assert_non_null(strstr(why, path)); /* The reason names the file. */
+    }
+    unlink(path);
+    return rv;
+}
+
+/* One line, white space around it ignored; anything else is refused with a reason. */
+static void test_secret_file(void **state)
+{
+    (void)state;
+    uint8_t out[16];
+    size_t len = 0;
+    char why[RT_SECRET_WHY_BYTES];
+    static const char *const good[] = {"s3cr3t!~", "s3cr3t!~\n", "  s3cr3t!~\r\n\n",
+                                       "\t\v\fs3cr3t!~ \t"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        memset(out, 0, sizeof(out));
+        assert_int_equal(read_text(good[i], strlen(good[i]), out, &len, why), 0);
+        assert_int_equal(len, 8);
+        assert_memory_equal(out, "s3cr3t!~", 8);
+    }
+    /* Exactly min and max. */
+    assert_int_equal(read_text("abcd\n", 5, out, &len, why), 0);
+    assert_int_equal(len, 4);
+    assert_int_equal(read_text("0123456789abcdef", 16, out, &len, why), 0);
+    assert_int_equal(len, 16);
+
+    struct {
+        const char *text;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {"", 0, "must be 4..16 characters, not 0"},
+        {" \n\n", 3, "must be 4..16 characters, not 0"},
+        {"abc\n", 4, "must be 4..16 characters, not 3"},
+        {"0123456789abcdefg", 17, "must be 4..16 characters, not 17"},
+        {"two words\n", 10, "one line of printable ASCII"},
+        {"one\ntwo\n", 8, "one line of printable ASCII"},
+        {"abcd\0efg", 8, "one line of printable ASCII"},
+        {"abcd\x7f", 5, "one line of printable ASCII"},
+        {"caf\xc3\xa9s", 6, "one line of printable ASCII"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        len = 99;
+        memset(out, 'x', sizeof(out));
+        assert_int_equal(read_text(bad[i].text, bad[i].len, out, &len, why), -1);
+        assert_non_null(strstr(why, bad[i].why));
+        assert_int_equal(len, 99); /* Nothing written on failure. */
+        assert_int_equal(out[0], 'x');
+    }
+
+    /* A file one byte over the bound is not a secret file, whatever it holds. */
+    static char big[RT_SECRET_FILE_BYTES_MAX + 1];
+    memset(big, ' ', sizeof(big));
+    memcpy(big, "abcdef", 6);
+    assert_int_equal(read_text(big, sizeof(big), out, &len, why), -1);
+    assert_non_null(strstr(why, "not a secret file"));
+    assert_int_equal(read_text(big, sizeof(big) - 1, out, &len, why), 0); /* At the bound. */
+    assert_int_equal(len, 6);
+
+    /* What the system says, after the path. */
+    assert_int_equal(
+        rt_secret_file_read("/nonexistent/rt-secret", 4, 16, out, &len, why, sizeof(why)), -1);
+    assert_string_equal(why, "/nonexistent/rt-secret: No such file or directory");
+    assert_int_equal(rt_secret_file_read("/tmp", 4, 16, out, &len, why, sizeof(why)), -1);
+    assert_string_equal(why, "/tmp: Is a directory");
+    static char long_path[RT_SECRET_PATH_BYTES_MAX + 2];
+    memset(long_path, 'a', sizeof(long_path) - 1);
+    assert_int_equal(rt_secret_file_read(long_path, 4, 16, out, &len, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "longer than 4096 bytes"));
+    /* A short reason buffer is cut, never overrun. */
+    char tiny[8];
+    assert_int_equal(
+        rt_secret_file_read("/nonexistent/rt-secret", 4, 16, out, &len, tiny, sizeof(tiny)), -1);
+    assert_string_equal(tiny, "/nonexi");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_prng_determinism), cmocka_unit_test(test_prng_below),
         cmocka_unit_test(test_shard_of_pinned),  cmocka_unit_test(test_id_round_trip),
         cmocka_unit_test(test_id_rejects),       cmocka_unit_test(test_u64_parse),
+        cmocka_unit_test(test_secret_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+/* rt_secret: see rt_secret.h. */
+#include "rt_secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int fail(char *why, size_t why_cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *why, size_t why_cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static bool is_space(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* The file's bytes, up to RT_SECRET_FILE_BYTES_MAX + 1 of them (one more tells "too large"). */
+static int read_bounded(const char *path, uint8_t *buf, size_t cap, size_t *got, char *why,
+                        size_t why_cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return fail(why, why_cap, "%s: %s", path, strerror(errno));
+    }
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            int err = errno;
+            close(fd);
+            return fail(why, why_cap, "%s: %s", path, strerror(err));
+        }
+        if (r == 0) {
+            break;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
+    *got = n;
+    return 0;
+}
+
+int rt_secret_file_read(const char *path, size_t min, size_t max, uint8_t *out, size_t *len,
+                        char *why, size_t why_cap)
+{
+    if (path == NULL || strnlen(path, RT_SECRET_PATH_BYTES_MAX + 1) > RT_SECRET_PATH_BYTES_MAX) {
+        return fail(why, why_cap, "secret file path missing or longer than %u bytes",
+                    RT_SECRET_PATH_BYTES_MAX);
+    }
+    uint8_t buf[RT_SECRET_FILE_BYTES_MAX + 1];
+    size_t n = 0;
+    int rv = read_bounded(path, buf, sizeof(buf), &n, why, why_cap);
+    if (rv == 0 && n > RT_SECRET_FILE_BYTES_MAX) {
+        rv = fail(why, why_cap, "%s: larger than %u bytes: not a secret file", path,
+                  RT_SECRET_FILE_BYTES_MAX);
+    }
+    size_t start = 0, end = rv == 0 ? n : 0;
+    while (start < end && is_space(buf[start])) {
+        start++;
+    }
+    while (end > start && is_space(buf[end - 1])) {
+        end--;
+    }
+    for (size_t i = start; rv == 0 && i < end; i++) {
+        if (buf[i] < 0x21 || buf[i] > 0x7e) {
+            rv = fail(why, why_cap,
+                      "%s: the secret must be one line of printable ASCII without spaces", path);
+        }
+    }
+    if (rv == 0 && (end - start < min || end - start > max)) {
+        rv = fail(why, why_cap, "%s: the secret must be %zu..%zu characters, not %zu", path, min,
+                  max, end - start);
+    }
+    if (rv == 0) {
+        memcpy(out, buf + start, end - start);
+        *len = end - start;
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return rv;
+}
