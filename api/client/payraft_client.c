@@ -715,16 +715,20 @@ static void route_down(struct pr_client *c, unsigned i, uint64_t now)
 
 /* The established connection @i failed (@err: PR_ECLOSED or PR_EPROTO). Every request on it may
  * or may not have been applied: all are retried (safe: see the top of payraft_client.h). The
- * primary moves to the next server; a routed connection's server is avoided for a while. */
+ * primary moves to the next server; a routed connection's server is avoided for a while, unless
+ * the server only closed a connection that carried nothing (its idle limit): nothing was lost,
+ * the next request for that server connects again, and if the server is gone that connect's
+ * failure marks it down then. */
 static void conn_lost(struct pr_client *c, unsigned i, int err, uint64_t now)
 {
     assert(c->conns[i].state == CONN_UP);
     assert(err == PR_ECLOSED || err == PR_EPROTO);
+    bool carried = c->conns[i].sent_count > 0;
     conn_close(&c->conns[i]);
     if (i == c->server_cur) {
         primary_next(c, now);
         c->failed_in_round = 0;
-    } else {
+    } else if (carried || err == PR_EPROTO) {
         route_down(c, i, now);
     }
     struct pr_req *next;

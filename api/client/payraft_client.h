@@ -43,8 +43,10 @@
  * hint: a request that reaches a node which no longer leads its shard is forwarded, never
  * refused. An attempt sent to a leader that then fails (lost connection, UNAVAILABLE, no answer
  * in time) makes the later attempts of that request take the usual path, and that server (or
- * any server that answered UNAVAILABLE) is not routed to for a second. Everything else is as
- * without routing: the same retries, deadlines and outcomes.
+ * any server that answered UNAVAILABLE) is not routed to for a second. A routed connection the
+ * server closes while it carries nothing (the server's idle limit) costs nothing: the next
+ * request for that server connects again. Everything else is as without routing: the same
+ * retries, deadlines and outcomes.
  *
  * Threads: a client is not thread-safe; use one per thread (clients share nothing). The
  * library installs no signal handler and never raises SIGPIPE. It blocks only in pr_client_call,

@@ -104,9 +104,10 @@ enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request 
     if (!rt_mp_key_is(req->op, req->op_len, "cluster.shards")) {
         if (f->code != 0 && rt_mp_key_is(req->op, req->op_len, "order.create")) {
             fake_respond(fd, req->id, f->code, "not now", NULL, 0);
-            return FAKE_KEEP;
+        } else {
+            fake_h_echo(f, fd, req, index);
         }
-        return fake_h_echo(f, fd, req, index);
+        return atomic_exchange(&f->close_next, false) ? FAKE_CLOSE : FAKE_KEEP;
     }
     struct rt_buf body;
     rt_buf_init(&body, 64u * 1024u);

@@ -85,7 +85,8 @@ struct fake {
     unsigned map_shards; /* 1..FAKE_MAP_SHARDS */
     uint16_t map_ports[FAKE_MAP_SHARDS];
     bool map_garbled;
-    unsigned maps_asked; /* cluster.shards requests answered (under mu). */
+    unsigned maps_asked;    /* cluster.shards requests answered (under mu). */
+    atomic_bool close_next; /* Answer the next request, then close (as an idle limit would). */
 };
 
 /* Listen on 127.0.0.1:@port and serve with @handler in a new thread. false if the port cannot

@@ -459,6 +459,54 @@ static void test_route_unavailable_leader_retries_on_primary(void **state)
     assert_true(fakes[0]->maps_asked >= 2);
 }
 
+/* A server closing a routed connection that carries nothing (its idle limit) loses nothing: the
+ * next request for its shards reconnects, and routing to it goes on at once, with no second
+ * avoided and no map asked for again. */
+static void test_route_idle_close_costs_nothing(void **state)
+{
+    (void)state;
+    uint16_t ports[FAKE_MAP_SHARDS];
+    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
+        ports[s] = fake_port(PORT_B);
+    }
+    start_fakes(2, ports, NULL);
+    const unsigned servers[] = {PORT_A, PORT_B};
+    struct pr_client *c = client_of(FAKE_APP, servers, 2, true);
+    warm_up(c);
+    struct tally t = create_orders(c, "before", NULL);
+    assert_int_equal(t.ok, ORDERS);
+    assert_int_equal(t.attempts_max, 1);
+    /* The leader answers one more request, then closes; the client reads the close while it
+     * waits for an answer from the primary. */
+    struct rt_buf b;
+    rt_buf_init(&b, 1024);
+    char id[RT_ID_BYTES_MAX + 1];
+    rt_id_make(id, 'P', 0, 1, 0);
+    key_body(&b, "order_id", id, NULL);
+    atomic_store(&fakes[1]->close_next, true);
+    ok_call(c, "order.close", &b);
+    usleep(50 * 1000);
+    ok_call(c, "app.get", NULL);
+    assert_false(atomic_load(&fakes[1]->close_next)); /* The close happened. */
+    assert_int_equal(fakes[1]->conns, 1);
+    /* One more order.close goes through the primary while the connection is made again. */
+    ok_call(c, "order.close", &b);
+    rt_buf_free(&b);
+    struct tally after = create_orders(c, "after", NULL);
+    assert_int_equal(after.ok, ORDERS);
+    assert_int_equal(after.attempts_max, 1);
+    pr_client_free(c);
+    stop_fakes(2);
+    unsigned on_a, on_b, misplaced;
+    count_orders(0, ports, FAKE_APP, &on_a, &misplaced);
+    count_orders(1, ports, FAKE_APP, &on_b, &misplaced);
+    printf("idle close: %u order requests on the primary, %u on the leader, %u connections\n", on_a,
+           on_b, fakes[1]->conns);
+    assert_int_equal(fakes[1]->conns, 2);
+    assert_int_equal(on_b, 2 * ORDERS); /* Both batches, each whole, on the leader. */
+    assert_int_equal(fakes[0]->maps_asked, 1);
+}
+
 /* A map the client cannot read routes nothing: everything goes to the primary. */
 static void test_route_garbled_map_routes_nothing(void **state)
 {
@@ -510,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_route_unavailable_leader_retries_on_primary),
         cmocka_unit_test(test_route_hanging_connect_costs_nothing),
         cmocka_unit_test(test_route_primary_leader_unavailable_moves_on),
+        cmocka_unit_test(test_route_idle_close_costs_nothing),
         cmocka_unit_test(test_route_garbled_map_routes_nothing),
         cmocka_unit_test(test_shard_map_for_callers),
     };
