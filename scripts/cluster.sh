@@ -36,8 +36,9 @@ case "$nodes" in ''|*[!0-9]*) die "--nodes wants a number from 1 to 5" ;; esac
 base="${PAYRAFT_PORT_BASE:-7000}"
 case "$base" in ''|*[!0-9]*) die "PAYRAFT_PORT_BASE must be a number" ;; esac
 [ "$base" -ge 1024 ] && [ "$base" -le 64000 ] || die "PAYRAFT_PORT_BASE must be 1024..64000"
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+# Only start makes the directory: the other verbs on a directory that is not there say so.
+[ "$verb" != start ] || mkdir -p "$dir"
+if [ -d "$dir" ]; then dir=$(cd "$dir" && pwd); fi
 payd="${PAYRAFT_PAYD:-$root/build/bin/payd}"
 shards="${PAYRAFT_SHARDS:-16}"
 

@@ -299,13 +299,14 @@ static void print_main_help(FILE *f)
         "\n"
         "options (before or after the op):\n"
         "  --server H:P[,H:P..]    nodes to try in turn (default 127.0.0.1:PAYRAFT_PORT_BASE+101,\n"
-        "                          that is 127.0.0.1:7101)\n"
+        "                          127.0.0.1:7101 when PAYRAFT_PORT_BASE is unset)\n"
         "  --app ID --secret-file F   sign as app ID with the secret in file F\n"
         "  --admin-secret-file F   sign as the admin (app \"admin\")\n"
         "  --json                  print the whole response {ok, code, msg, body} as JSON\n"
         "  --timeout-ms N          give up after N ms, retries included (default 10000)\n"
         "  -h, --help              this text\n"
-        "A secret file holds the secret on one line; surrounding white space is ignored.\n"
+        "A secret file holds the secret on one line (printable ASCII, no spaces, 1..1024\n"
+        "characters); surrounding white space is ignored.\n"
         "\n"
         "ops:\n");
     fprintf(f, "  %-16s %s\n", "call", "send any operation with a JSON body");
