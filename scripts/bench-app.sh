@@ -1,6 +1,19 @@
 # Sourced by bench.sh and soak.sh: the Release build they measure, and an app on a fresh
 # cluster for a load run, started once every shard has its leader.
 
+#   bench_number SCRIPT NAME VALUE MIN MAX
+# Exits the script (status 2) with a one-line reason unless VALUE is a decimal number in
+# MIN..MAX: the scripts' arguments and environment are bounded like any other input.
+bench_number() {
+  local script=$1 name=$2 value=$3 min=$4 max=$5
+  case "$value" in
+    '' | *[!0-9]*) ;;
+    *) [ "${#value}" -le 9 ] && [ "$value" -ge "$min" ] && [ "$value" -le "$max" ] && return 0 ;;
+  esac
+  echo "$script: $name wants a number from $min to $max (got '$value')" >&2
+  exit 2
+}
+
 # Install what is missing and build payd, paybench and payctl in Release into build-release/.
 bench_build_release() {
   scripts/deps.sh

@@ -20,15 +20,22 @@ root=$(pwd)
 seconds=10
 conns="1 16 64 256"
 keep=0
+usage() {
+  echo "usage: scripts/bench.sh [--seconds S (1..600)] [--connections \"1 16 64 256\" (each 1..1024)] [--keep]" >&2
+  exit 2
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --seconds) seconds="$2"; shift 2 ;;
-    --connections) conns="$2"; shift 2 ;;
+    --seconds) [ $# -ge 2 ] || usage; seconds="$2"; shift 2 ;;
+    --connections) [ $# -ge 2 ] || usage; conns="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: scripts/bench.sh [--seconds S] [--connections \"1 16 64 256\"] [--keep]" >&2; exit 2 ;;
+    *) usage ;;
   esac
 done
-case "$seconds" in ''|*[!0-9]*) echo "bench.sh: --seconds wants a number" >&2; exit 2 ;; esac
+bench_number bench.sh --seconds "$seconds" 1 600
+[ -n "${conns//[[:space:]]/}" ] || usage
+for c in $conns; do bench_number bench.sh "--connections (each)" "$c" 1 1024; done
+bench_number bench.sh PAYRAFT_PORT_BASE "${PAYRAFT_PORT_BASE:-7000}" 1024 63100
 
 base=$(( ${PAYRAFT_PORT_BASE:-7000} + 800 ))
 work=$(mktemp -d /tmp/payraft-bench-XXXXXX)

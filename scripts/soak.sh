@@ -18,16 +18,21 @@ root=$(pwd)
 minutes=10
 rate=5000
 keep=0
+usage() {
+  echo "usage: scripts/soak.sh [--minutes M (1..600)] [--rate R (1..1000000)] [--keep]" >&2
+  exit 2
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --minutes) minutes="$2"; shift 2 ;;
-    --rate) rate="$2"; shift 2 ;;
+    --minutes) [ $# -ge 2 ] || usage; minutes="$2"; shift 2 ;;
+    --rate) [ $# -ge 2 ] || usage; rate="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: scripts/soak.sh [--minutes M] [--rate R] [--keep]" >&2; exit 2 ;;
+    *) usage ;;
   esac
 done
-case "$minutes$rate" in ''|*[!0-9]*) echo "soak.sh: --minutes and --rate want numbers" >&2; exit 2 ;; esac
-[ "$minutes" -ge 1 ] && [ "$minutes" -le 600 ] || { echo "soak.sh: --minutes 1..600" >&2; exit 2; }
+bench_number soak.sh --minutes "$minutes" 1 600
+bench_number soak.sh --rate "$rate" 1 1000000
+bench_number soak.sh PAYRAFT_PORT_BASE "${PAYRAFT_PORT_BASE:-7000}" 1024 63200
 
 export PAYRAFT_PORT_BASE=$(( ${PAYRAFT_PORT_BASE:-7000} + 700 ))
 export PAYRAFT_PAYD="$root/build-release/bin/payd" PAYRAFT_APP_RATE=0
