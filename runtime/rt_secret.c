@@ -1,12 +1,15 @@
 /* rt_secret: see rt_secret.h. */
 #include "rt_secret.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int fail(char *why, size_t why_cap, const char *fmt, ...)
@@ -26,38 +29,53 @@ static bool is_space(uint8_t c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-/* The file's bytes, up to RT_SECRET_FILE_BYTES_MAX + 1 of them (one more tells "too large"). */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The file's bytes, up to @cap of them (the caller asks for one more than a secret file may
+ * hold, to tell "too large"). Non-blocking, so that a pipe (`--secret-file <(...)`) or a
+ * terminal that nobody writes to costs at most RT_SECRET_WAIT_MS instead of a hang. */
 static int read_bounded(const char *path, uint8_t *buf, size_t cap, size_t *got, char *why,
                         size_t why_cap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         return fail(why, why_cap, "%s: %s", path, strerror(errno));
     }
+    uint64_t deadline = now_ms() + RT_SECRET_WAIT_MS;
     size_t n = 0;
-    while (n < cap) {
+    int rv = 0;
+    while (n < cap && rv == 0) {
         ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            int err = errno;
-            close(fd);
-            return fail(why, why_cap, "%s: %s", path, strerror(err));
-        }
-        if (r == 0) {
+        if (r > 0) {
+            n += (size_t)r;
+        } else if (r == 0) {
             break;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            uint64_t now = now_ms();
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            if (now >= deadline || (poll(&p, 1, (int)(deadline - now)) == 0)) {
+                rv =
+                    fail(why, why_cap, "%s: nothing to read within %u ms", path, RT_SECRET_WAIT_MS);
+            }
+        } else if (errno != EINTR) {
+            rv = fail(why, why_cap, "%s: %s", path, strerror(errno));
         }
-        n += (size_t)r;
     }
     close(fd);
     *got = n;
-    return 0;
+    return rv;
 }
 
 int rt_secret_file_read(const char *path, size_t min, size_t max, uint8_t *out, size_t *len,
                         char *why, size_t why_cap)
 {
+    assert(min >= 1 && min <= max && max <= RT_SECRET_FILE_BYTES_MAX);
+    assert(why != NULL && why_cap >= 1);
     if (path == NULL || strnlen(path, RT_SECRET_PATH_BYTES_MAX + 1) > RT_SECRET_PATH_BYTES_MAX) {
         return fail(why, why_cap, "secret file path missing or longer than %u bytes",
                     RT_SECRET_PATH_BYTES_MAX);

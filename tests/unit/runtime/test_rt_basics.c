@@ -464,6 +464,23 @@ static void test_secret_file(void **state)
     memset(long_path, 'a', sizeof(long_path) - 1);
     assert_int_equal(rt_secret_file_read(long_path, 4, 16, out, &len, why, sizeof(why)), -1);
     assert_non_null(strstr(why, "longer than 4096 bytes"));
+    /* A pipe is read as a file (`--secret-file <(...)`); one whose writer says nothing is an
+     * error after RT_SECRET_WAIT_MS, not a hang. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], " s3cr3t!~\n", 10), 10);
+    close(fds[1]);
+    char pipe_path[64];
+    snprintf(pipe_path, sizeof(pipe_path), "/proc/self/fd/%d", fds[0]);
+    assert_int_equal(rt_secret_file_read(pipe_path, 4, 16, out, &len, why, sizeof(why)), 0);
+    assert_int_equal(len, 8);
+    close(fds[0]);
+    assert_int_equal(pipe(fds), 0);
+    snprintf(pipe_path, sizeof(pipe_path), "/proc/self/fd/%d", fds[0]);
+    assert_int_equal(rt_secret_file_read(pipe_path, 4, 16, out, &len, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "nothing to read within 5000 ms"));
+    close(fds[0]);
+    close(fds[1]);
     /* A short reason buffer is cut, never overrun. */
     char tiny[8];
     assert_int_equal(
