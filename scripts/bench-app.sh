@@ -3,11 +3,12 @@
 
 #   bench_number SCRIPT NAME VALUE MIN MAX
 # Exits the script (status 2) with a one-line reason unless VALUE is a decimal number in
-# MIN..MAX: the scripts' arguments and environment are bounded like any other input.
+# MIN..MAX: the scripts' arguments and environment are bounded like any other input. A leading
+# zero is refused: $(( )) would read "010" as octal.
 bench_number() {
   local script=$1 name=$2 value=$3 min=$4 max=$5
   case "$value" in
-    '' | *[!0-9]*) ;;
+    '' | *[!0-9]* | 0?*) ;;
     *) [ "${#value}" -le 9 ] && [ "$value" -ge "$min" ] && [ "$value" -le "$max" ] && return 0 ;;
   esac
   echo "$script: $name wants a number from $min to $max (got '$value')" >&2

@@ -10,7 +10,8 @@
 # unique (app_id, merchant_order_no) and an (app_id, created_at) index, and runs pgbench
 # inserting one order per transaction at the same concurrencies. Prints one table, and the
 # Payraft nodes' CPU per order of each run. Cleans up after itself unless --keep. Ports:
-# PAYRAFT_PORT_BASE (default 7000) + 800..899.
+# PAYRAFT_PORT_BASE (default 7000) + 890..1151: PostgreSQL +890, the 3-node cluster's from +901
+# (cluster.sh with base +800), the 1-node cluster's from +951 (base +850).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

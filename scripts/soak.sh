@@ -8,7 +8,7 @@
 # every shard's leader known. The load starts once every node knows every shard's leader.
 # Prints figures, asserts nothing. The temp dir is removed at the end unless --keep, or unless
 # paybench saw errors.
-# Ports: PAYRAFT_PORT_BASE (default 7000) + 700..799.
+# Ports: PAYRAFT_PORT_BASE (default 7000) + 801..1003 (cluster.sh with base +700).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,7 +19,7 @@ minutes=10
 rate=5000
 keep=0
 usage() {
-  echo "usage: scripts/soak.sh [--minutes M (1..600)] [--rate R (1..1000000)] [--keep]" >&2
+  echo "usage: scripts/soak.sh [--minutes M (1..60)] [--rate R (1..1000000)] [--keep]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
-bench_number soak.sh --minutes "$minutes" 1 600
+# paybench runs at most an hour (--seconds 1..3600).
+bench_number soak.sh --minutes "$minutes" 1 60
 bench_number soak.sh --rate "$rate" 1 1000000
 bench_number soak.sh PAYRAFT_PORT_BASE "${PAYRAFT_PORT_BASE:-7000}" 1024 63200
 
@@ -90,7 +91,8 @@ while kill -0 "$bench_pid" 2>/dev/null; do
   printf '%8s | %s\n' "$now" "$(memory_parts)" >> "$memory_log"
   for _ in $(seq 1 30); do kill -0 "$bench_pid" 2>/dev/null && sleep 1; done
 done
-wait "$bench_pid" || true
+bench_rc=0
+wait "$bench_pid" || bench_rc=$?
 bench_pid=""
 printf '%8s | %8s | %8s | %8s\n' "end" "$(rss 1)" "$(rss 2)" "$(rss 3)"
 printf '%8s | %s\n' "end" "$(memory_parts)" >> "$memory_log"
@@ -100,6 +102,11 @@ printf '%8s | %5s | %4s | %6s | %4s | %5s | %9s | %7s | %6s | %7s | %4s\n' secon
   free cache memtables readers blocks entries rest
 cat "$memory_log"
 cat "$dir/paybench.out"
+if [ "$bench_rc" -ne 0 ]; then
+  keep=1
+  echo "soak: paybench exited with status $bench_rc (its output is above): no figures; $dir is kept" >&2
+  exit 1
+fi
 # Errors are rare and unexplained without the nodes' logs (leader changes are logged there):
 # a run that had any keeps its directory.
 errors=$(sed -n 's/.* \([0-9][0-9]*\) errors$/\1/p' "$dir/paybench.out")

@@ -86,7 +86,8 @@ struct fake {
     uint16_t map_ports[FAKE_MAP_SHARDS];
     bool map_garbled;
     unsigned maps_asked;    /* cluster.shards requests answered (under mu). */
-    atomic_bool close_next; /* Answer the next request, then close (as an idle limit would). */
+    atomic_bool close_next; /* fake_h_shards: answer the next request, then close (as an idle
+                             * limit would). */
 };
 
 /* Listen on 127.0.0.1:@port and serve with @handler in a new thread. false if the port cannot

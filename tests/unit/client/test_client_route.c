@@ -488,7 +488,7 @@ static void test_route_idle_close_costs_nothing(void **state)
     usleep(50 * 1000);
     ok_call(c, "app.get", NULL);
     assert_false(atomic_load(&fakes[1]->close_next)); /* The close happened. */
-    assert_int_equal(fakes[1]->conns, 1);
+    assert_int_equal(fake_conns(fakes[1]), 1);
     /* One more order.close goes through the primary while the connection is made again. */
     ok_call(c, "order.close", &b);
     rt_buf_free(&b);
