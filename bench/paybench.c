@@ -719,19 +719,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "paybench: %s\n", why);
         return 2;
     }
-    if (api_hmac_init(&pb.hmac, secret, secret_len) != 0) {
-        fprintf(stderr, "paybench: cannot prepare the HMAC key\n");
-        return 2;
-    }
     uint8_t rnd[8];
     RAND_bytes(rnd, sizeof(rnd));
     for (int i = 0; i < 8; i++) {
         snprintf(pb.run_id + 2 * i, 3, "%02x", rnd[i]);
     }
-    if (pb.route && pb_fetch_routes(&pb, servers, secret, secret_len) != 0) {
+    bool keyed = api_hmac_init(&pb.hmac, secret, secret_len) == 0;
+    bool routed = keyed && (!pb.route || pb_fetch_routes(&pb, servers, secret, secret_len) == 0);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (!keyed) {
+        fprintf(stderr, "paybench: cannot prepare the HMAC key\n");
+    }
+    if (!routed) {
         return 2;
     }
-    OPENSSL_cleanse(secret, sizeof(secret));
     if (key_file != NULL) {
         FILE *f = fopen(key_file, "r");
         pb.sign_key = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
