@@ -260,6 +260,20 @@ static struct pr_client *spread_client(const char *app, bool route, bool garbled
     return c;
 }
 
+/* Two fakes, the second leading every shard (@ports: the map), answering with @codes as
+ * start_fakes; a routing client of both, first server first, that has learnt the map. */
+static struct pr_client *second_leads_all(const int *codes, uint16_t *ports)
+{
+    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
+        ports[s] = fake_port(PORT_B);
+    }
+    start_fakes(2, ports, codes);
+    const unsigned servers[] = {PORT_A, PORT_B};
+    struct pr_client *c = client_of(FAKE_APP, servers, 2, true);
+    warm_up(c);
+    return c;
+}
+
 /* Every create and every get by order_id lands on its shard's leader; app.get stays on the
  * primary; one connection per server; the map was asked for once. */
 static void test_route_orders_to_their_leaders(void **state)
@@ -431,14 +445,8 @@ static void test_route_unavailable_leader_retries_on_primary(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
-        ports[s] = fake_port(PORT_B);
-    }
     const int codes[] = {0, RT_EUNAVAIL};
-    start_fakes(2, ports, codes);
-    const unsigned servers[] = {PORT_A, PORT_B};
-    struct pr_client *c = client_of(FAKE_APP, servers, 2, true);
-    warm_up(c);
+    struct pr_client *c = second_leads_all(codes, ports);
     struct tally t = create_orders(c, "unav", NULL);
     assert_int_equal(t.ok, ORDERS);
     assert_int_equal(t.attempts_min, 2);
@@ -466,13 +474,7 @@ static void test_route_idle_close_costs_nothing(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
-        ports[s] = fake_port(PORT_B);
-    }
-    start_fakes(2, ports, NULL);
-    const unsigned servers[] = {PORT_A, PORT_B};
-    struct pr_client *c = client_of(FAKE_APP, servers, 2, true);
-    warm_up(c);
+    struct pr_client *c = second_leads_all(NULL, ports);
     struct tally t = create_orders(c, "before", NULL);
     assert_int_equal(t.ok, ORDERS);
     assert_int_equal(t.attempts_max, 1);
