@@ -46,12 +46,17 @@ case "$mode" in
     cmake --build build-fuzz -j "$jobs" --target fuzz_all
     for target in build-fuzz/fuzz/fuzz_*; do
       name=$(basename "$target")
+      # New inputs go to the build's own corpus; tests/fuzz/corpus/NAME (checked in, merged
+      # from longer runs with -merge=1) is read as seeds only, so that a short run starts deep.
       corpus="build-fuzz/corpus-$name"
+      seeds="tests/fuzz/corpus/$name"
       mkdir -p "$corpus"
+      dirs=("$corpus")
+      if [ -d "$seeds" ]; then dirs+=("$seeds"); fi
       log="build-fuzz/$name.log"
       echo "fuzz: $name for ${fuzz_seconds}s"
       status=0
-      "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" >"$log" 2>&1 ||
+      "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "${dirs[@]}" >"$log" 2>&1 ||
         status=$?
       grep -E '^(stat::number_of_executed_units|Done)' "$log" || true
       if [ "$status" -ne 0 ]; then
