@@ -1169,3 +1169,40 @@ int api_request_encode_hmac(struct rt_buf *out, const struct api_request *req,
     }
     return api_request_encode_signed(out, req, sig, sizeof(sig));
 }
+
+void api_body_strs(const uint8_t *body, size_t len, struct api_body_field *fields, size_t count)
+{
+    size_t left = count;
+    for (size_t f = 0; f < count; f++) {
+        fields[f].found = RT_ENOTFOUND;
+    }
+    struct rt_mp_reader r;
+    rt_mp_reader_init(&r, body, len);
+    uint32_t n;
+    int rv = rt_mp_read_map(&r, &n);
+    for (uint32_t i = 0; rv == 0 && i < n && left > 0; i++) {
+        const char *key;
+        uint32_t key_len;
+        rv = rt_mp_read_str(&r, &key, &key_len);
+        size_t f = 0;
+        while (rv == 0 && f < count &&
+               !(fields[f].found == RT_ENOTFOUND && rt_mp_key_is(key, key_len, fields[f].name))) {
+            f++;
+        }
+        if (rv == 0 && f < count) {
+            fields[f].found =
+                rt_mp_read_str(&r, &fields[f].value, &fields[f].len) == 0 ? 0 : RT_EINVAL;
+            left--;
+            rv = fields[f].found == 0 ? 0 : rt_mp_skip(&r);
+        } else if (rv == 0) {
+            rv = rt_mp_skip(&r);
+        }
+    }
+    /* What a lookup alone would have said of the fields not found before the body turned out
+     * unreadable. */
+    for (size_t f = 0; rv != 0 && f < count; f++) {
+        if (fields[f].found == RT_ENOTFOUND) {
+            fields[f].found = RT_EINVAL;
+        }
+    }
+}

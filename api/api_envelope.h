@@ -234,6 +234,23 @@ int api_envelope_check_time(const struct api_request *req, uint64_t now_ms);
 int api_response_encode(struct rt_buf *out, uint64_t id, int code, const char *msg,
                         const uint8_t *body, size_t body_len);
 
+/* ---- Body fields ----
+ *
+ * The string fields of a request body that route it (app_id, merchant_order_no, order_id, ...),
+ * read the one way the server and the client library both read them. */
+
+/* One field to look up: set @name; api_body_strs fills the rest. */
+struct api_body_field {
+    const char *name;
+    const char *value; /* When found == 0: a view into the body. */
+    uint32_t len;
+    int found; /* 0, RT_ENOTFOUND, or RT_EINVAL (not a string, or the body is not readable). */
+};
+
+/* Look up @count string fields of the body map (@body, @len) in one pass over it: each field's
+ * first occurrence counts, as if it were looked up alone. */
+void api_body_strs(const uint8_t *body, size_t len, struct api_body_field *fields, size_t count);
+
 /* ---- Replay cache ----
  *
  * Remembers the (app, nonce) pairs of accepted requests for as long as they could be replayed:

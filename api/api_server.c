@@ -357,59 +357,12 @@ static void call_done(void *arg, int code, const uint8_t *body, size_t body_len,
     conn_release(conn);
 }
 
-/* A string field of the body map, looked up by body_strs. */
-struct body_field {
-    const char *name;
-    const char *value; /* When found == 0. */
-    uint32_t len;
-    int found; /* 0, RT_ENOTFOUND, or RT_EINVAL (not a string, or the body is not readable). */
-};
-
-/* Look up @count string fields of the body map in one pass over it: each field's first
- * occurrence counts, as if it were looked up alone. */
-static void body_strs(const uint8_t *body, size_t len, struct body_field *fields, size_t count)
-{
-    size_t left = count;
-    for (size_t f = 0; f < count; f++) {
-        fields[f].found = RT_ENOTFOUND;
-    }
-    struct rt_mp_reader r;
-    rt_mp_reader_init(&r, body, len);
-    uint32_t n;
-    int rv = rt_mp_read_map(&r, &n);
-    for (uint32_t i = 0; rv == 0 && i < n && left > 0; i++) {
-        const char *key;
-        uint32_t key_len;
-        rv = rt_mp_read_str(&r, &key, &key_len);
-        size_t f = 0;
-        while (rv == 0 && f < count &&
-               !(fields[f].found == RT_ENOTFOUND && rt_mp_key_is(key, key_len, fields[f].name))) {
-            f++;
-        }
-        if (rv == 0 && f < count) {
-            fields[f].found =
-                rt_mp_read_str(&r, &fields[f].value, &fields[f].len) == 0 ? 0 : RT_EINVAL;
-            left--;
-            rv = fields[f].found == 0 ? 0 : rt_mp_skip(&r);
-        } else if (rv == 0) {
-            rv = rt_mp_skip(&r);
-        }
-    }
-    /* What a lookup alone would have said of the fields not found before the body turned out
-     * unreadable. */
-    for (size_t f = 0; rv != 0 && f < count; f++) {
-        if (fields[f].found == RT_ENOTFOUND) {
-            fields[f].found = RT_EINVAL;
-        }
-    }
-}
-
 /* Read a string field of the body map; RT_ENOTFOUND if absent. */
 static int body_str(const uint8_t *body, size_t len, const char *name, const char **out,
                     uint32_t *out_len)
 {
-    struct body_field field = {.name = name};
-    body_strs(body, len, &field, 1);
+    struct api_body_field field = {.name = name};
+    api_body_strs(body, len, &field, 1);
     *out = field.value;
     *out_len = field.len;
     return field.found;
@@ -685,11 +638,11 @@ static int server_order(struct api_conn *conn, const struct api_request *req,
 {
     struct api_server *server = conn->server;
     enum { F_APP, F_MONO, F_ORDER_ID, F_CONSISTENCY, F_COUNT };
-    struct body_field fields[F_COUNT] = {[F_APP] = {.name = "app_id"},
-                                         [F_MONO] = {.name = "merchant_order_no"},
-                                         [F_ORDER_ID] = {.name = "order_id"},
-                                         [F_CONSISTENCY] = {.name = "consistency"}};
-    body_strs(req->body, req->body_len, fields, F_COUNT);
+    struct api_body_field fields[F_COUNT] = {[F_APP] = {.name = "app_id"},
+                                             [F_MONO] = {.name = "merchant_order_no"},
+                                             [F_ORDER_ID] = {.name = "order_id"},
+                                             [F_CONSISTENCY] = {.name = "consistency"}};
+    api_body_strs(req->body, req->body_len, fields, F_COUNT);
     const char *app = fields[F_APP].value, *mono = fields[F_MONO].value;
     const char *order_id = fields[F_ORDER_ID].value, *consistency = fields[F_CONSISTENCY].value;
     uint32_t app_len = fields[F_APP].len, mono_len = fields[F_MONO].len;

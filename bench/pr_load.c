@@ -17,11 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "payraft_client.h"
 #include "rt_buf.h"
+#include "rt_clock.h"
 #include "rt_mp.h"
 #include "rt_secret.h"
 
@@ -38,17 +37,10 @@ struct load {
     char first_failure[64];
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void load_done(void *arg, int status, struct pr_response *resp)
 {
     struct load *l = arg;
-    uint64_t now = mono_ms();
+    uint64_t now = rt_monotonic_ms();
     if (l->stopping || now < l->measure_from_ms || now >= l->end_ms) {
         return; /* Warm-up, the last poll's overrun, or canceled at the end. */
     }
@@ -89,14 +81,6 @@ static int load_send(struct load *l, struct rt_buf *body)
         return PR_EINTERNAL;
     }
     return pr_client_send(l->client, "order.create", body->data, body->len, load_done, l);
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int usage(void)
@@ -175,11 +159,11 @@ int main(int argc, char **argv)
     snprintf(l.prefix, sizeof(l.prefix), "prl%08" PRIx32, run);
     struct rt_buf body;
     rt_buf_init(&body, 4096);
-    uint64_t start = mono_ms();
+    uint64_t start = rt_monotonic_ms();
     l.measure_from_ms = start + (uint64_t)warmup * 1000u;
     l.end_ms = l.measure_from_ms + (uint64_t)seconds * 1000u;
     double cpu_at_measure = -1;
-    while (mono_ms() < l.end_ms) {
+    while (rt_monotonic_ms() < l.end_ms) {
         while (pr_client_pending(l.client) < inflight) {
             rv = load_send(&l, &body);
             if (rv != 0) {
@@ -187,8 +171,8 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-        if (cpu_at_measure < 0 && mono_ms() >= l.measure_from_ms) {
-            cpu_at_measure = cpu_seconds();
+        if (cpu_at_measure < 0 && rt_monotonic_ms() >= l.measure_from_ms) {
+            cpu_at_measure = rt_process_cpu_seconds();
         }
         rv = pr_client_poll(l.client, 100);
         if (rv < 0) {
@@ -196,7 +180,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    double cpu = cpu_seconds() - (cpu_at_measure < 0 ? 0 : cpu_at_measure);
+    double cpu = rt_process_cpu_seconds() - (cpu_at_measure < 0 ? 0 : cpu_at_measure);
     unsigned unfinished = pr_client_pending(l.client);
     l.stopping = true;
     pr_client_free(l.client); /* Requests still in flight are canceled: not counted. */

@@ -1,8 +1,6 @@
 #include "rt_buf.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,23 +75,29 @@ int rt_bytes_compare(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_
 int rt_u64_parse(const char *s, int base, uint64_t min, uint64_t max, uint64_t *out)
 {
     assert(s != NULL && out != NULL && (base == 10 || base == 16));
-    for (const char *p = s;; p++) {
-        bool digit = (*p >= '0' && *p <= '9') ||
-                     (base == 16 && ((*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')));
-        if (*p == '\0' && p > s) {
-            break;
+    /* By hand rather than strtoull, which would take a sign, white space and "0x". */
+    uint64_t v = 0;
+    const char *p = s;
+    for (; *p != '\0'; p++) {
+        unsigned digit;
+        if (*p >= '0' && *p <= '9') {
+            digit = (unsigned)(*p - '0');
+        } else if (base == 16 && *p >= 'a' && *p <= 'f') {
+            digit = (unsigned)(*p - 'a') + 10u;
+        } else if (base == 16 && *p >= 'A' && *p <= 'F') {
+            digit = (unsigned)(*p - 'A') + 10u;
+        } else {
+            return RT_EINVAL;
         }
-        if (!digit) {
-            return RT_EINVAL; /* strtoull would take a sign, white space and "0x". */
+        if (v > (UINT64_MAX - digit) / (uint64_t)base) {
+            return RT_EINVAL; /* Past UINT64_MAX. */
         }
+        v = v * (uint64_t)base + digit;
     }
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, base);
-    if (errno != 0 || *end != '\0' || v < min || v > max) {
+    if (p == s || v < min || v > max) {
         return RT_EINVAL;
     }
-    *out = (uint64_t)v;
+    *out = v;
     return 0;
 }
 

@@ -9,8 +9,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "rt_clock.h"
 
 static int fail(char *why, size_t why_cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -29,13 +30,6 @@ static bool is_space(uint8_t c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The file's bytes, up to @cap of them (the caller asks for one more than a secret file may
  * hold, to tell "too large"). Non-blocking, so that a pipe (`--secret-file <(...)`) or a
  * terminal that nobody writes to costs at most RT_SECRET_WAIT_MS instead of a hang. */
@@ -46,7 +40,7 @@ static int read_bounded(const char *path, uint8_t *buf, size_t cap, size_t *got,
     if (fd < 0) {
         return fail(why, why_cap, "%s: %s", path, strerror(errno));
     }
-    uint64_t deadline = now_ms() + RT_SECRET_WAIT_MS;
+    uint64_t deadline = rt_monotonic_ms() + RT_SECRET_WAIT_MS;
     size_t n = 0;
     int rv = 0;
     while (n < cap && rv == 0) {
@@ -56,7 +50,7 @@ static int read_bounded(const char *path, uint8_t *buf, size_t cap, size_t *got,
         } else if (r == 0) {
             break;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            uint64_t now = now_ms();
+            uint64_t now = rt_monotonic_ms();
             struct pollfd p = {.fd = fd, .events = POLLIN};
             if (now >= deadline || (poll(&p, 1, (int)(deadline - now)) == 0)) {
                 rv =

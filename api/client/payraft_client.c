@@ -91,9 +91,6 @@ _Static_assert(PR_SHARDS_MAX == RT_SHARDS_MAX, "shard limit differs from the run
 #define ROUTE_REFRESH_MS 10000u
 #define ROUTE_RETRY_MS   1000u
 #define ROUTE_DOWN_MS    1000u
-/* Order keys routed: app_id "/" merchant_order_no, both bounded well below this (a longer one
- * is refused by the server, so it is not worth routing). */
-#define ROUTE_KEY_BYTES_MAX 256u
 
 /* Option bounds (payraft_client.h). */
 #define OPT_CONNECT_TIMEOUT_MS_MAX 600000u
@@ -140,7 +137,6 @@ struct pr_req {
     unsigned conn;        /* While SENT: the connection (index into c->conns) it went on. */
     bool routed;          /* While SENT: this attempt went to its shard leader's connection. */
     bool unrouted;        /* A routed attempt failed: the later ones take the primary. */
-    bool internal;        /* The client's own cluster.shards request: no user callback. */
     enum req_route route;
     uint16_t id_shard; /* ROUTE_ID: the shard in the order id. */
     uint64_t key_hash; /* ROUTE_KEY: rt_key_hash of app "/" merchant_order_no. */
@@ -158,6 +154,10 @@ struct pr_req {
 struct pr_server {
     char host[PR_HOST_BYTES_MAX + 1]; /* Without the brackets of an IPv6 literal. */
     char port[6];                     /* Decimal 1..65535. */
+    /* "host:port" or "[v6]:port" as the list gave it, which is how the nodes spell their API
+     * addresses in cluster.shards (no port has two spellings: server_parse refuses zeros). */
+    char spelled[PR_HOST_BYTES_MAX + 9];
+    uint32_t spelled_len;
 };
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
@@ -199,7 +199,6 @@ struct pr_client {
 
     /* Routing (opt.route). */
     struct route_map map;
-    bool map_fetching;     /* The map request is in flight. */
     bool map_stale;        /* A routed attempt failed since the map request was queued. */
     uint64_t map_asked_ms; /* When the last map request was queued. */
     uint64_t map_next_ms;  /* The next map request is due then. */
@@ -468,6 +467,9 @@ static bool server_parse(const char *s, size_t len, struct pr_server *srv)
     srv->host[host_len] = '\0';
     memcpy(srv->port, colon + 1, port_len);
     srv->port[port_len] = '\0';
+    assert(len < sizeof(srv->spelled));
+    memcpy(srv->spelled, s, len);
+    srv->spelled_len = (uint32_t)len;
     return true;
 }
 
@@ -656,13 +658,12 @@ static int dispatch(struct pr_client *c)
         pr_callback cb = r->cb;
         void *arg = r->arg;
         int status = r->status;
-        bool internal = r->internal;
         struct pr_response resp = r->resp;
         free(r->body);
         uint32_t slot = (uint32_t)(r - c->reqs);
         memset(r, 0, sizeof(*r)); /* REQ_FREE, links cleared. */
-        if (internal) {
-            assert(slot == c->opt.max_inflight);
+        if (slot == c->opt.max_inflight) {
+            /* The slot past the caller's: the client's own map request, no user callback. */
             route_map_done(c, status, &resp);
             pr_response_free(&resp);
             continue;
@@ -833,6 +834,12 @@ static void connect_check(struct pr_client *c, unsigned i, uint64_t now)
 
 /* ---- Routing ---- */
 
+/* Whether the map request (the slot past the caller's) is queued, sent or not yet dispatched. */
+static bool map_in_flight(const struct pr_client *c)
+{
+    return c->reqs[c->opt.max_inflight].state != REQ_FREE;
+}
+
 /* A routed attempt failed: ask for the map again soon (at most once per ROUTE_RETRY_MS), also
  * when a map request is in flight (its answer may predate the failure). */
 static void route_map_stale(struct pr_client *c)
@@ -844,58 +851,40 @@ static void route_map_stale(struct pr_client *c)
     }
 }
 
-/* Where a request's routing key is, read from its body at send: for an order op, the
- * merchant_order_no (and, for the admin, the app_id it acts for), else the order_id, as the
- * server picks them (docs/protocol.md, order.get). A body without them is not routed. */
+/* Where a request's routing key is, read from its body at send with the server's own reader
+ * (api_body_strs: a field's first occurrence counts): for an order op, the merchant_order_no
+ * (and, for the admin, the app_id it acts for), else the order_id, as the server picks them
+ * (docs/protocol.md, order.get). A body without them is not routed, nor is a key longer than
+ * an actor key may be (RT_ACTOR_KEY_BYTES_MAX: the server refuses it). */
 static void route_key(const struct pr_client *c, struct pr_req *r)
 {
     r->route = ROUTE_NONE;
     if (!c->opt.route || r->op_len < 6 || memcmp(r->op, "order.", 6) != 0) {
         return;
     }
-    struct rt_mp_reader rd;
-    rt_mp_reader_init(&rd, r->body, r->body_len);
-    uint32_t count;
-    if (rt_mp_read_map(&rd, &count) != 0) {
-        return;
+    enum { F_APP, F_MONO, F_ORDER_ID, F_COUNT };
+    struct api_body_field fields[F_COUNT] = {[F_APP] = {.name = "app_id"},
+                                             [F_MONO] = {.name = "merchant_order_no"},
+                                             [F_ORDER_ID] = {.name = "order_id"}};
+    api_body_strs(r->body, r->body_len, fields, F_COUNT);
+    const struct api_body_field *mono = &fields[F_MONO], *order_id = &fields[F_ORDER_ID];
+    const char *app = c->app;
+    uint32_t app_len = c->app_len;
+    if (rt_mp_key_is(c->app, c->app_len, "admin")) {
+        /* Only the admin acts for the body's app_id. */
+        app = fields[F_APP].found == 0 ? fields[F_APP].value : NULL;
+        app_len = fields[F_APP].found == 0 ? fields[F_APP].len : 0;
     }
-    const char *mono = NULL, *app = NULL, *order_id = NULL;
-    uint32_t mono_len = 0, app_len = 0, order_id_len = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        const char *key;
-        uint32_t key_len;
-        if (rt_mp_read_str(&rd, &key, &key_len) != 0) {
-            return; /* The body was validated as msgpack, but keys need not be strings. */
-        }
-        const char **value = NULL;
-        uint32_t *value_len = NULL;
-        if (rt_mp_key_is(key, key_len, "merchant_order_no")) {
-            value = &mono, value_len = &mono_len;
-        } else if (rt_mp_key_is(key, key_len, "app_id")) {
-            value = &app, value_len = &app_len;
-        } else if (rt_mp_key_is(key, key_len, "order_id")) {
-            value = &order_id, value_len = &order_id_len;
-        }
-        int rv = value != NULL && rt_mp_peek(&rd) == RT_MP_STR
-                     ? rt_mp_read_str(&rd, value, value_len)
-                     : rt_mp_skip(&rd);
-        if (rv != 0) {
-            return;
-        }
-    }
-    if (!(c->app_len == 5 && memcmp(c->app, "admin", 5) == 0)) {
-        app = c->app, app_len = c->app_len; /* Only the admin acts for the body's app_id. */
-    }
-    if (mono != NULL && mono_len > 0 && app_len > 0 &&
-        app_len + 1u + mono_len <= ROUTE_KEY_BYTES_MAX) {
-        uint8_t key[ROUTE_KEY_BYTES_MAX];
+    if (mono->found == 0 && mono->len > 0 && app_len > 0 &&
+        app_len + 1u + mono->len <= RT_ACTOR_KEY_BYTES_MAX) {
+        uint8_t key[RT_ACTOR_KEY_BYTES_MAX];
         memcpy(key, app, app_len);
         key[app_len] = '/';
-        memcpy(key + app_len + 1, mono, mono_len);
+        memcpy(key + app_len + 1, mono->value, mono->len);
         r->route = ROUTE_KEY;
-        r->key_hash = rt_key_hash(key, app_len + 1u + mono_len);
-    } else if (mono == NULL && order_id != NULL &&
-               rt_id_shard(order_id, order_id_len, 'P', &r->id_shard)) {
+        r->key_hash = rt_key_hash(key, app_len + 1u + mono->len);
+    } else if (mono->found == RT_ENOTFOUND && order_id->found == 0 &&
+               rt_id_shard(order_id->value, order_id->len, 'P', &r->id_shard)) {
         r->route = ROUTE_ID; /* 'P': order ids' kind letter (actors/act_order.h). */
     }
 }
@@ -920,13 +909,11 @@ static int req_leader(const struct pr_client *c, const struct pr_req *r, uint64_
     return leader;
 }
 
-/* The connection @r's next attempt takes: its shard leader's (req_leader) once that connection
- * is up, else the primary: a request never waits for a routed connect, which may take up to
- * connect_timeout_ms to fail (fill_output starts it). *routed says which. */
-static unsigned req_target(const struct pr_client *c, const struct pr_req *r, uint64_t now,
-                           bool *routed)
+/* The connection a request's next attempt takes: its shard leader's (@leader, req_leader's
+ * answer) once that connection is up, else the primary: a request never waits for a routed connect,
+ * which may take up to connect_timeout_ms to fail (fill_output starts it). *routed says which. */
+static unsigned req_target(const struct pr_client *c, int leader, bool *routed)
 {
-    int leader = req_leader(c, r, now);
     *routed = leader >= 0 && c->conns[leader].state == CONN_UP;
     return *routed ? (unsigned)leader : c->server_cur;
 }
@@ -937,10 +924,7 @@ static int server_find(const struct pr_client *c, const char *addr, uint32_t len
 {
     for (unsigned i = 0; i < c->server_count; i++) {
         const struct pr_server *srv = &c->servers[i];
-        char spelled[PR_HOST_BYTES_MAX + 16];
-        bool v6 = strchr(srv->host, ':') != NULL;
-        int n = snprintf(spelled, sizeof(spelled), v6 ? "[%s]:%s" : "%s:%s", srv->host, srv->port);
-        if (n > 0 && (uint32_t)n == len && memcmp(spelled, addr, len) == 0) {
+        if (srv->spelled_len == len && memcmp(srv->spelled, addr, len) == 0) {
             return (int)i;
         }
     }
@@ -957,6 +941,7 @@ static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size
     uint32_t count;
     uint64_t shard_count = 0;
     bool have_shards = false;
+    bool seen[RT_SHARDS_MAX] = {false};
     if (rt_mp_read_map(&rd, &count) != 0) {
         return false;
     }
@@ -981,7 +966,7 @@ static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size
             continue;
         }
         uint32_t shards;
-        if (have_shards || rt_mp_read_array(&rd, &shards) != 0) {
+        if (have_shards || rt_mp_read_array(&rd, &shards) != 0 || shards > RT_SHARDS_MAX) {
             return false;
         }
         have_shards = true;
@@ -1012,9 +997,10 @@ static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size
                     return false;
                 }
             }
-            if (shard_id >= RT_SHARDS_MAX) {
-                return false;
+            if (shard_id >= RT_SHARDS_MAX || seen[shard_id]) {
+                return false; /* Past any map, or a shard told twice. */
             }
+            seen[shard_id] = true;
             map->leader[shard_id] = (int8_t)leader;
         }
     }
@@ -1023,7 +1009,7 @@ static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size
     }
     map->shard_count = (uint16_t)shard_count;
     for (unsigned s = map->shard_count; s < RT_SHARDS_MAX; s++) {
-        if (map->leader[s] != -1) {
+        if (seen[s]) {
             return false; /* A shard id past the count: not a map we understand. */
         }
     }
@@ -1034,8 +1020,13 @@ static bool route_map_parse(const struct pr_client *c, const uint8_t *body, size
  * every request takes the primary, as without routing). */
 static void route_map_done(struct pr_client *c, int status, const struct pr_response *resp)
 {
-    c->map_fetching = false;
     struct route_map map;
+    if (status == 0 && !resp->ok && strcmp(resp->code, "UNAVAILABLE") != 0) {
+        /* A refusal that asking again soon will not change (an older server, no permission):
+         * ask at the usual interval, not every ROUTE_RETRY_MS. */
+        c->map_next_ms = c->map_asked_ms + ROUTE_REFRESH_MS;
+        return;
+    }
     if (status != 0 || !resp->ok || !route_map_parse(c, resp->body, resp->body_len, &map)) {
         c->map_next_ms = c->map_asked_ms + ROUTE_RETRY_MS;
         return;
@@ -1048,7 +1039,7 @@ static void route_map_done(struct pr_client *c, int status, const struct pr_resp
  * asks for nothing). It takes the slot kept for it, and the primary, like any request. */
 static void route_map_ask(struct pr_client *c, uint64_t now)
 {
-    if (!c->opt.route || c->map_fetching || now < c->map_next_ms ||
+    if (!c->opt.route || map_in_flight(c) || now < c->map_next_ms ||
         c->free_count == c->opt.max_inflight || c->freeing) {
         return;
     }
@@ -1064,13 +1055,11 @@ static void route_map_ask(struct pr_client *c, uint64_t now)
     static const char op[] = "cluster.shards";
     memcpy(r->op, op, sizeof(op));
     r->op_len = (uint32_t)(sizeof(op) - 1);
-    r->internal = true;
     r->state = REQ_QUEUED;
     r->deadline_ms = now + c->opt.request_timeout_ms;
     r->due_ms = now;
     list_append(&c->order, r, LINK_ORDER);
     list_append(&c->queue, r, LINK_STATE);
-    c->map_fetching = true;
     c->map_stale = false; /* Failures from now on are news to this request's answer. */
     c->map_asked_ms = now;
     c->map_next_ms = UINT64_MAX; /* Set when it finishes. */
@@ -1117,6 +1106,18 @@ static bool conn_open_for_writes(const struct pr_client *c, unsigned i)
            k->out.len - k->out_off < CLIENT_OUT_HIGH_WATER_BYTES;
 }
 
+/* Whether any connection takes writes: when none does, the queue is not walked (it may hold
+ * max_inflight requests) until a socket drains. */
+static bool any_open_for_writes(const struct pr_client *c)
+{
+    for (unsigned i = 0; i < c->server_count; i++) {
+        if (conn_open_for_writes(c, i)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Encode the requests that are due into their connections' buffers, up to each high-water
  * mark; start the routed connections they need. */
 static void fill_output(struct pr_client *c, uint64_t now)
@@ -1130,8 +1131,9 @@ static void fill_output(struct pr_client *c, uint64_t now)
             k->out_off = 0;
         }
     }
+    bool writable = any_open_for_writes(c);
     struct pr_req *next;
-    for (struct pr_req *r = c->queue.head; r != NULL; r = next) {
+    for (struct pr_req *r = c->queue.head; r != NULL && writable; r = next) {
         next = r->state_link.next;
         if (r->due_ms > now) {
             continue;
@@ -1141,7 +1143,7 @@ static void fill_output(struct pr_client *c, uint64_t now)
             connect_start(c, (unsigned)leader, now); /* A failure marks it down for a while. */
         }
         bool routed;
-        unsigned i = req_target(c, r, now, &routed);
+        unsigned i = req_target(c, leader, &routed);
         if (!conn_open_for_writes(c, i)) {
             continue;
         }
@@ -1157,6 +1159,9 @@ static void fill_output(struct pr_client *c, uint64_t now)
         r->conn = i;
         r->routed = routed;
         c->conns[i].sent_count++;
+        if (!conn_open_for_writes(c, i)) {
+            writable = any_open_for_writes(c); /* That buffer reached its high-water mark. */
+        }
     }
 }
 
@@ -1396,7 +1401,7 @@ static bool want_connection(const struct pr_client *c, uint64_t now)
     }
     for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
         bool routed;
-        if (r->due_ms <= now && req_target(c, r, now, &routed) == c->server_cur) {
+        if (r->due_ms <= now && req_target(c, req_leader(c, r, now), &routed) == c->server_cur) {
             return true;
         }
     }
@@ -1458,16 +1463,19 @@ static uint64_t next_timer_ms(const struct pr_client *c, uint64_t now)
             t = c->conns[i].connect_deadline_ms;
         }
     }
-    if (c->opt.route && !c->map_fetching && c->free_count < c->opt.max_inflight &&
+    if (c->opt.route && !map_in_flight(c) && c->free_count < c->opt.max_inflight &&
         c->map_next_ms < t) {
         t = c->map_next_ms;
     }
     /* Queued requests wake the loop only when they could be written (or connected for) then:
      * behind a full output buffer, a connect in progress or a draining connection they wait for
-     * the socket instead. */
-    for (const struct pr_req *r = c->queue.head; r != NULL; r = r->state_link.next) {
+     * the socket instead. A request's target is the primary unless its leader's connection is
+     * up, so with the primary not down and no connection taking writes, none could. */
+    bool movable = c->conns[c->server_cur].state == CONN_DOWN || any_open_for_writes(c);
+    for (const struct pr_req *r = movable ? c->queue.head : NULL; r != NULL;
+         r = r->state_link.next) {
         bool routed;
-        unsigned i = req_target(c, r, now, &routed);
+        unsigned i = req_target(c, req_leader(c, r, now), &routed);
         uint64_t due = r->due_ms;
         if (c->conns[i].state == CONN_DOWN) {
             if (i == c->server_cur && c->reconnect_ms > due) {
@@ -1783,7 +1791,7 @@ int pr_fuzz_route_key(struct pr_client *c, const char *op, const uint8_t *body, 
         memset(c->map.leader, -1, sizeof(c->map.leader));
     }
     bool routed;
-    HOOK_EXPECT(req_target(c, &r, 0, &routed) == c->server_cur && !routed);
+    HOOK_EXPECT(req_target(c, req_leader(c, &r, 0), &routed) == c->server_cur && !routed);
     return 0;
 }
 

@@ -34,8 +34,9 @@
  *
  * Routing (option route). A node that does not lead a request's shard forwards it to the leader:
  * a hop, and its CPU. With route set, the client asks the cluster where each shard's leader
- * takes requests (cluster.shards, its own request, at the first request and every 10 s, sooner
- * after a routed attempt failed) and sends each order request (an "order.*" op whose body has
+ * takes requests (cluster.shards, its own request, at the first request and every 10 s; sooner
+ * after a routed attempt failed, unless the server refused the last one with an answer other
+ * than UNAVAILABLE) and sends each order request (an "order.*" op whose body has
  * merchant_order_no or order_id) straight to that leader, over a connection opened for it: one
  * per server at most, only to servers in the client's list (spelled as the nodes report their
  * API addresses, e.g. "127.0.0.1:7101"), and while it is being made requests take the usual

@@ -674,3 +674,45 @@ bool itest_all_leaders(const struct itest_cluster *cluster_, unsigned id)
     }
     return itest_map_ready; /* The meta group holds the cluster map too. */
 }
+
+bool itest_wait_all_leaders(const struct itest_cluster *c, unsigned timeout_ms)
+{
+    uint64_t t0 = itest_now_ms();
+    for (unsigned n = 1; n <= c->nodes; n++) {
+        while (!itest_all_leaders(c, n)) {
+            if (itest_now_ms() - t0 > timeout_ms) {
+                fprintf(stderr, "itest: node %u did not know every shard's leader within %u ms\n",
+                        n, timeout_ms);
+                return false;
+            }
+            usleep(100 * 1000);
+        }
+    }
+    return true;
+}
+
+bool itest_forwarded_total(const struct itest_cluster *c, uint64_t *sum)
+{
+    static struct itest_shard views[ITEST_SHARDS];
+    *sum = 0;
+    for (unsigned n = 1; n <= c->nodes; n++) {
+        if (!itest_shard_views(c, n, views)) {
+            return false;
+        }
+        *sum += itest_forwarded;
+    }
+    return true;
+}
+
+size_t itest_read_text(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    return n;
+}

@@ -60,6 +60,15 @@ unsigned itest_api_port(const struct itest_cluster *c, unsigned id);
  * requests given @request_timeout_ms (0: the library's default). NULL if it cannot be made. */
 struct pr_client *itest_library_client(const struct itest_cluster *c, const char *app,
                                        const char *secret, bool route, unsigned request_timeout_ms);
+/* Wait up to @timeout_ms until every node of @c knows every shard's leader (itest_all_leaders,
+ * node 1 first). false on timeout. */
+bool itest_wait_all_leaders(const struct itest_cluster *c, unsigned timeout_ms);
+/* The requests all nodes of @c forwarded to a shard's leader so far (cluster.status
+ * "forwarded", summed) into *sum. false if a node's status cannot be read. */
+bool itest_forwarded_total(const struct itest_cluster *c, uint64_t *sum);
+/* Read up to @cap - 1 bytes of the file @path into @out, NUL-terminated. Returns the length;
+ * a file that is not there reads as empty. */
+size_t itest_read_text(const char *path, char *out, size_t cap);
 /* Node @id's process id (scripts/cluster.sh's pid file), 0 when it is not running. */
 long itest_node_pid(const struct itest_cluster *c, unsigned id);
 

@@ -160,15 +160,8 @@ static int setup(void **state)
     if (!itest_cluster_start(&cluster, NODES, PORT_OFFSET)) {
         return -1;
     }
-    uint64_t t0 = itest_now_ms();
-    for (unsigned n = 1; n <= NODES; n++) {
-        while (!itest_all_leaders(&cluster, n)) {
-            if (itest_now_ms() - t0 > 30000) {
-                fprintf(stderr, "itest: the cluster did not elect every leader in 30 s\n");
-                return -1;
-            }
-            usleep(100 * 1000);
-        }
+    if (!itest_wait_all_leaders(&cluster, 30000)) {
+        return -1;
     }
     struct itest_client c;
     if (!itest_connect(&c, &cluster, 1, 10000)) {
@@ -469,27 +462,12 @@ static void many_apps_share_key_slots(void **state)
     rt_buf_free(&body);
 }
 
-/* Read up to @cap - 1 bytes of the file @path into @out, NUL-terminated. Returns the length;
- * a file that is not there reads as empty. */
-static size_t read_text(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return 0;
-    }
-    size_t n = fread(out, 1, cap - 1, f);
-    fclose(f);
-    out[n] = '\0';
-    return n;
-}
-
-/* /proc/@pid/@what, which a running process always has, into @out as read_text does. */
+/* /proc/@pid/@what, which a running process always has, into @out as itest_read_text does. */
 static size_t proc_read(long pid, const char *what, char *out, size_t cap)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/%s", pid, what);
-    size_t n = read_text(path, out, cap);
+    size_t n = itest_read_text(path, out, cap);
     assert_true(n > 0);
     return n;
 }
@@ -504,7 +482,7 @@ static void nodes_run_with_huge_pages(void **state)
 {
     (void)state;
     char mode[128];
-    read_text("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof(mode));
+    itest_read_text("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof(mode));
     bool expected = strstr(mode, "[always]") != NULL || strstr(mode, "[madvise]") != NULL;
     const char *own = getenv("GLIBC_TUNABLES");
     const char *own_value = own != NULL ? strstr(own, "glibc.malloc.hugetlb=") : NULL;
@@ -741,12 +719,8 @@ static void pipelined_reads_share_barriers(void **state)
 /* Requests the nodes forwarded to a shard's leader, summed. */
 static uint64_t cluster_forwarded(void)
 {
-    uint64_t sum = 0;
-    static struct itest_shard views[ITEST_SHARDS];
-    for (unsigned n = 1; n <= NODES; n++) {
-        assert_true(itest_shard_views(&cluster, n, views));
-        sum += itest_forwarded;
-    }
+    uint64_t sum;
+    assert_true(itest_forwarded_total(&cluster, &sum));
     return sum;
 }
 
@@ -756,6 +730,22 @@ static void library_done(void *arg, int status, struct pr_response *resp)
 {
     unsigned *ok = arg;
     *ok += status == 0 && resp->ok;
+}
+
+/* Counts answers NOT_FOUND at the first attempt. */
+static void library_not_found(void *arg, int status, struct pr_response *resp)
+{
+    unsigned *not_found = arg;
+    *not_found += status == 0 && strcmp(resp->code, "NOT_FOUND") == 0 && resp->attempts == 1;
+}
+
+/* Poll @c until nothing is pending; each poll must run a callback within 2 * CALL_MS (the
+ * library's request timeout is CALL_MS). */
+static void library_drain(struct pr_client *c)
+{
+    while (pr_client_pending(c) > 0) {
+        assert_true(pr_client_poll(c, 2 * CALL_MS) > 0);
+    }
 }
 
 /* LIBRARY_ORDERS order.create through the C client library (its first server is node 1),
@@ -776,18 +766,16 @@ static unsigned library_creates(bool route, const char *prefix, uint64_t *forwar
         assert_true(resp.ok);
         pr_response_free(&resp);
     }
-    unsigned ok = 0, found = 0;
+    unsigned ok = 0, not_found = 0;
     for (unsigned i = 0; i < 32; i++) {
         char mono[40];
         snprintf(mono, sizeof(mono), "%swarm-%u", prefix, i);
         one_str_body(&body, "merchant_order_no", mono);
-        assert_int_equal(pr_client_send(c, "order.get", body.data, body.len, library_done, &found),
-                         0);
+        assert_int_equal(
+            pr_client_send(c, "order.get", body.data, body.len, library_not_found, &not_found), 0);
     }
-    while (pr_client_pending(c) > 0) {
-        assert_true(pr_client_poll(c, CALL_MS) >= 0);
-    }
-    assert_int_equal(found, 0); /* NOT_FOUND, each: answered, not retried. */
+    library_drain(c);
+    assert_int_equal(not_found, 32); /* Each answered NOT_FOUND, not retried. */
     uint64_t before = cluster_forwarded();
     for (unsigned i = 0; i < LIBRARY_ORDERS; i++) {
         char mono[40];
@@ -796,9 +784,7 @@ static unsigned library_creates(bool route, const char *prefix, uint64_t *forwar
         assert_int_equal(pr_client_send(c, "order.create", body.data, body.len, library_done, &ok),
                          0);
     }
-    while (pr_client_pending(c) > 0) {
-        assert_true(pr_client_poll(c, CALL_MS) >= 0);
-    }
+    library_drain(c);
     *forwarded = cluster_forwarded() - before;
     pr_client_free(c);
     rt_buf_free(&body);

@@ -117,7 +117,10 @@ enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request 
     rt_mp_write_cstr(&w, "shard_count");
     rt_mp_write_uint(&w, f->map_shards);
     rt_mp_write_cstr(&w, "shards");
-    if (f->map_garbled) {
+    int map_code = atomic_load(&f->map_code);
+    if (map_code != 0) {
+        fake_respond(fd, req->id, map_code, "not for you", NULL, 0);
+    } else if (atomic_load(&f->map_garbled)) {
         rt_mp_write_cstr(&w, "not an array"); /* The client must keep routing off. */
     } else {
         rt_mp_write_array(&w, f->map_shards);
@@ -137,7 +140,7 @@ enum fake_action fake_h_shards(struct fake *f, int fd, const struct api_request 
             }
         }
     }
-    if (rt_mp_writer_error(&w) == 0) {
+    if (map_code == 0 && rt_mp_writer_error(&w) == 0) {
         fake_respond(fd, req->id, 0, NULL, body.data, body.len);
     }
     rt_buf_free(&body);
@@ -401,6 +404,9 @@ static void serve(struct fake *f, int fd, unsigned conn)
     free(rbuf);
     api_frame_decoder_free(&dec);
     close(fd);
+    pthread_mutex_lock(&f->mu);
+    f->closes++;
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void *fake_main(void *arg)
@@ -479,16 +485,36 @@ unsigned fake_conns(struct fake *f)
     return n;
 }
 
-bool fake_wait(struct fake *f, unsigned count, unsigned timeout_ms)
+static unsigned fake_closes(struct fake *f)
+{
+    pthread_mutex_lock(&f->mu);
+    unsigned n = f->closes;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* Wait up to @timeout_ms until @count_of(f) reaches @count. */
+static bool wait_count(struct fake *f, unsigned (*count_of)(struct fake *), unsigned count,
+                       unsigned timeout_ms)
 {
     uint64_t until = fake_now_ms() + timeout_ms;
-    while (fake_seen_count(f) < count) {
+    while (count_of(f) < count) {
         if (fake_now_ms() >= until) {
             return false;
         }
         usleep(5000);
     }
     return true;
+}
+
+bool fake_wait(struct fake *f, unsigned count, unsigned timeout_ms)
+{
+    return wait_count(f, fake_seen_count, count, timeout_ms);
+}
+
+bool fake_wait_closes(struct fake *f, unsigned count, unsigned timeout_ms)
+{
+    return wait_count(f, fake_closes, count, timeout_ms);
 }
 
 bool fake_hole_open(struct fake_hole *h, uint16_t port)

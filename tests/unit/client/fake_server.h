@@ -67,6 +67,7 @@ struct fake {
     unsigned seen_count;
     uint64_t requests;   /* Every request decoded, past FAKE_SEEN_MAX too. */
     unsigned conns;      /* Connections accepted. */
+    unsigned closes;     /* Connections the fake has closed (under mu). */
     unsigned bad_frames; /* Frames that did not decode as requests. */
     /* fake_h_shuffle: requests held back until param of them arrived. */
     uint64_t pending_id[FAKE_PENDING_MAX];
@@ -81,10 +82,12 @@ struct fake {
     unsigned order_count;
     unsigned gets_found, gets_missing;
     /* fake_h_shards: the shard map it tells (each shard's leader's port on 127.0.0.1, 0: no
-     * leader known), or a body that is not a map of shards when map_garbled. */
+     * leader known), or a body that is not a map of shards when map_garbled, or the RT_E*
+     * code map_code instead of a map. The atomics may be set while the fake serves. */
     unsigned map_shards; /* 1..FAKE_MAP_SHARDS */
     uint16_t map_ports[FAKE_MAP_SHARDS];
-    bool map_garbled;
+    atomic_bool map_garbled;
+    atomic_int map_code;
     unsigned maps_asked;    /* cluster.shards requests answered (under mu). */
     atomic_bool close_next; /* fake_h_shards: answer the next request, then close (as an idle
                              * limit would). */
@@ -100,6 +103,8 @@ bool fake_wait(struct fake *f, unsigned count, unsigned timeout_ms);
 /* Copy of the record's counters (under the lock). */
 unsigned fake_seen_count(struct fake *f);
 unsigned fake_conns(struct fake *f);
+/* Wait up to @timeout_ms until the fake has closed at least @count connections. */
+bool fake_wait_closes(struct fake *f, unsigned count, unsigned timeout_ms);
 
 /* Write one response frame (api_response_encode) to @fd. */
 void fake_respond(int fd, uint64_t id, int code, const char *msg, const uint8_t *body,

@@ -76,8 +76,9 @@ static void stop_fakes(unsigned n)
     }
 }
 
-/* A client of @app for 127.0.0.1 at the port offsets @offsets. */
-static struct pr_client *client_of(const char *app, const unsigned *offsets, unsigned n, bool route)
+/* A client of @app with options @o for 127.0.0.1 at the port offsets @offsets. */
+static struct pr_client *client_with(const char *app, const unsigned *offsets, unsigned n,
+                                     const struct pr_client_options *o)
 {
     char servers[256];
     size_t len = 0;
@@ -85,16 +86,22 @@ static struct pr_client *client_of(const char *app, const unsigned *offsets, uns
         len += (size_t)snprintf(servers + len, sizeof(servers) - len, "%s127.0.0.1:%u",
                                 i > 0 ? "," : "", fake_port(offsets[i]));
     }
+    struct pr_client *c = NULL;
+    assert_int_equal(
+        pr_client_new(servers, app, (const uint8_t *)FAKE_SECRET, strlen(FAKE_SECRET), o, &c), 0);
+    return c;
+}
+
+/* client_with short backoffs and a 5 s request timeout, routing when @route. */
+static struct pr_client *client_of(const char *app, const unsigned *offsets, unsigned n, bool route)
+{
     struct pr_client_options o;
     pr_client_options_init(&o);
     o.backoff_initial_ms = 5;
     o.backoff_max_ms = 40;
     o.request_timeout_ms = 5000;
     o.route = route;
-    struct pr_client *c = NULL;
-    assert_int_equal(
-        pr_client_new(servers, app, (const uint8_t *)FAKE_SECRET, strlen(FAKE_SECRET), &o, &c), 0);
-    return c;
+    return client_with(app, offsets, n, &o);
 }
 
 static void key_body(struct rt_buf *b, const char *field, const char *value, const char *app);
@@ -254,18 +261,19 @@ static struct pr_client *spread_client(const char *app, bool route, bool garbled
 {
     spread_map(ports);
     start_fakes(3, ports, NULL);
-    fakes[0]->map_garbled = garbled;
+    atomic_store(&fakes[0]->map_garbled, garbled);
     struct pr_client *c = client_of(app, fake_offsets, 3, route);
     warm_up(c);
     return c;
 }
 
-/* Two fakes, the second leading every shard (@ports: the map), answering with @codes as
- * start_fakes; a routing client of both, first server first, that has learnt the map. */
-static struct pr_client *second_leads_all(const int *codes, uint16_t *ports)
+/* Two fakes (A, B), the one at @leader_offset leading every shard (@ports: the map),
+ * answering with @codes as start_fakes; a routing client of both, A first, that has learnt the
+ * map. */
+static struct pr_client *one_leads_all(unsigned leader_offset, const int *codes, uint16_t *ports)
 {
     for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
-        ports[s] = fake_port(PORT_B);
+        ports[s] = fake_port(leader_offset);
     }
     start_fakes(2, ports, codes);
     const unsigned servers[] = {PORT_A, PORT_B};
@@ -315,8 +323,11 @@ static void test_route_orders_to_their_leaders(void **state)
     assert_int_equal(total, ORDERS + FAKE_MAP_SHARDS);
     assert_int_equal(fakes[0]->maps_asked, 1);
     assert_int_equal(fakes[1]->maps_asked + fakes[2]->maps_asked, 0);
-    for (unsigned k = 0; k < fakes[0]->seen_count; k++) {
-        assert_true(fakes[0]->seen[k].sig_ok);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_true(fakes[i]->seen_count > 0);
+        for (unsigned k = 0; k < fakes[i]->seen_count; k++) {
+            assert_true(fakes[i]->seen[k].sig_ok);
+        }
     }
 }
 
@@ -397,13 +408,7 @@ static void test_route_hanging_connect_costs_nothing(void **state)
     o.route = true;
     o.connect_timeout_ms = 3000;
     o.request_timeout_ms = 2000;
-    char list[128];
-    snprintf(list, sizeof(list), "127.0.0.1:%u,127.0.0.1:%u", fake_port(servers[0]),
-             fake_port(servers[1]));
-    struct pr_client *c = NULL;
-    assert_int_equal(
-        pr_client_new(list, FAKE_APP, (const uint8_t *)FAKE_SECRET, strlen(FAKE_SECRET), &o, &c),
-        0);
+    struct pr_client *c = client_with(FAKE_APP, servers, 2, &o);
     uint64_t t0 = fake_now_ms();
     warm_up(c);
     struct tally t = create_orders(c, "hole", NULL);
@@ -423,14 +428,8 @@ static void test_route_primary_leader_unavailable_moves_on(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    for (unsigned s = 0; s < FAKE_MAP_SHARDS; s++) {
-        ports[s] = fake_port(PORT_A);
-    }
     const int codes[] = {RT_EUNAVAIL, 0};
-    start_fakes(2, ports, codes);
-    const unsigned servers[] = {PORT_A, PORT_B};
-    struct pr_client *c = client_of(FAKE_APP, servers, 2, true);
-    warm_up(c);
+    struct pr_client *c = one_leads_all(PORT_A, codes, ports);
     struct tally t = create_orders(c, "primary", NULL);
     pr_client_free(c);
     stop_fakes(2);
@@ -446,7 +445,7 @@ static void test_route_unavailable_leader_retries_on_primary(void **state)
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
     const int codes[] = {0, RT_EUNAVAIL};
-    struct pr_client *c = second_leads_all(codes, ports);
+    struct pr_client *c = one_leads_all(PORT_B, codes, ports);
     struct tally t = create_orders(c, "unav", NULL);
     assert_int_equal(t.ok, ORDERS);
     assert_int_equal(t.attempts_min, 2);
@@ -474,7 +473,7 @@ static void test_route_idle_close_costs_nothing(void **state)
 {
     (void)state;
     uint16_t ports[FAKE_MAP_SHARDS];
-    struct pr_client *c = second_leads_all(NULL, ports);
+    struct pr_client *c = one_leads_all(PORT_B, NULL, ports);
     struct tally t = create_orders(c, "before", NULL);
     assert_int_equal(t.ok, ORDERS);
     assert_int_equal(t.attempts_max, 1);
@@ -487,7 +486,7 @@ static void test_route_idle_close_costs_nothing(void **state)
     key_body(&b, "order_id", id, NULL);
     atomic_store(&fakes[1]->close_next, true);
     ok_call(c, "order.close", &b);
-    usleep(50 * 1000);
+    assert_true(fake_wait_closes(fakes[1], 1, 5000));
     ok_call(c, "app.get", NULL);
     assert_false(atomic_load(&fakes[1]->close_next)); /* The close happened. */
     assert_int_equal(fake_conns(fakes[1]), 1);
@@ -506,6 +505,36 @@ static void test_route_idle_close_costs_nothing(void **state)
            on_b, fakes[1]->conns);
     assert_int_equal(fakes[1]->conns, 2);
     assert_int_equal(on_b, 2 * ORDERS); /* Both batches, each whole, on the leader. */
+    assert_int_equal(fakes[0]->maps_asked, 1);
+}
+
+/* A map request the server refuses with an answer that asking again will not change (here
+ * FORBIDDEN) is asked again at the refresh interval, not every ROUTE_RETRY_MS; requests go on
+ * through the primary meanwhile. */
+static void test_route_map_refused_waits_for_refresh(void **state)
+{
+    (void)state;
+    uint16_t ports[FAKE_MAP_SHARDS];
+    spread_map(ports);
+    start_fakes(1, ports, NULL);
+    atomic_store(&fakes[0]->map_code, RT_EFORBIDDEN);
+    const unsigned servers[] = {PORT_A};
+    struct pr_client *c = client_of(FAKE_APP, servers, 1, true);
+    struct rt_buf b;
+    rt_buf_init(&b, 1024);
+    key_body(&b, "merchant_order_no", "refused-1", NULL);
+    uint64_t until = fake_now_ms() + 2500; /* Past two retry intervals, short of a refresh. */
+    unsigned calls = 0;
+    while (fake_now_ms() < until) {
+        ok_call(c, "order.create", &b);
+        calls++;
+        usleep(20 * 1000);
+    }
+    rt_buf_free(&b);
+    pr_client_free(c);
+    stop_fakes(1);
+    printf("map refused: %u calls, %u map requests\n", calls, fakes[0]->maps_asked);
+    assert_true(calls > 20);
     assert_int_equal(fakes[0]->maps_asked, 1);
 }
 
@@ -543,7 +572,7 @@ static void test_shard_map_for_callers(void **state)
         assert_int_equal(leaders[s], s == 5 || s == 6 ? -1 : (int)(s % 3));
     }
     assert_int_equal(pr_client_shard_map(c, &count, leaders, FAKE_MAP_SHARDS - 1), PR_ETOOLARGE);
-    fakes[0]->map_garbled = true;
+    atomic_store(&fakes[0]->map_garbled, true);
     assert_int_equal(pr_client_shard_map(c, &count, leaders, PR_SHARDS_MAX), PR_EPROTO);
     assert_int_equal(pr_client_shard_map(c, NULL, leaders, PR_SHARDS_MAX), PR_EINVAL);
     pr_client_free(c);
@@ -561,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_route_hanging_connect_costs_nothing),
         cmocka_unit_test(test_route_primary_leader_unavailable_moves_on),
         cmocka_unit_test(test_route_idle_close_costs_nothing),
+        cmocka_unit_test(test_route_map_refused_waits_for_refresh),
         cmocka_unit_test(test_route_garbled_map_routes_nothing),
         cmocka_unit_test(test_shard_map_for_callers),
     };

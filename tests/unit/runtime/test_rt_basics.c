@@ -21,6 +21,7 @@
 #include "rt_key.h"
 #include "rt_limits.h"
 #include "rt_secret.h"
+#include "test_support.h"
 
 /* ---- rt_error ---- */
 
@@ -376,27 +377,27 @@ static void test_u64_parse(void **state)
 
 /* ---- rt_secret ---- */
 
-/* Writes @len bytes of @bytes to a fresh file under /tmp; its path into @path. */
-static void secret_file(char path[64], const void *bytes, size_t len)
-{
-    snprintf(path, 64, "/tmp/rt-secret-XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, bytes, len), (ssize_t)len);
-    close(fd);
-}
-
-/* Reads @text as a secret file of 4..16 bytes: 0 or -1, and the reason. */
+/* Reads @text (@len bytes) as a secret file of 4..16 bytes, written to a fresh file in a
+ * temporary directory (test_tmpdir: $TMPDIR) removed before anything is asserted: 0 or -1,
+ * and the reason. */
 static int read_text(const char *text, size_t len, uint8_t out[16], size_t *out_len,
                      char why[RT_SECRET_WHY_BYTES])
 {
-    char path[64];
-    secret_file(path, text, len);
-    int rv = rt_secret_file_read(path, 4, 16, out, out_len, why, RT_SECRET_WHY_BYTES);
+    why[0] = '\0';
+    char *dir = test_tmpdir("rt-secret");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/secret", dir);
+    FILE *f = fopen(path, "wb");
+    bool written = f != NULL && fwrite(text, 1, len, f) == len;
+    written = f != NULL && fclose(f) == 0 && written;
+    int rv =
+        written ? rt_secret_file_read(path, 4, 16, out, out_len, why, RT_SECRET_WHY_BYTES) : -2;
+    bool names_file = strstr(why, path) != NULL;
+    test_rmdir(dir);
+    assert_true(written);
     if (rv != 0) {
-        assert_non_null(strstr(why, path)); /* The reason names the file. */
+        assert_true(names_file); /* The reason names the file. */
     }
-    unlink(path);
     return rv;
 }
 
@@ -463,7 +464,9 @@ static void test_secret_file(void **state)
     static char long_path[RT_SECRET_PATH_BYTES_MAX + 2];
     memset(long_path, 'a', sizeof(long_path) - 1);
     assert_int_equal(rt_secret_file_read(long_path, 4, 16, out, &len, why, sizeof(why)), -1);
-    assert_non_null(strstr(why, "longer than 4096 bytes"));
+    char expected[64];
+    snprintf(expected, sizeof(expected), "longer than %u bytes", RT_SECRET_PATH_BYTES_MAX);
+    assert_non_null(strstr(why, expected));
     /* A pipe is read as a file (`--secret-file <(...)`); one whose writer says nothing is an
      * error after RT_SECRET_WAIT_MS, not a hang. */
     int fds[2];
@@ -478,7 +481,8 @@ static void test_secret_file(void **state)
     assert_int_equal(pipe(fds), 0);
     snprintf(pipe_path, sizeof(pipe_path), "/proc/self/fd/%d", fds[0]);
     assert_int_equal(rt_secret_file_read(pipe_path, 4, 16, out, &len, why, sizeof(why)), -1);
-    assert_non_null(strstr(why, "nothing to read within 5000 ms"));
+    snprintf(expected, sizeof(expected), "nothing to read within %u ms", RT_SECRET_WAIT_MS);
+    assert_non_null(strstr(why, expected));
     close(fds[0]);
     close(fds[1]);
     /* A short reason buffer is cut, never overrun. */
